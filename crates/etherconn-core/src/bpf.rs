@@ -1,0 +1,1 @@
+//! Classic BPF receive filters (in progress).
