@@ -29,8 +29,8 @@
 //!     src_mac: "02:00:00:00:00:01".parse().unwrap(),
 //!     dst_mac: "02:00:00:00:00:02".parse().unwrap(),
 //!     vlans: &vlans,
-//!     src: (Ipv4Addr::new(192, 0, 2, 1).into(), 68),
-//!     dst: (Ipv4Addr::new(192, 0, 2, 2).into(), 67),
+//!     src: (Ipv4Addr::new(192, 0, 2, 1), 68).into(),
+//!     dst: (Ipv4Addr::new(192, 0, 2, 2), 67).into(),
 //!     ttl: 64,
 //!     dscp: 0,
 //!     payload: b"hello",
@@ -43,7 +43,7 @@
 //! assert_eq!(c.key.to_string(), "02:00:00:00:00:02|200|100#0x0800");
 //! assert_eq!(c.ethertype, EtherType::IPV4);
 //! let udp = c.udp.unwrap();
-//! assert_eq!(udp.remote.1, 68);
+//! assert_eq!(udp.remote.port(), 68);
 //! assert_eq!(&buf[udp.payload.range()], b"hello");
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
