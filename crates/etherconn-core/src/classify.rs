@@ -284,13 +284,22 @@ fn classify_ipv6(l3: &[u8], at: usize, opts: Options, c: &mut Classified) -> Res
 
 fn classify_udp(l4: &[u8], ip: &IpInfo, opts: Options) -> Result<UdpInfo, Invalid> {
     let p = udp::Packet::new_checked(l4).map_err(Invalid::at(Layer::Udp))?;
-    if opts.verify_udp_checksum {
-        udp::Repr::parse(&p, ip.src, ip.dst).map_err(Invalid::at(Layer::Udp))?;
-    } else if p.dst_port() == 0 {
+    // The rules of udp::Repr::parse, applied to the already checked view without re-checking it.
+    if p.dst_port() == 0 {
         return Err(Invalid::Malformed {
             layer: Layer::Udp,
             reason: "destination port 0",
         });
+    }
+    if opts.verify_udp_checksum {
+        let good = match (p.checksum(), ip.dst) {
+            (0, IpAddr::V4(_)) => true,
+            (0, IpAddr::V6(_)) => false,
+            _ => p.verify_checksum(ip.src, ip.dst),
+        };
+        if !good {
+            return Err(Invalid::BadChecksum { layer: Layer::Udp });
+        }
     }
     let start = ip.payload.start + udp::HEADER_LEN;
     Ok(UdpInfo {
