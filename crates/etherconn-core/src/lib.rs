@@ -11,6 +11,9 @@
 //! - [`build`]: writes Ethernet + VLAN stack + IPv4/IPv6 + UDP frames into a caller's buffer.
 //! - [`key`]: [`L2EndpointKey`] and [`L4RecvKey`], the keys the relays dispatch on.
 //! - [`bpf`]: a classic BPF program builder for the relays' receive filter.
+//! - `relay` (feature `std`): the `PacketRelay` trait every backend implements, the shared
+//!   dispatch table, per-conn receive queues, pooled buffers and counters; and `EtherConn`,
+//!   one L2 endpoint on a relay.
 //!
 //! # Example: classify a received frame
 //!
@@ -55,7 +58,13 @@ extern crate alloc;
 pub mod bpf;
 pub mod build;
 pub mod classify;
+#[cfg(feature = "std")]
+mod conn;
 pub mod key;
+#[cfg(feature = "std")]
+pub mod relay;
 pub mod wire;
 
+#[cfg(feature = "std")]
+pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use key::{L2EndpointKey, L4RecvKey, VlanIds};

@@ -1,0 +1,344 @@
+//! [`EtherConn`]: one L2 endpoint (a MAC, a VLAN stack and a set of EtherTypes) on a relay.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::build::{build_ethernet_frame, BuildError, L2Header};
+use crate::key::{L2EndpointKey, VlanIds};
+use crate::relay::{ConnEntry, PacketRelay, RelayError, RxFrame};
+use crate::wire::vlan::{VlanStack, MAX_TAGS};
+use crate::wire::{EtherType, MacAddr, VlanTag};
+
+/// Options for [`EtherConn::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtherConnConfig {
+    /// EtherTypes to receive (one key is registered per EtherType). Default: ARP, IPv4, IPv6.
+    pub ethertypes: Vec<EtherType>,
+    /// Also receive broadcast/multicast frames on this VLAN stack and these EtherTypes.
+    pub recv_multicast: bool,
+    /// Be the relay's default conn: receive unicast frames no other key matches.
+    pub default_conn: bool,
+    /// Take over keys (and the default role) other conns hold instead of failing.
+    pub replace: bool,
+    /// Frames the receive queue holds before new ones are dropped (and counted).
+    pub queue_depth: usize,
+}
+
+impl Default for EtherConnConfig {
+    fn default() -> Self {
+        EtherConnConfig {
+            ethertypes: alloc::vec![EtherType::ARP, EtherType::IPV4, EtherType::IPV6],
+            recv_multicast: false,
+            default_conn: false,
+            replace: false,
+            queue_depth: 64,
+        }
+    }
+}
+
+impl EtherConnConfig {
+    /// These options with the given EtherTypes.
+    pub fn ethertypes(mut self, ethertypes: &[EtherType]) -> Self {
+        self.ethertypes = ethertypes.to_vec();
+        self
+    }
+
+    /// These options with `recv_multicast` set.
+    pub fn recv_multicast(mut self, on: bool) -> Self {
+        self.recv_multicast = on;
+        self
+    }
+
+    /// These options with `default_conn` set.
+    pub fn default_conn(mut self, on: bool) -> Self {
+        self.default_conn = on;
+        self
+    }
+
+    /// These options with `replace` set.
+    pub fn replace(mut self, on: bool) -> Self {
+        self.replace = on;
+        self
+    }
+
+    /// These options with the given queue depth.
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth;
+        self
+    }
+}
+
+/// The sender of a received frame, as seen at L2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct L2Peer {
+    /// Source MAC.
+    pub mac: MacAddr,
+    /// The VLAN tags the frame carried, outermost first.
+    pub vlans: VlanStack,
+    /// EtherType after the last tag.
+    pub ethertype: EtherType,
+}
+
+impl fmt::Display for L2Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.mac)?;
+        for t in self.vlans.as_slice() {
+            write!(f, "|{}", t.id)?;
+        }
+        write!(f, "#{}", self.ethertype)
+    }
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+fn encode_timeout(t: Option<Duration>) -> io::Result<u64> {
+    match t {
+        Some(d) if d.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        )),
+        Some(d) => Ok(u64::try_from(d.as_nanos())
+            .unwrap_or(NO_TIMEOUT - 1)
+            .min(NO_TIMEOUT - 1)),
+        None => Ok(NO_TIMEOUT),
+    }
+}
+
+fn decode_timeout(v: u64) -> Option<Duration> {
+    (v != NO_TIMEOUT).then(|| Duration::from_nanos(v))
+}
+
+/// An L2 endpoint: sends frames from its MAC with its VLAN stack, and receives the frames
+/// addressed to its MAC on that stack for its EtherTypes.
+///
+/// Shaped like [`std::net::UdpSocket`]: `&self` methods, usable from several threads, read and
+/// write timeouts, non-blocking mode. Dropping it deregisters its keys.
+pub struct EtherConn {
+    relay: Arc<dyn PacketRelay>,
+    entry: Arc<ConnEntry>,
+    mac: MacAddr,
+    vlans: VlanStack,
+    keys: Vec<L2EndpointKey>,
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    nonblocking: AtomicBool,
+}
+
+impl fmt::Debug for EtherConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtherConn")
+            .field("mac", &self.mac)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl EtherConn {
+    /// Registers an endpoint for `mac` and `vlans` (outermost first, at most two) on `relay`.
+    ///
+    /// Fails with [`RelayError::KeyInUse`] when another conn holds one of its keys and
+    /// `config.replace` is off, [`RelayError::DefaultInUse`] likewise for the default role, and
+    /// [`RelayError::InvalidConfig`] for more than two tags or no EtherType.
+    pub fn new(
+        relay: Arc<dyn PacketRelay>,
+        mac: MacAddr,
+        vlans: &[VlanTag],
+        config: EtherConnConfig,
+    ) -> Result<EtherConn, RelayError> {
+        if vlans.len() > MAX_TAGS {
+            return Err(RelayError::InvalidConfig("at most two VLAN tags"));
+        }
+        if config.ethertypes.is_empty() {
+            return Err(RelayError::InvalidConfig("no EtherType to receive"));
+        }
+        let stack = VlanStack::from_slice(vlans)
+            .map_err(|_| RelayError::InvalidConfig("at most two VLAN tags"))?;
+        let ids = VlanIds::from_stack(&stack);
+        let mut keys: Vec<L2EndpointKey> = config
+            .ethertypes
+            .iter()
+            .map(|&et| L2EndpointKey::new(mac, ids, et))
+            .collect();
+        keys.dedup();
+        let entry = ConnEntry::new(config.queue_depth, config.recv_multicast);
+        let dispatcher = relay.dispatcher();
+        dispatcher.register(&keys, &entry, config.replace)?;
+        if config.default_conn {
+            if let Err(e) = dispatcher.set_default(&entry, config.replace) {
+                dispatcher.deregister(&keys, &entry);
+                return Err(e);
+            }
+        }
+        Ok(EtherConn {
+            relay,
+            entry,
+            mac,
+            vlans: stack,
+            keys,
+            read_timeout: AtomicU64::new(NO_TIMEOUT),
+            write_timeout: AtomicU64::new(NO_TIMEOUT),
+            nonblocking: AtomicBool::new(false),
+        })
+    }
+
+    /// The endpoint's MAC.
+    pub fn local_mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// The endpoint's VLAN stack.
+    pub fn vlans(&self) -> &[VlanTag] {
+        self.vlans.as_slice()
+    }
+
+    /// The keys registered for this endpoint.
+    pub fn keys(&self) -> &[L2EndpointKey] {
+        &self.keys
+    }
+
+    /// The relay this endpoint is on.
+    pub fn relay(&self) -> &Arc<dyn PacketRelay> {
+        &self.relay
+    }
+
+    /// Sends `payload` as one frame of `ethertype` to `dst_mac`, from this endpoint's MAC and
+    /// VLAN stack; returns the payload length. Frames shorter than 60 bytes are padded.
+    pub fn send_to(
+        &self,
+        payload: &[u8],
+        ethertype: EtherType,
+        dst_mac: MacAddr,
+    ) -> io::Result<usize> {
+        self.send_to_from(payload, ethertype, dst_mac, self.mac, self.vlans.as_slice())
+    }
+
+    /// Like [`send_to`](Self::send_to) with this call's own source MAC and VLAN stack.
+    pub fn send_to_from(
+        &self,
+        payload: &[u8],
+        ethertype: EtherType,
+        dst_mac: MacAddr,
+        src_mac: MacAddr,
+        vlans: &[VlanTag],
+    ) -> io::Result<usize> {
+        let header = L2Header {
+            src_mac,
+            dst_mac,
+            vlans,
+            ethertype,
+        };
+        self.send_built(|buf| build_ethernet_frame(buf, &header, payload))?;
+        Ok(payload.len())
+    }
+
+    /// Builds a frame in a pooled buffer with `build` and sends it; the building block of the
+    /// UDP layer, which writes IP and UDP headers too.
+    pub fn send_built(
+        &self,
+        build: impl FnOnce(&mut [u8]) -> Result<usize, BuildError>,
+    ) -> io::Result<usize> {
+        let mut buf = self.relay.dispatcher().tx_buffer().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::WouldBlock, "every transmit buffer is in use")
+        })?;
+        let len = build(&mut buf).map_err(build_error)?;
+        let timeout = if self.nonblocking.load(Ordering::Relaxed) {
+            Some(Duration::ZERO)
+        } else {
+            decode_timeout(self.write_timeout.load(Ordering::Relaxed))
+        };
+        self.relay.send(&buf[..len], timeout)?;
+        Ok(len)
+    }
+
+    fn read_wait(&self) -> Option<Duration> {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            Some(Duration::ZERO)
+        } else {
+            decode_timeout(self.read_timeout.load(Ordering::Relaxed))
+        }
+    }
+
+    /// Receives one frame's Ethernet payload (after the last VLAN tag) into `buf`; returns its
+    /// length and the sender. Like UDP, bytes that do not fit in `buf` are discarded.
+    ///
+    /// Errors: `WouldBlock` in non-blocking mode when nothing waits, `TimedOut` when the read
+    /// timeout expires, `NotConnected` once the relay stopped.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, L2Peer)> {
+        let rx = self.recv_frame()?;
+        let payload = rx.payload();
+        let n = payload.len().min(buf.len());
+        buf[..n].copy_from_slice(&payload[..n]);
+        let i = &rx.info;
+        Ok((
+            n,
+            L2Peer {
+                mac: i.src_mac,
+                vlans: i.vlans,
+                ethertype: i.ethertype,
+            },
+        ))
+    }
+
+    /// Receives one whole frame without copying it, with the relay's classification.
+    pub fn recv_frame(&self) -> io::Result<RxFrame> {
+        self.entry.queue.pop(self.read_wait())
+    }
+
+    /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for
+    /// `UdpSocket`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout
+            .store(encode_timeout(timeout)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the send timeout (`None`: block forever); a zero duration is an error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.write_timeout
+            .store(encode_timeout(timeout)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The receive timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(decode_timeout(self.read_timeout.load(Ordering::Relaxed)))
+    }
+
+    /// The send timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(decode_timeout(self.write_timeout.load(Ordering::Relaxed)))
+    }
+
+    /// Makes `recv_from` and sends return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Frames waiting in the receive queue.
+    pub fn queued(&self) -> usize {
+        self.entry.queue.len()
+    }
+}
+
+fn build_error(e: BuildError) -> io::Error {
+    let kind = match e {
+        BuildError::PayloadTooLarge(_) | BuildError::BufferTooSmall { .. } => {
+            io::ErrorKind::InvalidInput
+        }
+        _ => io::ErrorKind::InvalidInput,
+    };
+    io::Error::new(kind, e)
+}
+
+impl Drop for EtherConn {
+    fn drop(&mut self) {
+        self.relay.dispatcher().deregister(&self.keys, &self.entry);
+        self.entry.queue.close();
+    }
+}

@@ -1,0 +1,428 @@
+//! The dispatch table every relay delivers received frames through (DESIGN.md section 3).
+//!
+//! Exact keys live in a sharded map: a frame's lookup read-locks one of [`SHARDS`] shards
+//! chosen from its MAC and VLAN ids, so relay threads never contend on one global lock and a
+//! registration only blocks lookups in its own shard. The default conn and the
+//! receive-multicast set are consulted only for frames no exact key matched.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ahash::RandomState;
+
+use super::pool::{BufferPool, PooledBuf};
+use super::queue::{PushError, RxFrame, RxQueue};
+use super::stats::{RelayCounters, RelayStats};
+use super::RelayError;
+use crate::classify::{classify_with, Options};
+use crate::key::{L2EndpointKey, VlanIds};
+use crate::wire::{ethernet, vlan, EtherType, VlanTag};
+
+/// Buffers for frames being built by senders (one per concurrently sending thread suffices).
+const TX_BUFFERS: usize = 1024;
+
+/// Number of shards of the exact-key table.
+pub const SHARDS: usize = 64;
+
+/// What a conn registers: its receive queue and how it wants frames.
+#[derive(Debug)]
+pub struct ConnEntry {
+    id: u64,
+    /// The conn's receive queue.
+    pub queue: RxQueue,
+    /// Whether the conn also takes broadcast/multicast frames on its VLANs and EtherTypes.
+    pub recv_multicast: bool,
+}
+
+impl ConnEntry {
+    /// A conn entry with a queue of `depth` frames.
+    pub fn new(depth: usize, recv_multicast: bool) -> Arc<ConnEntry> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(ConnEntry {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            queue: RxQueue::new(depth),
+            recv_multicast,
+        })
+    }
+
+    /// A process-unique id, for logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Settings of a [`Dispatcher`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DispatcherConfig {
+    /// Most receive buffers in flight (queued on conns); frames beyond are dropped and counted
+    /// as `rx_no_buffer`. Buffers are allocated on first use.
+    pub rx_buffers: usize,
+    /// Bytes per buffer: the largest frame the relay takes, VLAN tags included.
+    pub buf_len: usize,
+    /// Also give every frame to the default conn.
+    pub mirror_to_default: bool,
+    /// Verify UDP checksums of received frames.
+    pub verify_udp_checksum: bool,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            rx_buffers: 65_536,
+            buf_len: 2048,
+            mirror_to_default: false,
+            verify_udp_checksum: true,
+        }
+    }
+}
+
+impl DispatcherConfig {
+    /// These settings with `mirror_to_default` set.
+    pub fn mirror_to_default(mut self, on: bool) -> Self {
+        self.mirror_to_default = on;
+        self
+    }
+
+    /// These settings with the buffer count and length set.
+    pub fn buffers(mut self, count: usize, len: usize) -> Self {
+        self.rx_buffers = count;
+        self.buf_len = len;
+        self
+    }
+}
+
+type Shard = RwLock<HashMap<L2EndpointKey, Arc<ConnEntry>, RandomState>>;
+type GroupKey = (VlanIds, EtherType);
+
+/// The shared dispatch table, receive buffer pool and counters of one relay.
+#[derive(Debug)]
+pub struct Dispatcher {
+    shards: Vec<Shard>,
+    default: RwLock<Option<Arc<ConnEntry>>>,
+    multicast: RwLock<HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>>,
+    pool: Arc<BufferPool>,
+    tx_pool: Arc<BufferPool>,
+    counters: RelayCounters,
+    config: DispatcherConfig,
+    stopped: AtomicBool,
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Dispatcher {
+    /// An empty table.
+    pub fn new(config: DispatcherConfig) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
+                .collect(),
+            default: RwLock::new(None),
+            multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
+            pool: BufferPool::new(config.rx_buffers, config.buf_len),
+            tx_pool: BufferPool::new(TX_BUFFERS, config.buf_len),
+            counters: RelayCounters::default(),
+            config,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DispatcherConfig {
+        &self.config
+    }
+
+    /// The live counters (backends add their own tx counts here).
+    pub fn counters(&self) -> &RelayCounters {
+        &self.counters
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RelayStats {
+        self.counters.snapshot()
+    }
+
+    /// Number of exact keys registered.
+    pub fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
+    }
+
+    fn shard(&self, key: &L2EndpointKey) -> &Shard {
+        // The low MAC octets vary most between endpoints of a fleet; mixing in the VLAN ids
+        // spreads endpoints that share a MAC over VLANs.
+        let m = key.mac.0;
+        let v = key
+            .vlans
+            .as_slice()
+            .iter()
+            .fold(0u16, |a, &id| a.rotate_left(5) ^ id);
+        let h = usize::from(m[5]) ^ (usize::from(m[4]) << 3) ^ usize::from(m[3]) ^ usize::from(v);
+        &self.shards[h % SHARDS]
+    }
+
+    /// Whether the relay stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Registers `keys` for `entry`, all or none.
+    ///
+    /// A key registered to another conn is refused with [`RelayError::KeyInUse`] unless
+    /// `replace` is set, in which case the other conn loses it. A receive-multicast entry also
+    /// joins the broadcast group of each key's VLANs and EtherType.
+    pub fn register(
+        &self,
+        keys: &[L2EndpointKey],
+        entry: &Arc<ConnEntry>,
+        replace: bool,
+    ) -> Result<(), RelayError> {
+        if self.is_stopped() {
+            return Err(RelayError::Stopped);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let mut shard = write(self.shard(key));
+            match shard.get(key) {
+                Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
+                    drop(shard);
+                    self.remove_keys(&keys[..i], entry);
+                    return Err(RelayError::KeyInUse(*key));
+                }
+                _ => {
+                    shard.insert(*key, Arc::clone(entry));
+                }
+            }
+        }
+        if entry.recv_multicast {
+            let mut groups = write(&self.multicast);
+            for key in keys {
+                let members = groups.entry((key.vlans, key.ethertype)).or_default();
+                if !members.iter().any(|m| Arc::ptr_eq(m, entry)) {
+                    members.push(Arc::clone(entry));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_keys(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        for key in keys {
+            let mut shard = write(self.shard(key));
+            if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                shard.remove(key);
+            }
+        }
+    }
+
+    /// Removes `entry`'s keys (keys since taken by another conn are left alone), its
+    /// multicast memberships and, if it is the default conn, that role.
+    pub fn deregister(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        self.remove_keys(keys, entry);
+        if entry.recv_multicast {
+            let mut groups = write(&self.multicast);
+            for key in keys {
+                let g = (key.vlans, key.ethertype);
+                if let Some(members) = groups.get_mut(&g) {
+                    members.retain(|m| !Arc::ptr_eq(m, entry));
+                    if members.is_empty() {
+                        groups.remove(&g);
+                    }
+                }
+            }
+        }
+        let mut default = write(&self.default);
+        if default.as_ref().is_some_and(|d| Arc::ptr_eq(d, entry)) {
+            *default = None;
+        }
+    }
+
+    /// Makes `entry` the default conn; refused with [`RelayError::DefaultInUse`] when another
+    /// conn is the default, unless `replace` is set.
+    pub fn set_default(&self, entry: &Arc<ConnEntry>, replace: bool) -> Result<(), RelayError> {
+        if self.is_stopped() {
+            return Err(RelayError::Stopped);
+        }
+        let mut default = write(&self.default);
+        if let Some(d) = default.as_ref() {
+            if !replace && !Arc::ptr_eq(d, entry) {
+                return Err(RelayError::DefaultInUse);
+            }
+        }
+        *default = Some(Arc::clone(entry));
+        Ok(())
+    }
+
+    /// Stops delivery and wakes every blocked reader with an error.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for s in &self.shards {
+            for e in read(s).values() {
+                e.queue.close();
+            }
+        }
+        if let Some(d) = read(&self.default).as_ref() {
+            d.queue.close();
+        }
+        for members in read(&self.multicast).values() {
+            for m in members {
+                m.queue.close();
+            }
+        }
+    }
+
+    /// A buffer to build an outgoing frame in, `None` when every one is in use.
+    pub fn tx_buffer(&self) -> Option<PooledBuf> {
+        self.tx_pool.get()
+    }
+
+    /// Takes a receive buffer, counting a shortage.
+    fn buffer(&self) -> Option<PooledBuf> {
+        let b = self.pool.get();
+        if b.is_none() {
+            RelayCounters::bump(&self.counters.rx_no_buffer);
+        }
+        b
+    }
+
+    /// Delivers one received frame: copies it into a pooled buffer (putting back an outer VLAN
+    /// tag the kernel stripped, so that every backend hands conns the same bytes), classifies it
+    /// once and queues it on the conn(s) it belongs to. Never blocks; every outcome is counted.
+    ///
+    /// `udp_checksum_trusted` says the backend knows the UDP checksum is good or was never
+    /// computed (a locally generated frame on a veth, say), so it is not verified again.
+    pub fn deliver(&self, frame: &[u8], stripped_tag: Option<VlanTag>, udp_checksum_trusted: bool) {
+        let c = &self.counters;
+        RelayCounters::bump(&c.rx_offered);
+        let Some(mut buf) = self.buffer() else { return };
+        let len = match copy_frame(&mut buf, frame, stripped_tag) {
+            Some(len) => len,
+            None => {
+                c.count_invalid(&crate::classify::Invalid::Truncated {
+                    layer: crate::classify::Layer::Ethernet,
+                });
+                return;
+            }
+        };
+        let opts = Options::new()
+            .verify_udp_checksum(self.config.verify_udp_checksum && !udp_checksum_trusted);
+        let info = match classify_with(&buf[..len], None, opts) {
+            Ok(info) => info,
+            Err(why) => {
+                c.count_invalid(&why);
+                return;
+            }
+        };
+        if info.ip.is_some_and(|ip| ip.fragment) {
+            RelayCounters::bump(&c.rx_fragments);
+        }
+        let rx = RxFrame { buf, len, info };
+        let key = info.key;
+
+        let mirror = self.config.mirror_to_default;
+        {
+            let shard = read(self.shard(&key));
+            if let Some(entry) = shard.get(&key) {
+                let copy = if mirror { self.copy_of(&rx) } else { None };
+                self.push(entry, rx, &c.rx_delivered);
+                drop(shard);
+                if let Some(copy) = copy {
+                    self.push_default(copy);
+                }
+                return;
+            }
+        }
+
+        if info.dst_mac.is_multicast() {
+            let groups = read(&self.multicast);
+            let members = groups
+                .get(&(key.vlans, key.ethertype))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let default = read(&self.default);
+            if members.is_empty() && default.is_none() {
+                RelayCounters::bump(&c.rx_multicast_ignored);
+                return;
+            }
+            let mut rx = Some(rx);
+            let last = members.len() + usize::from(default.is_some());
+            for (i, m) in members.iter().enumerate() {
+                let item = if i + 1 == last {
+                    rx.take()
+                } else {
+                    rx.as_ref().and_then(|r| self.copy_of(r))
+                };
+                if let Some(item) = item {
+                    self.push(m, item, &c.rx_multicast_delivered);
+                }
+            }
+            if let (Some(d), Some(item)) = (default.as_ref(), rx.take()) {
+                self.push(d, item, &c.rx_to_default);
+            }
+            return;
+        }
+
+        if !self.push_default(rx) {
+            RelayCounters::bump(&c.rx_miss);
+        }
+    }
+
+    fn push_default(&self, rx: RxFrame) -> bool {
+        match read(&self.default).as_ref() {
+            Some(d) => {
+                self.push(d, rx, &self.counters.rx_to_default);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn push(&self, entry: &ConnEntry, rx: RxFrame, delivered: &AtomicU64) {
+        match entry.queue.push(rx) {
+            Ok(()) => RelayCounters::bump(delivered),
+            Err(PushError::Full) => RelayCounters::bump(&self.counters.rx_queue_full),
+            // A conn closing while frames arrive for it: the frame has no reader.
+            Err(PushError::Closed) => RelayCounters::bump(&self.counters.rx_miss),
+        }
+    }
+
+    fn copy_of(&self, rx: &RxFrame) -> Option<RxFrame> {
+        let mut buf = self.buffer()?;
+        buf[..rx.len].copy_from_slice(rx.frame());
+        Some(RxFrame {
+            buf,
+            len: rx.len,
+            info: rx.info,
+        })
+    }
+}
+
+/// Copies `frame` into `buf`, re-inserting `stripped_tag` after the MAC addresses; `None` when
+/// the frame is shorter than an Ethernet header or does not fit.
+fn copy_frame(buf: &mut [u8], frame: &[u8], stripped_tag: Option<VlanTag>) -> Option<usize> {
+    if frame.len() < ethernet::HEADER_LEN {
+        return None;
+    }
+    match stripped_tag {
+        None => {
+            buf.get_mut(..frame.len())?.copy_from_slice(frame);
+            Some(frame.len())
+        }
+        Some(tag) => {
+            let len = frame.len() + vlan::HEADER_LEN;
+            let out = buf.get_mut(..len)?;
+            out[..12].copy_from_slice(&frame[..12]);
+            out[12..14].copy_from_slice(&tag.tpid.get().to_be_bytes());
+            out[14..16].copy_from_slice(&tag.tci().to_be_bytes());
+            out[16..].copy_from_slice(&frame[12..]);
+            Some(len)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The relay layer: what every backend (AF_PACKET, AF_XDP, libpcap) shares.
+//!
+//! A backend owns the interface I/O and calls [`Dispatcher::deliver`] for every frame it
+//! receives; everything after that (classification, the key table, per-conn queues, pooled
+//! buffers, counters) is here, so that dispatch behaves the same whichever backend runs it.
+//! Sending goes the other way: an [`EtherConn`](crate::EtherConn) builds a frame in a pooled
+//! buffer and hands it to [`PacketRelay::send`].
+//!
+//! The trait does not assume one receive thread: an AF_PACKET relay may run several threads
+//! in a fanout group and an AF_XDP relay one per NIC queue, all calling
+//! [`Dispatcher::deliver`] concurrently.
+
+mod dispatch;
+mod loopback;
+mod pool;
+mod queue;
+mod stats;
+
+use std::io;
+use std::time::Duration;
+
+use alloc::sync::Arc;
+
+pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, SHARDS};
+pub use loopback::LoopbackRelay;
+pub use pool::{BufferPool, PooledBuf};
+pub use queue::{RxFrame, RxQueue};
+pub use stats::{RelayCounters, RelayStats};
+
+use crate::key::L2EndpointKey;
+
+/// Why a relay refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The key is registered to another conn.
+    #[error("endpoint key {0} is already registered to another conn")]
+    KeyInUse(L2EndpointKey),
+    /// Another conn is the default conn.
+    #[error("another conn is already the default conn")]
+    DefaultInUse,
+    /// The relay has stopped.
+    #[error("the relay has stopped")]
+    Stopped,
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+impl From<RelayError> for io::Error {
+    fn from(e: RelayError) -> io::Error {
+        let kind = match e {
+            RelayError::KeyInUse(_) | RelayError::DefaultInUse => io::ErrorKind::AddrInUse,
+            RelayError::Stopped => io::ErrorKind::NotConnected,
+            RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A forwarding engine bound to one interface.
+///
+/// Implementations are shared (`Arc`) by every conn on the interface; all methods take `&self`
+/// and may be called from any thread.
+pub trait PacketRelay: Send + Sync + core::fmt::Debug {
+    /// The dispatch table received frames go through.
+    fn dispatcher(&self) -> &Arc<Dispatcher>;
+
+    /// Sends one whole frame (from the destination MAC), waiting at most `timeout` for room in
+    /// the transmit path (`None`: as long as needed). Errors are `io::Error`s; `TimedOut` or
+    /// `WouldBlock` when the wait expired.
+    fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sends several frames; returns how many were sent before the first failure (an error
+    /// only when none was sent). The default sends them one by one.
+    fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
+        for (i, f) in frames.iter().enumerate() {
+            if let Err(e) = self.send(f, timeout) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(frames.len())
+    }
+
+    /// The largest frame the relay sends or receives, VLAN tags included.
+    fn max_frame_len(&self) -> usize {
+        self.dispatcher().config().buf_len
+    }
+
+    /// A snapshot of the counters.
+    fn stats(&self) -> RelayStats {
+        self.dispatcher().stats()
+    }
+
+    /// Stops the relay: joins its threads, releases the interface and wakes every blocked
+    /// reader with an error. Idempotent.
+    fn stop(&self);
+}

@@ -1,0 +1,90 @@
+//! Relay counters: updated with relaxed atomics on the hot path, read as a [`RelayStats`]
+//! snapshot.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::classify::Invalid;
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// The live counters of a relay, shared by its threads and its conns.
+        #[derive(Debug, Default)]
+        pub struct RelayCounters {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A snapshot of a relay's counters.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct RelayStats {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl RelayCounters {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> RelayStats {
+                RelayStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl fmt::Display for RelayStats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut first = true;
+                $(
+                    if !first { f.write_str(" ")?; }
+                    first = false;
+                    write!(f, "{}={}", stringify!($name), self.$name)?;
+                )*
+                let _ = first;
+                Ok(())
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames handed to the backend for sending.
+    tx,
+    /// Frames the backend failed to send.
+    tx_errors,
+    /// Frames received from the backend, before any check.
+    rx_offered,
+    /// Frames dropped as malformed, truncated or with a bad checksum.
+    rx_invalid,
+    /// Of `rx_invalid`, those with a bad IPv4 or UDP checksum.
+    rx_bad_checksum,
+    /// IP fragments received (delivered at L2, never as UDP datagrams).
+    rx_fragments,
+    /// Frames put on a conn's receive queue by exact key match.
+    rx_delivered,
+    /// Frames given to the default conn (no match, or mirrored).
+    rx_to_default,
+    /// Broadcast/multicast frames given to receive-multicast conns (counted per conn).
+    rx_multicast_delivered,
+    /// Broadcast/multicast frames no conn wanted.
+    rx_multicast_ignored,
+    /// Unicast frames that matched no key and had no default conn.
+    rx_miss,
+    /// Frames dropped because the conn's queue was full.
+    rx_queue_full,
+    /// Frames dropped because no receive buffer was free.
+    rx_no_buffer,
+}
+
+impl RelayCounters {
+    /// Adds one to a counter.
+    #[inline]
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an invalid frame.
+    #[inline]
+    pub fn count_invalid(&self, why: &Invalid) {
+        Self::bump(&self.rx_invalid);
+        if matches!(why, Invalid::BadChecksum { .. }) {
+            Self::bump(&self.rx_bad_checksum);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# etherconn's test command (the README's "Tests" command, and what .ci/run runs).
+#
+# Installs the system packages the tests need (scripts/setup-debian.sh), then runs, in order:
+# the golden-frame checks (scapy regeneration, tshark cross-check), rustfmt, clippy with
+# warnings denied, every test target, the doctests, rustdoc with warnings denied, and a build of
+# etherconn-core without its default features (the no_std, parser-only configuration).
+#
+# Run it as root: the relay tests create network namespaces and veth pairs. As root it sets
+# ETHERCONN_REQUIRE_ROOT_TESTS=1 so that a root-only test fails instead of skipping.
+# ETHERCONN_SKIP_SETUP=1 skips the package installation (for a machine already set up).
+#
+# Usage: sudo bash scripts/test.sh
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$(pwd)"
+
+# sudo resets PATH (and sometimes HOME): find the rustup toolchain of root or of the sudo caller.
+if ! command -v cargo >/dev/null 2>&1; then
+    for home in "${HOME:-/root}" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
+        if [ -n "$home" ] && [ -x "$home/.cargo/bin/cargo" ]; then
+            export PATH="$home/.cargo/bin:$PATH"
+            export RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" CARGO_HOME="${CARGO_HOME:-$home/.cargo}"
+            break
+        fi
+    done
+fi
+command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found" >&2; exit 1; }
+
+started=$SECONDS
+section() { printf '\n==== %s (at %ds) ====\n' "$*" "$((SECONDS - started))"; }
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf '\n==== FAILED (exit %d) after %ds ====\n' "$rc" "$((SECONDS - started))" >&2
+    fi
+}
+trap on_exit EXIT
+
+if [ "$(id -u)" -eq 0 ]; then
+    export ETHERCONN_REQUIRE_ROOT_TESTS=1
+    echo "running as root: ETHERCONN_REQUIRE_ROOT_TESTS=1 (root-only tests must run, not skip)"
+else
+    echo "not root: tests that need root will skip with a reason"
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+section "setup: system packages and scapy (scripts/setup-debian.sh)"
+if [ "${ETHERCONN_SKIP_SETUP:-0}" = 1 ]; then
+    echo "skipped (ETHERCONN_SKIP_SETUP=1)"
+else
+    bash scripts/setup-debian.sh
+fi
+
+section "golden frames: committed files match make_golden.py (scapy)"
+golden="$repo/crates/etherconn-core/tests/data"
+regen="$(mktemp -d)"
+"${PYTHON:-python3}" "$golden/make_golden.py" --out "$regen"
+for f in golden.pcap golden.json golden_frames.rs; do
+    if ! cmp -s "$golden/$f" "$regen/$f"; then
+        echo "$f is not what make_golden.py produces; rerun it and commit the result" >&2
+        rm -rf "$regen"
+        exit 1
+    fi
+done
+rm -rf "$regen"
+echo "golden.pcap, golden.json, golden_frames.rs are current"
+
+section "golden frames: tshark agrees (checksums, MACs, VLANs, addresses, ports)"
+bash "$golden/check_golden_tshark.sh"
+
+section "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo test --workspace --all-targets"
+cargo test --workspace --all-targets
+
+section "cargo test --workspace --doc"
+cargo test --workspace --doc
+
+section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# The host target with std available still proves that etherconn-core compiles without its std
+# feature; a bare-metal target would need `rustup target add`, which this environment cannot do.
+section "cargo build -p etherconn-core --no-default-features (no_std, parser only)"
+cargo build -p etherconn-core --no-default-features
+
+printf '\n==== all checks passed in %ds ====\n' "$((SECONDS - started))"
