@@ -49,6 +49,8 @@
 #[cfg(target_os = "linux")]
 pub mod error;
 #[cfg(target_os = "linux")]
+pub mod relay;
+#[cfg(target_os = "linux")]
 pub mod ring;
 #[cfg(target_os = "linux")]
 pub mod socket;
@@ -60,6 +62,8 @@ pub mod tx;
 
 #[cfg(target_os = "linux")]
 pub use error::{Error, Result};
+#[cfg(target_os = "linux")]
+pub use relay::{RawSocketRelay, RawSocketRelayConfig};
 #[cfg(target_os = "linux")]
 pub use ring::{PacketType, RingConfig, RxMeta, RxRing, RxVlan};
 #[cfg(target_os = "linux")]

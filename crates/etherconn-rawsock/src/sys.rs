@@ -28,6 +28,11 @@ pub const TP_STATUS_KERNEL: u32 = libc::TP_STATUS_KERNEL;
 /// Frame status bit: the kernel moved an outer VLAN tag into the frame header's
 /// `tp_vlan_tci` (`TP_STATUS_VLAN_VALID`). Set for VLAN ID 0 too.
 pub const TP_STATUS_VLAN_VALID: u32 = libc::TP_STATUS_VLAN_VALID;
+/// Frame status bit: the checksum of a locally generated frame is not computed yet (partial
+/// checksum offload, as on veth) (`TP_STATUS_CSUMNOTREADY`).
+pub const TP_STATUS_CSUMNOTREADY: u32 = libc::TP_STATUS_CSUMNOTREADY;
+/// Frame status bit: the driver verified the transport checksum (`TP_STATUS_CSUM_VALID`).
+pub const TP_STATUS_CSUM_VALID: u32 = libc::TP_STATUS_CSUM_VALID;
 /// Frame status bit: `tp_vlan_tpid` is filled in (`TP_STATUS_VLAN_TPID_VALID`); without it the
 /// TPID of an offloaded tag is 0x8100.
 pub const TP_STATUS_VLAN_TPID_VALID: u32 = libc::TP_STATUS_VLAN_TPID_VALID;

@@ -152,6 +152,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 }
                 ext::AUTH => {
                     check_len(PROTO, data, at + 2)?;
+                    // RFC 4302: at least the 12-byte fixed part, so the length field is >= 1.
+                    if data[at + 1] == 0 {
+                        return Err(Error::malformed(PROTO, "authentication header too short"));
+                    }
                     (usize::from(data[at + 1]) + 2) * 4
                 }
                 ext::FRAGMENT => {

@@ -1,0 +1,299 @@
+//! [`RawSocketRelay`]: the AF_PACKET backend of etherconn's relay layer.
+//!
+//! One or more engine threads each own a [`PacketSocket`] with a TPACKET_V3 ring (joined in a
+//! `PACKET_FANOUT` group when there are several) and hand every frame to the shared
+//! [`Dispatcher`]; senders on any thread write through one send-only socket, which needs no lock
+//! (`send(2)` on a packet socket is thread-safe).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
+use etherconn_core::relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
+use etherconn_core::wire::{EtherType, Tpid, VlanTag};
+
+use crate::error::{Error, Result};
+use crate::ring::RxMeta;
+use crate::socket::{Fanout, FanoutMode, PacketSocket, SocketConfig, StopHandle};
+use crate::sys::{self, PollFd, SockFilter};
+
+/// Settings of a [`RawSocketRelay`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RawSocketRelayConfig {
+    /// EtherTypes the kernel filter passes (untagged, behind one tag or two). Default ARP, IPv4,
+    /// IPv6. Ignored when `filter` is set.
+    pub ethertypes: Vec<EtherType>,
+    /// A classic BPF program that replaces the one built from `ethertypes`.
+    pub filter: Option<Program>,
+    /// The dispatch table's settings (buffers, mirroring, checksum verification).
+    pub dispatcher: DispatcherConfig,
+    /// Receive engine threads; more than one joins them in a `PACKET_FANOUT` hash group.
+    pub threads: usize,
+    /// Socket settings of the receive sockets (ring size and block timeout, promiscuous mode,
+    /// ignore-outgoing); `filter` and `fanout` in it are set by the relay.
+    pub socket: SocketConfig,
+    /// Send straight to the driver (`PACKET_QDISC_BYPASS`). Default on.
+    pub qdisc_bypass: bool,
+}
+
+impl Default for RawSocketRelayConfig {
+    fn default() -> Self {
+        RawSocketRelayConfig {
+            ethertypes: vec![EtherType::ARP, EtherType::IPV4, EtherType::IPV6],
+            filter: None,
+            dispatcher: DispatcherConfig::default(),
+            threads: 1,
+            socket: SocketConfig::default(),
+            qdisc_bypass: true,
+        }
+    }
+}
+
+impl RawSocketRelayConfig {
+    /// These settings with the EtherTypes the filter passes.
+    pub fn ethertypes(mut self, ethertypes: &[EtherType]) -> Self {
+        self.ethertypes = ethertypes.to_vec();
+        self
+    }
+
+    /// These settings with a user filter program.
+    pub fn filter(mut self, program: Program) -> Self {
+        self.filter = Some(program);
+        self
+    }
+
+    /// These settings with the dispatcher's settings.
+    pub fn dispatcher(mut self, config: DispatcherConfig) -> Self {
+        self.dispatcher = config;
+        self
+    }
+
+    /// These settings with `n` receive threads.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+}
+
+fn to_sock_filter(program: &Program) -> Vec<SockFilter> {
+    program
+        .as_slice()
+        .iter()
+        .map(|i| SockFilter::from((i.code, i.jt, i.jf, i.k)))
+        .collect()
+}
+
+/// The AF_PACKET relay: one interface, any number of [`EtherConn`](etherconn_core::EtherConn)s.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use etherconn_core::relay::PacketRelay;
+/// use etherconn_core::wire::{EtherType, VlanTag};
+/// use etherconn_core::{EtherConn, EtherConnConfig};
+/// use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+///
+/// let relay: Arc<dyn PacketRelay> = RawSocketRelay::new("eth0", RawSocketRelayConfig::default())?;
+/// let conn = EtherConn::new(
+///     relay.clone(),
+///     "02:00:00:00:00:01".parse()?,
+///     &[VlanTag::dot1q(100).unwrap()],
+///     EtherConnConfig::default(),
+/// )?;
+/// conn.send_to(b"any payload", EtherType(0x88b5), "ff:ff:ff:ff:ff:ff".parse()?)?;
+/// let mut buf = [0u8; 1500];
+/// let (n, peer) = conn.recv_from(&mut buf)?;
+/// println!("{n} bytes from {peer}");
+/// relay.stop();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RawSocketRelay {
+    ifname: String,
+    dispatcher: Arc<Dispatcher>,
+    tx: PacketSocket,
+    stops: Vec<StopHandle>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+impl RawSocketRelay {
+    /// Opens the interface and starts the receive threads.
+    ///
+    /// Errors: [`Error::NoSuchInterface`], [`Error::InterfaceDown`],
+    /// [`Error::PermissionDenied`] (needs root or `CAP_NET_RAW`), [`Error::RingSetup`],
+    /// [`Error::FilterRejected`], [`Error::InvalidConfig`].
+    pub fn new(ifname: &str, config: RawSocketRelayConfig) -> Result<Arc<RawSocketRelay>> {
+        if config.threads == 0 {
+            return Err(Error::InvalidConfig(
+                "a relay needs at least one receive thread",
+            ));
+        }
+        let program = match config.filter {
+            Some(p) => p,
+            None => ethertype_filter(&config.ethertypes, FilterOptions::default())
+                .map_err(|_| Error::InvalidConfig("cannot build a filter for these EtherTypes"))?,
+        };
+        let mut sock_cfg = config.socket.clone();
+        sock_cfg.filter = Some(to_sock_filter(&program));
+        if config.threads > 1 {
+            // Group ids are per network namespace; the low bits of the pid keep two processes
+            // on one interface apart.
+            let group = (std::process::id() & 0xffff) as u16;
+            sock_cfg.fanout = Some(Fanout {
+                group,
+                mode: FanoutMode::Hash,
+            });
+        }
+        let mut rx = Vec::with_capacity(config.threads);
+        for _ in 0..config.threads {
+            rx.push(PacketSocket::open(ifname, &sock_cfg)?);
+        }
+        let tx_cfg = SocketConfig {
+            qdisc_bypass: config.qdisc_bypass,
+            ..SocketConfig::send_only()
+        };
+        let tx = PacketSocket::open(ifname, &tx_cfg)?;
+        let dispatcher = Dispatcher::new(config.dispatcher);
+        let stops = rx.iter().map(PacketSocket::stop_handle).collect();
+        let mut threads = Vec::with_capacity(rx.len());
+        for (i, sock) in rx.into_iter().enumerate() {
+            let d = Arc::clone(&dispatcher);
+            let name = format!("etherconn-rx{i}");
+            let h = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || engine(sock, &d))
+                .map_err(|e| Error::io("spawn receive thread", e))?;
+            threads.push(h);
+        }
+        Ok(Arc::new(RawSocketRelay {
+            ifname: ifname.to_owned(),
+            dispatcher,
+            tx,
+            stops,
+            threads: Mutex::new(threads),
+            stopped: AtomicBool::new(false),
+        }))
+    }
+
+    /// The interface name.
+    pub fn interface_name(&self) -> &str {
+        &self.ifname
+    }
+
+    fn send_once(&self, frame: &[u8], deadline: Option<Instant>) -> io::Result<()> {
+        loop {
+            match self.tx.socket().send(frame) {
+                Ok(_) => return Ok(()),
+                Err(e) if is_transient(&e) => {
+                    let wait = match deadline {
+                        None => Duration::from_millis(1),
+                        Some(d) => {
+                            let now = Instant::now();
+                            if now >= d {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::WouldBlock,
+                                    "transmit queue full",
+                                ));
+                            }
+                            (d - now).min(Duration::from_millis(1))
+                        }
+                    };
+                    // ENOBUFS does not make the socket unwritable, so wait at most 1 ms per try.
+                    let mut fds = [PollFd::new(
+                        std::os::fd::AsFd::as_fd(self.tx.socket()),
+                        sys::POLLOUT,
+                    )];
+                    let _ = sys::poll(&mut fds, wait);
+                }
+                Err(e) => return Err(e),
+            }
+            if self.stopped.load(Ordering::Relaxed) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the relay has stopped",
+                ));
+            }
+        }
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// One receive thread: drain the ring into the dispatcher until stopped.
+fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
+    let mut deliver = |frame: &[u8], meta: RxMeta| {
+        let stripped = meta
+            .vlan
+            .map(|v| VlanTag::from_tci(Tpid::new(v.tpid).unwrap_or(Tpid::DOT1Q), v.tci));
+        // A frame from a local sender (a veth peer) may carry only a partial UDP checksum that
+        // the kernel will never complete; one the driver verified needs no second check.
+        let trusted = meta.status & (sys::TP_STATUS_CSUMNOTREADY | sys::TP_STATUS_CSUM_VALID) != 0;
+        dispatcher.deliver(frame, stripped, trusted);
+    };
+    loop {
+        match sock.poll_batch(Duration::from_millis(100), &mut deliver) {
+            Ok(_) => {}
+            Err(Error::Stopped) => break,
+            // The interface went down or a transient error: keep serving once it is back.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        if dispatcher.is_stopped() {
+            break;
+        }
+    }
+}
+
+impl PacketRelay for RawSocketRelay {
+    fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
+        let c = self.dispatcher.counters();
+        if self.stopped.load(Ordering::Relaxed) {
+            RelayCounters::bump(&c.tx_errors);
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the relay has stopped",
+            ));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.send_once(frame, deadline) {
+            Ok(()) => {
+                RelayCounters::bump(&c.tx);
+                Ok(())
+            }
+            Err(e) => {
+                RelayCounters::bump(&c.tx_errors);
+                Err(e)
+            }
+        }
+    }
+
+    fn stop(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for s in &self.stops {
+            s.stop();
+        }
+        self.dispatcher.stop();
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RawSocketRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
