@@ -31,7 +31,7 @@ pub use etherconn_core as core;
 pub use etherconn_core::relay;
 #[cfg(feature = "std")]
 pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};
-pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey};
+pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
 
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]
