@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::build::{build_ethernet_frame, BuildError, L2Header};
 use crate::key::{L2EndpointKey, VlanIds};
-use crate::relay::{ConnEntry, PacketRelay, RelayError, RxFrame};
+use crate::relay::{ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame};
 use crate::wire::vlan::{VlanStack, MAX_TAGS};
 use crate::wire::{EtherType, MacAddr, VlanTag};
 
@@ -27,6 +27,10 @@ pub struct EtherConnConfig {
     pub replace: bool,
     /// Frames the receive queue holds before new ones are dropped (and counted).
     pub queue_depth: usize,
+    /// Demultiplex received UDP datagrams to the queues registered in
+    /// [`EtherConn::l4_demux`] (by local IP and port) instead of this conn's own queue, which
+    /// then receives only non-UDP frames. What `SharedEtherConn` is built on.
+    pub l4_demux: bool,
 }
 
 impl Default for EtherConnConfig {
@@ -37,6 +41,7 @@ impl Default for EtherConnConfig {
             default_conn: false,
             replace: false,
             queue_depth: 64,
+            l4_demux: false,
         }
     }
 }
@@ -63,6 +68,12 @@ impl EtherConnConfig {
     /// These options with `replace` set.
     pub fn replace(mut self, on: bool) -> Self {
         self.replace = on;
+        self
+    }
+
+    /// These options with `l4_demux` set.
+    pub fn l4_demux(mut self, on: bool) -> Self {
+        self.l4_demux = on;
         self
     }
 
@@ -165,7 +176,11 @@ impl EtherConn {
             .map(|&et| L2EndpointKey::new(mac, ids, et))
             .collect();
         keys.dedup();
-        let entry = ConnEntry::new(config.queue_depth, config.recv_multicast);
+        let entry = if config.l4_demux {
+            ConnEntry::with_l4(config.queue_depth, config.recv_multicast)
+        } else {
+            ConnEntry::new(config.queue_depth, config.recv_multicast)
+        };
         let dispatcher = relay.dispatcher();
         dispatcher.register(&keys, &entry, config.replace)?;
         if config.default_conn {
@@ -320,6 +335,11 @@ impl EtherConn {
         Ok(())
     }
 
+    /// The UDP demultiplexer, when the conn was created with `l4_demux`.
+    pub fn l4_demux(&self) -> Option<&L4Demux> {
+        self.entry.l4.as_ref()
+    }
+
     /// Frames waiting in the receive queue.
     pub fn queued(&self) -> usize {
         self.entry.queue.len()
@@ -340,5 +360,8 @@ impl Drop for EtherConn {
     fn drop(&mut self) {
         self.relay.dispatcher().deregister(&self.keys, &self.entry);
         self.entry.queue.close();
+        if let Some(l4) = &self.entry.l4 {
+            l4.close_all();
+        }
     }
 }

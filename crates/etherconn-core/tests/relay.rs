@@ -316,3 +316,82 @@ fn concurrent_readers_and_a_writer_lose_nothing_under_capacity() {
     assert_eq!(total, 800);
     assert_eq!(r.stats().rx_delivered, 800);
 }
+
+#[test]
+fn shared_l2_endpoint_demultiplexes_udp_by_l4_key() {
+    use etherconn_core::build::{build_udp_frame, UdpFrame};
+    use etherconn_core::relay::RxQueue;
+    use etherconn_core::L4RecvKey;
+
+    let r = relay();
+    let shared = conn(
+        &r,
+        mac(2),
+        &[],
+        EtherConnConfig::default()
+            .l4_demux(true)
+            .recv_multicast(true),
+    );
+    let sender = conn(&r, mac(1), &[], cfg());
+    let l4 = shared.l4_demux().unwrap();
+    let exact = Arc::new(RxQueue::new(8));
+    let wildcard = Arc::new(RxQueue::new(8));
+    l4.register(
+        "192.0.2.2:5000/udp".parse::<L4RecvKey>().unwrap(),
+        &exact,
+        false,
+    )
+    .unwrap();
+    l4.register(
+        "0.0.0.0:68/udp".parse::<L4RecvKey>().unwrap(),
+        &wildcard,
+        false,
+    )
+    .unwrap();
+    let dup = Arc::new(RxQueue::new(8));
+    assert!(matches!(
+        l4.register("192.0.2.2:5000/udp".parse().unwrap(), &dup, false),
+        Err(RelayError::L4KeyInUse(_))
+    ));
+    let send = |dst_mac: MacAddr, dst: &str| {
+        sender
+            .send_built(|buf| {
+                build_udp_frame(
+                    buf,
+                    &UdpFrame {
+                        src_mac: mac(1),
+                        dst_mac,
+                        vlans: &[],
+                        src: "192.0.2.1:67".parse().unwrap(),
+                        dst: dst.parse().unwrap(),
+                        ttl: 64,
+                        dscp: 0,
+                        payload: dst.as_bytes(),
+                    },
+                )
+            })
+            .unwrap();
+    };
+    let t = Some(Duration::from_millis(200));
+    send(mac(2), "192.0.2.2:5000");
+    assert_eq!(exact.pop(t).unwrap().info.udp.unwrap().local.port(), 5000);
+    send(mac(2), "192.0.2.9:68");
+    assert_eq!(
+        wildcard.pop(t).unwrap().info.udp.unwrap().local.port(),
+        68,
+        "wildcard IP"
+    );
+    send(MacAddr::BROADCAST, "255.255.255.255:68");
+    assert!(
+        wildcard.pop(t).is_ok(),
+        "broadcast to a shared multicast endpoint"
+    );
+    send(mac(2), "192.0.2.2:5001");
+    assert_eq!(r.stats().rx_l4_miss, 1, "no UDP endpoint on that port");
+    assert!(exact.pop(Some(Duration::from_millis(50))).is_err());
+    drop(shared);
+    assert!(
+        exact.is_closed() && wildcard.is_closed(),
+        "dropping the shared conn closes its UDP queues"
+    );
+}

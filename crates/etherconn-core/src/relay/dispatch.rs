@@ -7,6 +7,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -18,7 +19,7 @@ use super::queue::{PushError, RxFrame, RxQueue};
 use super::stats::{RelayCounters, RelayStats};
 use super::RelayError;
 use crate::classify::{classify_with, Options};
-use crate::key::{L2EndpointKey, VlanIds};
+use crate::key::{L2EndpointKey, L4RecvKey, VlanIds};
 use crate::wire::{ethernet, vlan, EtherType, VlanTag};
 
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
@@ -35,22 +36,108 @@ pub struct ConnEntry {
     pub queue: RxQueue,
     /// Whether the conn also takes broadcast/multicast frames on its VLANs and EtherTypes.
     pub recv_multicast: bool,
+    /// For a shared L2 endpoint: the UDP endpoints it carries, each with its own queue. UDP
+    /// datagrams go to the queue their [`L4RecvKey`] picks; other frames (ARP, ICMP) to
+    /// `queue`.
+    pub l4: Option<L4Demux>,
 }
 
 impl ConnEntry {
     /// A conn entry with a queue of `depth` frames.
     pub fn new(depth: usize, recv_multicast: bool) -> Arc<ConnEntry> {
+        Self::build(depth, recv_multicast, None)
+    }
+
+    /// An entry for a shared L2 endpoint, demultiplexing UDP by [`L4RecvKey`].
+    pub fn with_l4(depth: usize, recv_multicast: bool) -> Arc<ConnEntry> {
+        Self::build(depth, recv_multicast, Some(L4Demux::default()))
+    }
+
+    fn build(depth: usize, recv_multicast: bool, l4: Option<L4Demux>) -> Arc<ConnEntry> {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Arc::new(ConnEntry {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             queue: RxQueue::new(depth),
             recv_multicast,
+            l4,
         })
     }
 
     /// A process-unique id, for logs.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    fn close(&self) {
+        self.queue.close();
+        if let Some(l4) = &self.l4 {
+            l4.close_all();
+        }
+    }
+}
+
+/// The UDP endpoints of one shared L2 endpoint, keyed by [`L4RecvKey`].
+///
+/// A lookup tries the exact (local IP, protocol, port) first, then the wildcard IP of the same
+/// family. The lock is this endpoint's own: lookups in different shared endpoints never
+/// contend, and within one they only share a read lock.
+#[derive(Debug, Default)]
+pub struct L4Demux {
+    map: RwLock<HashMap<L4RecvKey, Arc<RxQueue>, RandomState>>,
+}
+
+impl L4Demux {
+    /// Registers `queue` for `key`; a key held by another queue is refused with
+    /// [`RelayError::L4KeyInUse`] unless `replace` is set.
+    pub fn register(
+        &self,
+        key: L4RecvKey,
+        queue: &Arc<RxQueue>,
+        replace: bool,
+    ) -> Result<(), RelayError> {
+        let mut map = write(&self.map);
+        if let Some(other) = map.get(&key) {
+            if !replace && !Arc::ptr_eq(other, queue) {
+                return Err(RelayError::L4KeyInUse(key));
+            }
+        }
+        map.insert(key, Arc::clone(queue));
+        Ok(())
+    }
+
+    /// Removes `key` if `queue` still holds it.
+    pub fn deregister(&self, key: &L4RecvKey, queue: &Arc<RxQueue>) {
+        let mut map = write(&self.map);
+        if map.get(key).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            map.remove(key);
+        }
+    }
+
+    /// Number of registered UDP endpoints.
+    pub fn len(&self) -> usize {
+        read(&self.map).len()
+    }
+
+    /// Whether no UDP endpoint is registered.
+    pub fn is_empty(&self) -> bool {
+        read(&self.map).is_empty()
+    }
+
+    /// Closes every registered queue (their readers get an error).
+    pub fn close_all(&self) {
+        for q in read(&self.map).values() {
+            q.close();
+        }
+    }
+
+    /// Pushes `rx` to the queue of its destination; `None` (and `rx` dropped) when no key
+    /// matches.
+    fn push(&self, dst: SocketAddr, rx: RxFrame) -> Option<Result<(), PushError>> {
+        let map = read(&self.map);
+        let key = L4RecvKey::udp(dst.ip(), dst.port());
+        map.get(&key)
+            .or_else(|| map.get(&key.wildcard()))
+            .map(|q| q.push(rx))
     }
 }
 
@@ -265,15 +352,15 @@ impl Dispatcher {
         self.stopped.store(true, Ordering::SeqCst);
         for s in &self.shards {
             for e in read(s).values() {
-                e.queue.close();
+                e.close();
             }
         }
         if let Some(d) = read(&self.default).as_ref() {
-            d.queue.close();
+            d.close();
         }
         for members in read(&self.multicast).values() {
             for m in members {
-                m.queue.close();
+                m.close();
             }
         }
     }
@@ -385,7 +472,17 @@ impl Dispatcher {
     }
 
     fn push(&self, entry: &ConnEntry, rx: RxFrame, delivered: &AtomicU64) {
-        match entry.queue.push(rx) {
+        let result = match (&entry.l4, rx.info.udp) {
+            (Some(l4), Some(udp)) => match l4.push(udp.local, rx) {
+                Some(r) => r,
+                None => {
+                    RelayCounters::bump(&self.counters.rx_l4_miss);
+                    return;
+                }
+            },
+            _ => entry.queue.push(rx),
+        };
+        match result {
             Ok(()) => RelayCounters::bump(delivered),
             Err(PushError::Full) => RelayCounters::bump(&self.counters.rx_queue_full),
             // A conn closing while frames arrive for it: the frame has no reader.

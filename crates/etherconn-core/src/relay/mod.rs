@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use alloc::sync::Arc;
 
-pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, SHARDS};
+pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, L4Demux, SHARDS};
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
@@ -36,6 +36,9 @@ pub enum RelayError {
     /// The key is registered to another conn.
     #[error("endpoint key {0} is already registered to another conn")]
     KeyInUse(L2EndpointKey),
+    /// The UDP key is registered to another endpoint of the shared L2 endpoint.
+    #[error("UDP endpoint key {0} is already registered")]
+    L4KeyInUse(crate::key::L4RecvKey),
     /// Another conn is the default conn.
     #[error("another conn is already the default conn")]
     DefaultInUse,
@@ -50,7 +53,9 @@ pub enum RelayError {
 impl From<RelayError> for io::Error {
     fn from(e: RelayError) -> io::Error {
         let kind = match e {
-            RelayError::KeyInUse(_) | RelayError::DefaultInUse => io::ErrorKind::AddrInUse,
+            RelayError::KeyInUse(_) | RelayError::L4KeyInUse(_) | RelayError::DefaultInUse => {
+                io::ErrorKind::AddrInUse
+            }
             RelayError::Stopped => io::ErrorKind::NotConnected,
             RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
         };

@@ -66,6 +66,8 @@ counters! {
     rx_multicast_ignored,
     /// Unicast frames that matched no key and had no default conn.
     rx_miss,
+    /// UDP datagrams for a shared L2 endpoint that no UDP endpoint on it registered.
+    rx_l4_miss,
     /// Frames dropped because the conn's queue was full.
     rx_queue_full,
     /// Frames dropped because no receive buffer was free.
