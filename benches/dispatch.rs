@@ -53,7 +53,11 @@ fn table(endpoints: usize) -> Table {
             buf
         })
         .collect();
-    Table { dispatcher, conns, frames }
+    Table {
+        dispatcher,
+        conns,
+        frames,
+    }
 }
 
 fn run(t: &Table, iters: u64, threads: usize) -> Duration {
@@ -81,7 +85,9 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("dispatch/{endpoints}-endpoints"));
         g.throughput(Throughput::Elements(1));
         for threads in [1usize, 2] {
-            g.bench_function(format!("{threads}-threads"), |b| b.iter_custom(|iters| run(&t, iters, threads)));
+            g.bench_function(format!("{threads}-threads"), |b| {
+                b.iter_custom(|iters| run(&t, iters, threads))
+            });
         }
         g.finish();
         assert_eq!(t.dispatcher.stats().rx_invalid, 0);

@@ -29,9 +29,9 @@
 pub use etherconn_core as core;
 #[cfg(feature = "std")]
 pub use etherconn_core::relay;
+pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
 #[cfg(feature = "std")]
 pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};
-pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
 
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]
