@@ -36,3 +36,8 @@ pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]
 pub use etherconn_rawsock as rawsock;
+
+// The README's code blocks are compiled as doctests.
+#[cfg(all(doctest, feature = "rawsock", target_os = "linux"))]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
