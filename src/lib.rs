@@ -32,6 +32,11 @@ pub use etherconn_core::relay;
 pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
 #[cfg(feature = "std")]
 pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};
+/// UDP endpoints over etherconn's L2 endpoints (feature `std`).
+#[cfg(feature = "std")]
+pub use etherconn_udp as udp;
+#[cfg(feature = "std")]
+pub use etherconn_udp::{RUdpConfig, RUdpConn, SharedEtherConn, SharingRUdpConn};
 
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]

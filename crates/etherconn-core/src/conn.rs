@@ -304,6 +304,13 @@ impl EtherConn {
         self.entry.queue.pop(self.read_wait())
     }
 
+    /// Like [`recv_frame`](Self::recv_frame) with this call's own wait instead of the conn's
+    /// timeout and non-blocking setting: `None` waits forever, `Some(Duration::ZERO)` does not
+    /// wait (`WouldBlock`). For layers above (UDP) that keep their own deadline.
+    pub fn recv_frame_timeout(&self, timeout: Option<Duration>) -> io::Result<RxFrame> {
+        self.entry.queue.pop(timeout)
+    }
+
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for
     /// `UdpSocket`.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

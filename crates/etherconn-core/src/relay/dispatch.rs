@@ -84,6 +84,7 @@ impl ConnEntry {
 #[derive(Debug, Default)]
 pub struct L4Demux {
     map: RwLock<HashMap<L4RecvKey, Arc<RxQueue>, RandomState>>,
+    closed: AtomicBool,
 }
 
 impl L4Demux {
@@ -125,6 +126,7 @@ impl L4Demux {
 
     /// Closes every registered queue (their readers get an error).
     pub fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         for q in read(&self.map).values() {
             q.close();
         }

@@ -148,7 +148,7 @@ impl RxQueue {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "receive timed out"));
+                        return Err(io::ErrorKind::TimedOut.into());
                     }
                     self.cv
                         .wait_timeout(guard, d - now)

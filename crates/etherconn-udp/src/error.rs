@@ -1,0 +1,115 @@
+//! [`UdpError`]: why a UDP endpoint could not be created, or a datagram not sent.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use etherconn_core::relay::RelayError;
+use etherconn_core::L4RecvKey;
+
+/// Why a UDP endpoint could not be created, or why a datagram was refused.
+///
+/// Constructors return it; the per-datagram calls, shaped like `std::net::UdpSocket`, return an
+/// `io::Error` that carries it (get it back with `io::Error::get_ref` and `downcast_ref`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UdpError {
+    /// The relay refused the L2 endpoint (its MAC and VLAN stack are taken, the relay
+    /// stopped, ...).
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// Another conn on the shared L2 endpoint is bound to this address.
+    #[error("UDP address {0} is already bound on this shared L2 endpoint")]
+    AddrInUse(L4RecvKey),
+    /// No ephemeral port (49152 to 65535) is free for this address.
+    #[error("no free ephemeral UDP port for {0}")]
+    NoFreePort(IpAddr),
+    /// Source and destination are of different IP families.
+    #[error("{local} cannot send to {remote}: different IP families")]
+    FamilyMismatch {
+        /// The source address.
+        local: SocketAddr,
+        /// The destination address.
+        remote: SocketAddr,
+    },
+    /// The datagram does not fit one frame; nothing is fragmented.
+    #[error(
+        "UDP payload of {len} bytes does not fit one frame: at most {max} bytes here \
+         (the relay's {frame_limit}-byte frame limit minus Ethernet, VLAN, IP and UDP headers; \
+         no fragmentation)"
+    )]
+    TooLarge {
+        /// Payload length asked for.
+        len: usize,
+        /// The largest payload that fits.
+        max: usize,
+        /// The relay's largest frame, VLAN tags included.
+        frame_limit: usize,
+    },
+    /// The next-hop resolver knows no MAC for this destination.
+    #[error("no next-hop MAC address for {0}: the resolver returned none")]
+    NoNextHop(IpAddr),
+    /// The `EtherConn` handed over does not suit the conn (wrong EtherTypes, UDP demultiplexing
+    /// on or off), or an option is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+impl From<UdpError> for io::Error {
+    fn from(e: UdpError) -> io::Error {
+        let kind = match e {
+            UdpError::Relay(e) => return io::Error::from(e),
+            UdpError::AddrInUse(_) | UdpError::NoFreePort(_) => io::ErrorKind::AddrInUse,
+            UdpError::NoNextHop(_) => io::ErrorKind::AddrNotAvailable,
+            UdpError::FamilyMismatch { .. }
+            | UdpError::TooLarge { .. }
+            | UdpError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_kinds() {
+        let key = L4RecvKey::udp("192.0.2.1".parse().unwrap(), 67);
+        let any = "0.0.0.0:0".parse().unwrap();
+        for (e, kind) in [
+            (UdpError::AddrInUse(key), io::ErrorKind::AddrInUse),
+            (
+                UdpError::NoNextHop("192.0.2.1".parse().unwrap()),
+                io::ErrorKind::AddrNotAvailable,
+            ),
+            (
+                UdpError::TooLarge {
+                    len: 2000,
+                    max: 1472,
+                    frame_limit: 1514,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                UdpError::FamilyMismatch {
+                    local: any,
+                    remote: any,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                UdpError::Relay(RelayError::Stopped),
+                io::ErrorKind::NotConnected,
+            ),
+        ] {
+            assert_eq!(io::Error::from(e).kind(), kind);
+        }
+        let e = io::Error::from(UdpError::TooLarge {
+            len: 2000,
+            max: 1472,
+            frame_limit: 1514,
+        });
+        assert!(e.to_string().contains("at most 1472 bytes"), "{e}");
+        assert!(e.get_ref().unwrap().downcast_ref::<UdpError>().is_some());
+    }
+}

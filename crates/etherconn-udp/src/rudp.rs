@@ -1,0 +1,361 @@
+//! [`RUdpConn`]: one UDP endpoint over an [`EtherConn`] of its own.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etherconn_core::classify::UdpInfo;
+use etherconn_core::relay::{PacketRelay, RxFrame};
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
+use etherconn_core::{EtherConn, EtherConnConfig};
+
+use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
+use crate::error::UdpError;
+use crate::rx::{deliver, RecvMeta};
+use crate::timeouts::Timeouts;
+use crate::tx::{max_payload, Egress};
+
+/// First port of the ephemeral range (IANA, RFC 6335), used when binding port 0.
+pub(crate) const EPHEMERAL_FIRST: u16 = 49152;
+/// Number of ephemeral ports.
+pub(crate) const EPHEMERAL_COUNT: u32 = 16384;
+
+/// An ephemeral port for a conn with an L2 endpoint of its own, where no port can clash.
+fn ephemeral_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % EPHEMERAL_COUNT;
+    // n < 16384, so the sum stays below 65536.
+    EPHEMERAL_FIRST + n as u16
+}
+
+pub(crate) fn check_dscp(dscp: u8) -> Result<(), UdpError> {
+    if dscp > 63 {
+        return Err(UdpError::InvalidConfig("DSCP above 63"));
+    }
+    Ok(())
+}
+
+fn ethertype_of(addr: SocketAddr) -> EtherType {
+    if addr.is_ipv4() {
+        EtherType::IPV4
+    } else {
+        EtherType::IPV6
+    }
+}
+
+/// A UDP endpoint with its own MAC and VLAN stack: an [`EtherConn`] plus an IP address and
+/// port, shaped like [`std::net::UdpSocket`].
+///
+/// Sending adds UDP, IPv4/IPv6 (checksums, TTL, DSCP), VLAN tags and Ethernet headers, with the
+/// next-hop MAC from the configured resolver (multicast and `255.255.255.255` destinations map
+/// to their group MACs). Receiving returns datagrams addressed to the local address and port
+/// (any datagram with [`RUdpConfig::accept_any`]); other frames the `EtherConn` gets are
+/// dropped and counted in [`rx_filtered`](Self::rx_filtered). IP fragments are never
+/// delivered: the relay does not reassemble, and counts them in `RelayStats::rx_fragments`.
+///
+/// Every call takes `&self`; the conn can be shared between threads (in an `Arc`).
+pub struct RUdpConn {
+    ether: EtherConn,
+    local: SocketAddr,
+    accept_any: bool,
+    recv_multicast: bool,
+    ttl: u8,
+    dscp: u8,
+    resolver: NextHopResolver,
+    timeouts: Timeouts,
+    rx_filtered: AtomicU64,
+}
+
+impl fmt::Debug for RUdpConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RUdpConn")
+            .field("local", &self.local)
+            .field("mac", &self.ether.local_mac())
+            .field("vlans", &self.ether.vlans())
+            .field("accept_any", &self.accept_any)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RUdpConn {
+    /// Creates an endpoint for `mac` and `vlans` (outermost first, at most two) on `relay`,
+    /// bound to `local`. Port 0 picks an ephemeral port (see [`local_addr`](Self::local_addr));
+    /// an unspecified IP (`0.0.0.0`, `::`) receives for any IP of its family and sends from
+    /// the unspecified address (a DHCP client before it has a lease).
+    ///
+    /// The `EtherConn` registers only the EtherType of `local`'s family, so another conn can
+    /// take ARP (or the other family) for the same MAC.
+    ///
+    /// Errors: [`UdpError::Relay`] when the relay refuses the L2 endpoint (MAC and VLANs taken,
+    /// relay stopped, more than two tags), [`UdpError::InvalidConfig`] for a DSCP above 63.
+    pub fn new(
+        relay: Arc<dyn PacketRelay>,
+        mac: MacAddr,
+        vlans: &[VlanTag],
+        local: SocketAddr,
+        config: RUdpConfig,
+    ) -> Result<RUdpConn, UdpError> {
+        check_dscp(config.dscp)?;
+        let ether_config = EtherConnConfig::default()
+            .ethertypes(&[ethertype_of(local)])
+            .recv_multicast(config.recv_multicast)
+            .queue_depth(config.queue_depth);
+        let ether = EtherConn::new(relay, mac, vlans, ether_config)?;
+        Self::from_ether_conn(ether, local, config)
+    }
+
+    /// Makes a UDP endpoint of an existing `EtherConn` (one with more EtherTypes, say, or the
+    /// relay's default conn), bound to `local`.
+    ///
+    /// `config.queue_depth` is not used (the `EtherConn` has its queue);
+    /// `config.recv_multicast` only decides whether broadcast/multicast datagrams to the local
+    /// port are accepted. The conn takes over the `EtherConn`'s read and write timeouts and
+    /// sets it blocking.
+    ///
+    /// Errors: [`UdpError::InvalidConfig`] when the `EtherConn` does not receive `local`'s IP
+    /// version or demultiplexes UDP (`l4_demux`, which is what [`SharedEtherConn`] is for),
+    /// or for a DSCP above 63.
+    ///
+    /// [`SharedEtherConn`]: crate::SharedEtherConn
+    pub fn from_ether_conn(
+        ether: EtherConn,
+        local: SocketAddr,
+        config: RUdpConfig,
+    ) -> Result<RUdpConn, UdpError> {
+        check_dscp(config.dscp)?;
+        if ether.l4_demux().is_some() {
+            return Err(UdpError::InvalidConfig(
+                "the EtherConn hands UDP to its l4_demux queues; use SharedEtherConn",
+            ));
+        }
+        let ethertype = ethertype_of(local);
+        if !ether.keys().iter().any(|k| k.ethertype == ethertype) {
+            return Err(UdpError::InvalidConfig(
+                "the EtherConn does not receive the local address's IP version",
+            ));
+        }
+        let timeouts = Timeouts::default();
+        // The EtherConn never holds a zero timeout, so these cannot fail.
+        let _ = timeouts.set_read(ether.read_timeout().unwrap_or(None));
+        let _ = timeouts.set_write(ether.write_timeout().unwrap_or(None));
+        let local = if local.port() == 0 {
+            SocketAddr::new(local.ip(), ephemeral_port())
+        } else {
+            local
+        };
+        Ok(RUdpConn {
+            ether,
+            local,
+            accept_any: config.accept_any,
+            recv_multicast: config.recv_multicast,
+            ttl: config.ttl,
+            dscp: config.dscp,
+            resolver: config.resolver,
+            timeouts,
+            rx_filtered: AtomicU64::new(0),
+        })
+    }
+
+    fn egress(&self) -> Egress<'_> {
+        Egress {
+            relay: self.ether.relay(),
+            src_mac: self.ether.local_mac(),
+            vlans: self.ether.vlans(),
+            ttl: self.ttl,
+            dscp: self.dscp,
+            resolver: &self.resolver,
+        }
+    }
+
+    /// The local address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    /// The endpoint's MAC.
+    pub fn local_mac(&self) -> MacAddr {
+        self.ether.local_mac()
+    }
+
+    /// The endpoint's VLAN stack, outermost first.
+    pub fn vlans(&self) -> &[VlanTag] {
+        self.ether.vlans()
+    }
+
+    /// The relay the endpoint is on.
+    pub fn relay(&self) -> &Arc<dyn PacketRelay> {
+        self.ether.relay()
+    }
+
+    /// The underlying `EtherConn`, e.g. to send a non-UDP frame from the same MAC. Its read
+    /// timeout and non-blocking mode are this conn's: set them here, not there.
+    pub fn ether_conn(&self) -> &EtherConn {
+        &self.ether
+    }
+
+    /// The largest payload one datagram from this conn can carry: the relay's frame limit
+    /// minus the Ethernet, VLAN, IP and UDP headers. Larger ones are refused, not fragmented.
+    pub fn max_payload(&self) -> usize {
+        max_payload(
+            &**self.ether.relay(),
+            self.ether.vlans().len(),
+            self.local.is_ipv6(),
+        )
+    }
+
+    /// Frames the conn received and dropped as not its own: non-UDP frames (IP fragments
+    /// among them), and with `accept_any` off datagrams to another address or port.
+    pub fn rx_filtered(&self) -> u64 {
+        self.rx_filtered.load(Ordering::Relaxed)
+    }
+
+    /// Sends `payload` to `dst` (unicast, broadcast or multicast) from the local address;
+    /// returns the payload length.
+    ///
+    /// Errors: `InvalidInput` when the payload exceeds [`max_payload`](Self::max_payload)
+    /// ([`UdpError::TooLarge`]) or `dst` is of the other IP family; `AddrNotAvailable` when
+    /// the resolver has no MAC for `dst`; `WouldBlock`/`TimedOut` when the transmit path stays
+    /// full (non-blocking mode, write timeout); `NotConnected` once the relay stopped.
+    pub fn send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
+        self.egress()
+            .send(payload, self.local, dst, self.timeouts.write_wait())
+    }
+
+    /// Like [`send_to`](Self::send_to) from another source address and port (any, e.g. a
+    /// relay agent's or a spoofed one).
+    pub fn send_to_from(
+        &self,
+        payload: &[u8],
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> io::Result<usize> {
+        self.egress()
+            .send(payload, src, dst, self.timeouts.write_wait())
+    }
+
+    /// Sends several datagrams, handing them to the relay in batches of
+    /// [`BATCH_SIZE`](crate::BATCH_SIZE); returns how many were sent before the first failure,
+    /// and that failure only when none was sent.
+    pub fn send_batch(&self, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+        self.egress()
+            .send_batch(datagrams, self.local, self.timeouts.write_wait())
+    }
+
+    /// The UDP layer of `rx` if the datagram is this conn's.
+    fn accept(&self, rx: &RxFrame) -> Option<UdpInfo> {
+        let udp = rx.info.udp?;
+        if self.accept_any {
+            return Some(udp);
+        }
+        let dst = udp.local;
+        if dst.port() != self.local.port() || dst.is_ipv4() != self.local.is_ipv4() {
+            return None;
+        }
+        let ip = dst.ip();
+        let ours = ip == self.local.ip()
+            || self.local.ip().is_unspecified()
+            || (self.recv_multicast
+                && (multicast_mac(ip).is_some() || rx.info.dst_mac.is_multicast()));
+        ours.then_some(udp)
+    }
+
+    fn filtered(&self) {
+        self.rx_filtered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for the next datagram of this conn, within one overall deadline however many
+    /// foreign frames arrive meanwhile.
+    fn next(&self) -> io::Result<(RxFrame, UdpInfo)> {
+        let wait = self.timeouts.read_wait();
+        let deadline = wait.map(|t| Instant::now() + t);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let rx = match self.ether.recv_frame_timeout(left) {
+                // A deadline that ran out between two foreign frames is a timeout, not a
+                // non-blocking miss.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait != Some(Duration::ZERO) => {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                r => r?,
+            };
+            if let Some(udp) = self.accept(&rx) {
+                return Ok((rx, udp));
+            }
+            self.filtered();
+        }
+    }
+
+    /// A datagram that is already queued, without waiting.
+    fn next_queued(&self) -> Option<(RxFrame, UdpInfo)> {
+        loop {
+            let rx = self.ether.recv_frame_timeout(Some(Duration::ZERO)).ok()?;
+            if let Some(udp) = self.accept(&rx) {
+                return Some((rx, udp));
+            }
+            self.filtered();
+        }
+    }
+
+    /// Receives one datagram's payload into `buf`; returns its length and the sender. Bytes
+    /// that do not fit in `buf` are discarded, as with UDP sockets.
+    ///
+    /// Errors: `WouldBlock` in non-blocking mode when nothing waits, `TimedOut` when the read
+    /// timeout expires, `NotConnected` once the relay stopped.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (rx, udp) = self.next()?;
+        let meta = deliver(&rx, &udp, buf);
+        Ok((meta.len, meta.remote))
+    }
+
+    /// Receives up to `min(bufs.len(), meta.len())` datagrams: waits (as `recv_from` does) for
+    /// the first, then takes those already queued without waiting; returns how many, with each
+    /// one's details in `meta`.
+    pub fn recv_batch(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let n = bufs.len().min(meta.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let (rx, udp) = self.next()?;
+        meta[0] = deliver(&rx, &udp, bufs[0]);
+        drop(rx);
+        let mut got = 1;
+        while got < n {
+            let Some((rx, udp)) = self.next_queued() else {
+                break;
+            };
+            meta[got] = deliver(&rx, &udp, bufs[got]);
+            got += 1;
+        }
+        Ok(got)
+    }
+
+    /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for
+    /// `UdpSocket`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_read(timeout)
+    }
+
+    /// Sets the send timeout (`None`: block forever); a zero duration is an error.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeouts.set_write(timeout)
+    }
+
+    /// The receive timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.timeouts.read())
+    }
+
+    /// The send timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.timeouts.write())
+    }
+
+    /// Makes receives and sends return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.timeouts.set_nonblocking(nonblocking);
+        Ok(())
+    }
+}

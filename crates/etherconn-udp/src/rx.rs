@@ -1,0 +1,62 @@
+//! The receive side every conn shares: per-datagram metadata and copying a payload out of the
+//! relay's pooled frame buffer.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use etherconn_core::classify::UdpInfo;
+use etherconn_core::relay::RxFrame;
+use etherconn_core::wire::MacAddr;
+
+/// What [`recv_batch`](crate::RUdpConn::recv_batch) reports about each datagram it received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RecvMeta {
+    /// Bytes copied into the buffer.
+    pub len: usize,
+    /// Whether the datagram was longer than the buffer (the rest is discarded, as with UDP
+    /// sockets).
+    pub truncated: bool,
+    /// The sender's address and port.
+    pub remote: SocketAddr,
+    /// The address and port the datagram was sent to (ours, a broadcast or multicast group,
+    /// or anything with `accept_any`).
+    pub local: SocketAddr,
+    /// The sender's MAC.
+    pub src_mac: MacAddr,
+    /// The destination MAC of the frame.
+    pub dst_mac: MacAddr,
+    /// TTL or hop limit as received.
+    pub ttl: u8,
+}
+
+impl Default for RecvMeta {
+    fn default() -> Self {
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        RecvMeta {
+            len: 0,
+            truncated: false,
+            remote: any,
+            local: any,
+            src_mac: MacAddr::UNSPECIFIED,
+            dst_mac: MacAddr::UNSPECIFIED,
+            ttl: 0,
+        }
+    }
+}
+
+/// Copies the payload of `rx` (a UDP datagram described by `udp`) into `buf`.
+pub(crate) fn deliver(rx: &RxFrame, udp: &UdpInfo, buf: &mut [u8]) -> RecvMeta {
+    // The classifier keeps spans inside the frame; an empty payload is the safe reading if not.
+    let payload = rx.frame().get(udp.payload.range()).unwrap_or(&[]);
+    let len = payload.len().min(buf.len());
+    buf[..len].copy_from_slice(&payload[..len]);
+    RecvMeta {
+        len,
+        truncated: len < payload.len(),
+        remote: udp.remote,
+        local: udp.local,
+        src_mac: rx.info.src_mac,
+        dst_mac: rx.info.dst_mac,
+        ttl: rx.info.ip.map_or(0, |ip| ip.ttl),
+    }
+}

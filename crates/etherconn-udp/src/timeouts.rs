@@ -1,0 +1,89 @@
+//! Read/write timeouts and non-blocking mode, as atomics so that every call takes `&self`.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Stored for "no timeout".
+const NONE: u64 = u64::MAX;
+
+fn encode(t: Option<Duration>) -> io::Result<u64> {
+    match t {
+        Some(d) if d.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        )),
+        Some(d) => Ok(u64::try_from(d.as_nanos())
+            .unwrap_or(NONE - 1)
+            .min(NONE - 1)),
+        None => Ok(NONE),
+    }
+}
+
+fn decode(v: u64) -> Option<Duration> {
+    (v != NONE).then(|| Duration::from_nanos(v))
+}
+
+/// The `UdpSocket`-shaped settings of one conn.
+#[derive(Debug)]
+pub(crate) struct Timeouts {
+    read: AtomicU64,
+    write: AtomicU64,
+    nonblocking: AtomicBool,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            read: AtomicU64::new(NONE),
+            write: AtomicU64::new(NONE),
+            nonblocking: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Timeouts {
+    pub(crate) fn set_read(&self, t: Option<Duration>) -> io::Result<()> {
+        self.read.store(encode(t)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn set_write(&self, t: Option<Duration>) -> io::Result<()> {
+        self.write.store(encode(t)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn read(&self) -> Option<Duration> {
+        decode(self.read.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn write(&self) -> Option<Duration> {
+        decode(self.write.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// How long a receive may wait: zero when non-blocking, else the read timeout.
+    pub(crate) fn read_wait(&self) -> Option<Duration> {
+        if self.nonblocking() {
+            Some(Duration::ZERO)
+        } else {
+            self.read()
+        }
+    }
+
+    /// How long a send may wait for room in the transmit path.
+    pub(crate) fn write_wait(&self) -> Option<Duration> {
+        if self.nonblocking() {
+            Some(Duration::ZERO)
+        } else {
+            self.write()
+        }
+    }
+}

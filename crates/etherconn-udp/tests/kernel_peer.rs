@@ -1,0 +1,281 @@
+//! `RUdpConn` and `SharingRUdpConn` on an AF_PACKET relay against the kernel's UDP stack, over
+//! a veth pair between two network namespaces.
+//!
+//! Namespace `a` has 10.66.0.1/24 and 2001:db8:66::1/64 with ordinary `std::net::UdpSocket`s
+//! and static neighbour entries for our endpoints (which answer no ARP or ND); namespace `b`
+//! has only the relay. Both directions, IPv4 and IPv6: our endpoints send to the kernel and
+//! get its replies, and the kernel sends to our endpoints and gets their echoes.
+//!
+//! Root only: without root each test prints a skip line and passes, unless
+//! `ETHERCONN_REQUIRE_ROOT_TESTS=1`, which makes it fail instead.
+#![cfg(target_os = "linux")]
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etherconn_core::relay::PacketRelay;
+use etherconn_core::wire::MacAddr;
+use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_testbed::{Side, Testbed};
+use etherconn_udp::{
+    RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+const CONNS: u8 = 20;
+const A4: &str = "10.66.0.1";
+const A6: &str = "2001:db8:66::1";
+
+/// The calls both conn types share, so one exchange routine drives either.
+trait Endpoint {
+    fn send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize>;
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    fn local(&self) -> SocketAddr;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+}
+
+macro_rules! endpoint {
+    ($t:ty) => {
+        impl Endpoint for $t {
+            fn send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
+                <$t>::send_to(self, payload, dst)
+            }
+            fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+                <$t>::recv_from(self, buf)
+            }
+            fn local(&self) -> SocketAddr {
+                self.local_addr().unwrap()
+            }
+            fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+                <$t>::set_nonblocking(self, on)
+            }
+        }
+    };
+}
+endpoint!(RUdpConn);
+endpoint!(SharingRUdpConn);
+
+struct Bed {
+    tb: Testbed,
+    relay: Arc<RawSocketRelay>,
+    prefix: &'static str,
+}
+
+impl Bed {
+    fn new(prefix: &'static str) -> Bed {
+        let tb = Testbed::new(prefix).unwrap();
+        tb.add_addr(Side::A, &format!("{A4}/24")).unwrap();
+        tb.add_addr(Side::A, &format!("{A6}/64")).unwrap();
+        let relay =
+            tb.b.run_in(|| RawSocketRelay::new(&tb.b_if, RawSocketRelayConfig::default()))
+                .unwrap()
+                .unwrap();
+        Bed { tb, relay, prefix }
+    }
+
+    fn relay(&self) -> Arc<dyn PacketRelay> {
+        self.relay.clone()
+    }
+
+    fn a_mac(&self) -> MacAddr {
+        MacAddr(self.tb.a_mac)
+    }
+
+    /// A kernel UDP socket in namespace `a`.
+    fn kernel_socket(&self, ip: &str) -> UdpSocket {
+        let addr = SocketAddr::new(ip.parse().unwrap(), 0);
+        let s = self
+            .tb
+            .a
+            .run_in(move || UdpSocket::bind(addr))
+            .unwrap()
+            .unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    /// Makes namespace `a` reach `ip` at `mac` without ARP or neighbour discovery.
+    fn neighbour(&self, ip: IpAddr, mac: MacAddr) {
+        self.tb.add_neigh(Side::A, ip, mac.0).unwrap();
+    }
+
+    fn finish(self) {
+        let s = self.relay.stats();
+        assert_eq!(s.rx_invalid, 0, "{s}");
+        assert_eq!(s.rx_queue_full, 0, "{s}");
+        self.relay.stop();
+        let prefix = self.prefix;
+        drop(self);
+        let left =
+            etherconn_testbed::leftover_namespaces(&etherconn_testbed::process_prefix(prefix));
+        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    }
+}
+
+/// Our endpoints send to a kernel socket, which replies to each sender; then a kernel socket
+/// sends to each endpoint, which echoes. Every endpoint must get exactly its own datagrams.
+fn exchange<E: Endpoint>(bed: &Bed, kernel_ip: &str, conns: &[E]) {
+    let server = bed.kernel_socket(kernel_ip);
+    let server_addr = server.local_addr().unwrap();
+    let mut buf = [0u8; 2048];
+
+    // Ours -> kernel -> ours.
+    for c in conns {
+        let msg = format!("hello from {}", c.local());
+        assert_eq!(c.send_to(msg.as_bytes(), server_addr).unwrap(), msg.len());
+    }
+    let mut seen = Vec::new();
+    for _ in conns {
+        let (n, from) = server.recv_from(&mut buf).expect("the kernel receives");
+        assert_eq!(&buf[..n], format!("hello from {from}").as_bytes());
+        seen.push(from);
+        server
+            .send_to(format!("reply to {from}").as_bytes(), from)
+            .unwrap();
+    }
+    seen.sort();
+    let mut expected: Vec<SocketAddr> = conns.iter().map(Endpoint::local).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "the kernel saw every endpoint's address");
+    for c in conns {
+        let (n, from) = c.recv_from(&mut buf).expect("the reply reaches its conn");
+        assert_eq!(from, server_addr);
+        assert_eq!(&buf[..n], format!("reply to {}", c.local()).as_bytes());
+    }
+
+    // A datagram near the veth MTU, checksummed by us and verified by the kernel.
+    let big: Vec<u8> = (0..1400u32).map(|i| (i * 7) as u8).collect();
+    conns[0].send_to(&big, server_addr).unwrap();
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&big[..], conns[0].local()));
+
+    // Kernel -> ours -> kernel.
+    let client = bed.kernel_socket(kernel_ip);
+    let client_addr = client.local_addr().unwrap();
+    for c in conns {
+        client
+            .send_to(format!("ping {}", c.local()).as_bytes(), c.local())
+            .unwrap();
+    }
+    for c in conns {
+        let (n, from) = c
+            .recv_from(&mut buf)
+            .expect("the kernel's datagram arrives");
+        assert_eq!(from, client_addr);
+        assert_eq!(&buf[..n], format!("ping {}", c.local()).as_bytes());
+        c.send_to(format!("echo {}", c.local()).as_bytes(), from)
+            .unwrap();
+    }
+    let mut echoed = Vec::new();
+    for _ in conns {
+        let (n, from) = client.recv_from(&mut buf).expect("the echo arrives");
+        assert_eq!(&buf[..n], format!("echo {from}").as_bytes());
+        echoed.push(from);
+    }
+    echoed.sort();
+    assert_eq!(echoed, expected);
+
+    // Nothing else is waiting for anyone.
+    for c in conns {
+        c.set_nonblocking(true).unwrap();
+        let e = c.recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{}", c.local());
+        c.set_nonblocking(false).unwrap();
+    }
+}
+
+#[test]
+fn rudp_conns_with_distinct_macs_against_kernel_udp() {
+    if !etherconn_testbed::require_root("rudp_conns_with_distinct_macs_against_kernel_udp") {
+        return;
+    }
+    let bed = Bed::new("ecudp-r-");
+    let a_mac = bed.a_mac();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for n in 1..=CONNS {
+        let mac = MacAddr([0x02, 0xec, 0x66, 0, 0, n]);
+        let ip4: IpAddr = format!("10.66.0.{}", 100 + u16::from(n)).parse().unwrap();
+        let ip6: IpAddr = format!("2001:db8:66::{}", 100 + u16::from(n))
+            .parse()
+            .unwrap();
+        bed.neighbour(ip4, mac);
+        bed.neighbour(ip6, mac);
+        // One conn per family on the same MAC: each registers only its own EtherType.
+        let cfg = RUdpConfig::default().resolver(move |_| Some(a_mac));
+        let port = 40000 + u16::from(n);
+        for (ip, list) in [(ip4, &mut v4), (ip6, &mut v6)] {
+            let c = RUdpConn::new(
+                bed.relay(),
+                mac,
+                &[],
+                SocketAddr::new(ip, port),
+                cfg.clone(),
+            )
+            .unwrap();
+            c.set_read_timeout(Some(WAIT)).unwrap();
+            list.push(c);
+        }
+    }
+    exchange(&bed, A4, &v4);
+    exchange(&bed, A6, &v6);
+    for c in v4.iter().chain(&v6) {
+        assert_eq!(c.rx_filtered(), 0, "{c:?}");
+    }
+    drop((v4, v6));
+    bed.finish();
+}
+
+#[test]
+fn sharing_conns_on_one_mac_against_kernel_udp() {
+    if !etherconn_testbed::require_root("sharing_conns_on_one_mac_against_kernel_udp") {
+        return;
+    }
+    let bed = Bed::new("ecudp-s-");
+    let a_mac = bed.a_mac();
+    let mac = MacAddr([0x02, 0xec, 0x66, 0, 1, 0]);
+    let ip4: IpAddr = "10.66.0.200".parse().unwrap();
+    let ip6: IpAddr = "2001:db8:66::200".parse().unwrap();
+    bed.neighbour(ip4, mac);
+    bed.neighbour(ip6, mac);
+    let shared = SharedEtherConn::new(
+        bed.relay(),
+        mac,
+        &[],
+        SharedConfig::default().resolver(move |_| Some(a_mac)),
+    )
+    .unwrap();
+    let bind = |ip: IpAddr, port: u16| {
+        let c = shared
+            .bind(SocketAddr::new(ip, port), SharingConfig::default())
+            .unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c
+    };
+    let v4: Vec<SharingRUdpConn> = (1..=u16::from(CONNS))
+        .map(|i| bind(ip4, 41000 + i))
+        .collect();
+    let v6: Vec<SharingRUdpConn> = (1..=u16::from(CONNS))
+        .map(|i| bind(ip6, 41000 + i))
+        .collect();
+    assert_eq!(shared.bound(), 2 * usize::from(CONNS));
+    exchange(&bed, A4, &v4);
+    exchange(&bed, A6, &v6);
+
+    // A wildcard conn takes the kernel's datagrams to a port no exact conn has.
+    let any = bind("0.0.0.0".parse().unwrap(), 42000);
+    let client = bed.kernel_socket(A4);
+    client
+        .send_to(b"to the wildcard", SocketAddr::new(ip4, 42000))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = any.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"to the wildcard"[..], client.local_addr().unwrap())
+    );
+    drop((v4, v6, any, shared));
+    bed.finish();
+}

@@ -1,0 +1,712 @@
+//! `RUdpConn` through the loopback relay: round trips, the accept rules, next-hop MACs,
+//! size limits, fragments, timeouts and the batch calls.
+
+mod common;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use etherconn_core::relay::{PacketRelay, RelayError};
+use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
+use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta, UdpError, BATCH_SIZE};
+
+fn qinq() -> [VlanTag; 2] {
+    [
+        VlanTag::new(Tpid::QINQ, VlanId::new(300).unwrap()),
+        VlanTag::dot1q(10).unwrap().with_pcp(5),
+    ]
+}
+
+/// Two conns `a` (mac 1) and `b` (mac 2) that resolve each other's IPs.
+fn pair(
+    relay: &Arc<dyn PacketRelay>,
+    vlans: &[VlanTag],
+    a_addr: &str,
+    b_addr: &str,
+    b_cfg: RUdpConfig,
+) -> (RUdpConn, RUdpConn) {
+    let (a_addr, b_addr) = (sa(a_addr), sa(b_addr));
+    let a_ip = a_addr.ip().to_string();
+    let b_ip = b_addr.ip().to_string();
+    let resolver = table(&[(a_ip.as_str(), mac(1)), (b_ip.as_str(), mac(2))]);
+    let resolver = Arc::new(resolver);
+    let r2 = resolver.clone();
+    let a_cfg = RUdpConfig::default().resolver(move |ip| resolver(ip));
+    let b_cfg = b_cfg.resolver(move |ip| r2(ip));
+    let a = RUdpConn::new(relay.clone(), mac(1), vlans, a_addr, a_cfg).unwrap();
+    let b = RUdpConn::new(relay.clone(), mac(2), vlans, b_addr, b_cfg).unwrap();
+    a.set_read_timeout(Some(WAIT)).unwrap();
+    b.set_read_timeout(Some(WAIT)).unwrap();
+    (a, b)
+}
+
+fn round_trip(a_addr: &str, b_addr: &str, vlans: &[VlanTag]) {
+    let relay = relay();
+    let (a, b) = pair(&relay, vlans, a_addr, b_addr, RUdpConfig::default());
+    let mut buf = [0u8; 2048];
+    for len in [0usize, 1, 17, 100, 1472] {
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        assert_eq!(a.send_to(&payload, sa(b_addr)).unwrap(), len);
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(from, sa(a_addr));
+        assert_eq!(
+            &buf[..n],
+            &payload[..],
+            "payload of {len} bytes, padding stripped"
+        );
+        b.send_to(&payload, from).unwrap();
+        let (n, from) = a.recv_from(&mut buf).unwrap();
+        assert_eq!((n, from), (len, sa(b_addr)));
+    }
+    assert_eq!(a.rx_filtered() + b.rx_filtered(), 0);
+    let s = relay.stats();
+    assert_eq!(s.rx_delivered, 10, "{s}");
+    assert_eq!(s.rx_invalid, 0, "{s}");
+}
+
+#[test]
+fn ipv4_round_trip_untagged_and_qinq() {
+    round_trip("192.0.2.1:4000", "192.0.2.2:5000", &[]);
+    round_trip("192.0.2.1:4000", "192.0.2.2:5000", &qinq());
+}
+
+#[test]
+fn ipv6_round_trip_untagged_and_qinq() {
+    round_trip("[2001:db8::1]:4000", "[2001:db8::2]:5000", &[]);
+    round_trip("[2001:db8::1]:4000", "[2001:db8::2]:5000", &qinq());
+}
+
+#[test]
+fn truncates_like_udp_and_reports_metadata() {
+    let relay = relay();
+    let (a, b) = pair(
+        &relay,
+        &qinq(),
+        "192.0.2.1:4000",
+        "192.0.2.2:5000",
+        RUdpConfig::default(),
+    );
+    a.send_to(b"0123456789", sa("192.0.2.2:5000")).unwrap();
+    let mut small = [0u8; 4];
+    assert_eq!(b.recv_from(&mut small).unwrap(), (4, sa("192.0.2.1:4000")));
+    assert_eq!(&small, b"0123");
+
+    a.send_to(b"0123456789", sa("192.0.2.2:5000")).unwrap();
+    let mut b0 = [0u8; 4];
+    let mut bufs = [&mut b0[..]];
+    let mut meta = [RecvMeta::default()];
+    assert_eq!(b.recv_batch(&mut bufs, &mut meta).unwrap(), 1);
+    let m = meta[0];
+    assert!(m.truncated);
+    assert_eq!(m.len, 4);
+    assert_eq!(m.remote, sa("192.0.2.1:4000"));
+    assert_eq!(m.local, sa("192.0.2.2:5000"));
+    assert_eq!((m.src_mac, m.dst_mac), (mac(1), mac(2)));
+    assert_eq!(m.ttl, 255, "default TTL");
+}
+
+#[test]
+fn accept_any_off_drops_datagrams_not_for_us() {
+    let relay = relay();
+    // b's resolver entry also sends 192.0.2.99 to b's MAC: a datagram for another IP.
+    let resolver = table(&[("192.0.2.2", mac(2)), ("192.0.2.99", mac(2))]);
+    let a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:4000"),
+        RUdpConfig::default().resolver(resolver),
+    )
+    .unwrap();
+    let b = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("192.0.2.2:5000"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    b.set_nonblocking(true).unwrap();
+    a.send_to(b"wrong port", sa("192.0.2.2:5001")).unwrap();
+    a.send_to(b"wrong ip", sa("192.0.2.99:5000")).unwrap();
+    let mut buf = [0u8; 64];
+    let e = b.recv_from(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(b.rx_filtered(), 2);
+
+    a.send_to(b"wrong port", sa("192.0.2.2:5001")).unwrap();
+    a.send_to(b"right", sa("192.0.2.2:5000")).unwrap();
+    let (n, _) = b.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"right");
+    assert_eq!(b.rx_filtered(), 3);
+}
+
+#[test]
+fn accept_any_takes_every_udp_datagram_like_a_dhcp_client() {
+    let relay = relay();
+    // A DHCP server at 192.0.2.1:67 and a client with no address yet.
+    let server = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:67"),
+        RUdpConfig::default().resolver(table(&[
+            ("192.0.2.50", mac(2)),
+            ("192.0.2.77", mac(2)),
+            ("0.0.0.0", mac(2)),
+        ])),
+    )
+    .unwrap();
+    let client = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("0.0.0.0:68"),
+        RUdpConfig::default().accept_any(true).recv_multicast(true),
+    )
+    .unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    server.set_read_timeout(Some(WAIT)).unwrap();
+    client
+        .send_to(b"DISCOVER", sa("255.255.255.255:67"))
+        .unwrap();
+    // The loopback relay is a hub: the client's own broadcast comes back to it (on a real
+    // interface the relay ignores its outgoing frames).
+    let mut buf = [0u8; 64];
+    let (n, from) = client.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"DISCOVER"[..], sa("0.0.0.0:68")));
+    // The server has no recv_multicast: the broadcast DISCOVER never reaches it.
+    server.set_nonblocking(true).unwrap();
+    assert_eq!(
+        server.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    // Offers to the address being offered, unicast and broadcast, and to some other port.
+    for dst in [
+        "192.0.2.50:68",
+        "255.255.255.255:68",
+        "192.0.2.77:9999",
+        "0.0.0.0:1",
+    ] {
+        let dst = sa(dst);
+        server
+            .send_to_from(b"OFFER", sa("192.0.2.1:67"), dst)
+            .unwrap_or_else(|e| panic!("{dst}: {e}"));
+        let mut meta = [RecvMeta::default()];
+        let mut b0 = [0u8; 64];
+        assert_eq!(client.recv_batch(&mut [&mut b0[..]], &mut meta).unwrap(), 1);
+        assert_eq!(&b0[..meta[0].len], b"OFFER");
+        assert_eq!(meta[0].local, dst);
+        assert_eq!(meta[0].remote, sa("192.0.2.1:67"));
+    }
+    assert_eq!(client.rx_filtered(), 0);
+}
+
+#[test]
+fn broadcast_and_multicast_to_our_port_need_recv_multicast() {
+    let relay = relay();
+    let a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:4000"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    let b = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("192.0.2.2:5000"),
+        RUdpConfig::default().recv_multicast(true),
+    )
+    .unwrap();
+    let c = RUdpConn::new(
+        relay.clone(),
+        mac(3),
+        &[],
+        sa("192.0.2.3:5000"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    b.set_nonblocking(true).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    for dst in ["255.255.255.255:5000", "239.1.2.3:5000"] {
+        a.send_to(dst.as_bytes(), sa(dst)).unwrap();
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (dst.as_bytes(), sa("192.0.2.1:4000")));
+        assert_eq!(
+            c.recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+    // A broadcast to another port reaches b's EtherConn but is not b's.
+    a.send_to(b"x", sa("255.255.255.255:5001")).unwrap();
+    assert_eq!(
+        b.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert_eq!(b.rx_filtered(), 1);
+}
+
+#[test]
+fn unspecified_local_ip_receives_any_ip_of_its_family() {
+    let relay = relay();
+    let a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("[2001:db8::1]:4000"),
+        RUdpConfig::default().resolver(table(&[("2001:db8::2", mac(2)), ("2001:db8::3", mac(2))])),
+    )
+    .unwrap();
+    let b = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("[::]:5000"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    b.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    for dst in ["[2001:db8::2]:5000", "[2001:db8::3]:5000"] {
+        a.send_to(b"hi", sa(dst)).unwrap();
+        assert_eq!(
+            b.recv_from(&mut buf).unwrap(),
+            (2, sa("[2001:db8::1]:4000"))
+        );
+    }
+    a.send_to(b"hi", sa("[2001:db8::2]:5001")).unwrap();
+    assert!(b.recv_from(&mut buf).is_err());
+    assert_eq!(b.rx_filtered(), 1);
+    // It sends from the unspecified address (as a client before address assignment); the
+    // default resolver floods, which the default conn sees.
+    let sniff = sniffer(&relay);
+    b.send_to(b"from-any", sa("[2001:db8::1]:4000")).unwrap();
+    let rx = sniff.recv_frame().unwrap();
+    let udp = rx.info.udp.unwrap();
+    assert_eq!(udp.remote, sa("[::]:5000"));
+    assert_eq!(rx.info.dst_mac, MacAddr::BROADCAST);
+}
+
+/// An EtherConn that is the relay's default conn: it sees every frame no other conn takes.
+fn sniffer(relay: &Arc<dyn PacketRelay>) -> EtherConn {
+    let c = EtherConn::new(
+        relay.clone(),
+        mac(0xee),
+        &[],
+        EtherConnConfig::default().default_conn(true),
+    )
+    .unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c
+}
+
+#[test]
+fn resolver_picks_the_destination_mac() {
+    let relay = relay();
+    let sniff = sniffer(&relay);
+    let next_hop = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+    let a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:4000"),
+        RUdpConfig::default()
+            .resolver(table(&[("198.51.100.7", next_hop)]))
+            .ttl(17)
+            .dscp(46),
+    )
+    .unwrap();
+    let cases = [
+        ("198.51.100.7:53", next_hop),
+        ("255.255.255.255:67", MacAddr::BROADCAST),
+        (
+            "239.129.1.2:5000",
+            MacAddr([0x01, 0x00, 0x5e, 0x01, 0x01, 0x02]),
+        ),
+        (
+            "224.0.0.251:5353",
+            MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]),
+        ),
+    ];
+    for (dst, want) in cases {
+        a.send_to(b"where", sa(dst)).unwrap();
+        let rx = sniff.recv_frame().unwrap();
+        assert_eq!(rx.info.dst_mac, want, "{dst}");
+        assert_eq!(rx.info.src_mac, mac(1));
+        let ip = rx.info.ip.unwrap();
+        assert_eq!(ip.ttl, 17);
+        assert_eq!(rx.frame()[15] >> 2, 46, "DSCP of the frame to {dst}");
+        assert_eq!(rx.info.udp.unwrap().local, sa(dst));
+    }
+    // Unknown unicast destination: refused, not flooded.
+    let e = a.send_to(b"where", sa("198.51.100.8:53")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+    assert!(matches!(udp_error(&e), UdpError::NoNextHop(ip) if *ip == ip_of("198.51.100.8")));
+
+    // IPv6 multicast never asks the resolver; the default resolver floods unicast.
+    let b = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("[2001:db8::2]:546"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    b.send_to(b"solicit", sa("[ff02::1:2]:547")).unwrap();
+    let rx = sniff.recv_frame().unwrap();
+    assert_eq!(rx.info.dst_mac, MacAddr([0x33, 0x33, 0, 1, 0, 2]));
+    assert_eq!(rx.info.ip.unwrap().ttl, 255, "default hop limit");
+    b.send_to(b"unicast", sa("[2001:db8::99]:547")).unwrap();
+    let rx = sniff.recv_frame().unwrap();
+    assert_eq!(rx.info.dst_mac, MacAddr::BROADCAST);
+}
+
+fn ip_of(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn too_large_datagrams_are_refused_with_the_limit() {
+    let relay = relay();
+    let limit = relay.max_frame_len();
+    for (vlans, a_addr, b_addr, ip_header) in [
+        (&[][..], "192.0.2.1:1", "192.0.2.2:2", 20),
+        (&qinq()[..], "192.0.2.1:1", "192.0.2.2:2", 20),
+        (&[][..], "[2001:db8::1]:1", "[2001:db8::2]:2", 40),
+    ] {
+        let (a, b) = pair(&relay, vlans, a_addr, b_addr, RUdpConfig::default());
+        let max = limit - 14 - 4 * vlans.len() - ip_header - 8;
+        assert_eq!(a.max_payload(), max);
+        let big = vec![0x42u8; max + 1];
+        let e = a.send_to(&big, sa(b_addr)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        match udp_error(&e) {
+            UdpError::TooLarge {
+                len,
+                max: m,
+                frame_limit,
+            } => assert_eq!((*len, *m, *frame_limit), (max + 1, max, limit)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string().contains(&format!("at most {max} bytes")),
+            "{e}"
+        );
+        // The largest one goes through whole.
+        assert_eq!(a.send_to(&big[..max], sa(b_addr)).unwrap(), max);
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(n, max);
+        assert!(buf[..n].iter().all(|&x| x == 0x42));
+        drop((a, b));
+    }
+}
+
+#[test]
+fn family_mismatch_is_invalid_input() {
+    let relay = relay();
+    let a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:1"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    let e = a.send_to(b"x", sa("[2001:db8::1]:2")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert!(matches!(udp_error(&e), UdpError::FamilyMismatch { .. }));
+}
+
+#[test]
+fn ip_fragments_are_never_delivered() {
+    let relay = relay();
+    for (src, dst) in [
+        ("192.0.2.1:4000", "192.0.2.2:5000"),
+        ("[2001:db8::1]:4000", "[2001:db8::2]:5000"),
+    ] {
+        let b = RUdpConn::new(
+            relay.clone(),
+            mac(2),
+            &[],
+            sa(dst),
+            RUdpConfig::default().accept_any(true),
+        )
+        .unwrap();
+        b.set_nonblocking(true).unwrap();
+        let before = relay.stats();
+        let frame = if sa(dst).is_ipv4() {
+            ipv4_first_fragment(mac(1), mac(2), sa(src), sa(dst), b"first fragment")
+        } else {
+            ipv6_first_fragment(mac(1), mac(2), sa(src), sa(dst), b"first fragment")
+        };
+        relay.dispatcher().deliver(&frame, None, false);
+        let s = relay.stats();
+        assert_eq!(s.rx_fragments - before.rx_fragments, 1, "{s}");
+        assert_eq!(
+            s.rx_delivered - before.rx_delivered,
+            1,
+            "reaches the EtherConn: {s}"
+        );
+        let mut buf = [0u8; 64];
+        let e = b.recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{dst}");
+        assert_eq!(b.rx_filtered(), 1, "{dst}");
+        // The same datagram unfragmented is delivered.
+        let whole = udp_frame(mac(1), mac(2), &[], sa(src), sa(dst), b"whole");
+        relay.dispatcher().deliver(&whole, None, false);
+        assert_eq!(b.recv_from(&mut buf).unwrap(), (5, sa(src)));
+    }
+}
+
+#[test]
+fn timeouts_and_nonblocking_mode() {
+    let relay = relay();
+    let (a, b) = pair(
+        &relay,
+        &[],
+        "192.0.2.1:4000",
+        "192.0.2.2:5000",
+        RUdpConfig::default(),
+    );
+    assert_eq!(
+        b.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        b.set_write_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        io::ErrorKind::InvalidInput
+    );
+    let t = Duration::from_millis(50);
+    b.set_read_timeout(Some(t)).unwrap();
+    b.set_write_timeout(Some(t)).unwrap();
+    assert_eq!(b.read_timeout().unwrap(), Some(t));
+    assert_eq!(b.write_timeout().unwrap(), Some(t));
+    let mut buf = [0u8; 16];
+    let start = Instant::now();
+    let e = b.recv_from(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert!(start.elapsed() >= t);
+
+    // Frames that are not ours do not stretch the timeout indefinitely.
+    let start = Instant::now();
+    let (flood, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while start.elapsed() < Duration::from_millis(300) {
+                a.send_to(b"other port", sa("192.0.2.2:5999")).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        (b.recv_from(&mut buf), start.elapsed())
+    });
+    assert_eq!(flood.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    assert!(took < Duration::from_millis(250), "{took:?}");
+    assert!(b.rx_filtered() > 0);
+
+    b.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        b.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert!(start.elapsed() < t);
+    // Drain the filtered frames left over from the flood; then a datagram arrives at once.
+    a.send_to(b"now", sa("192.0.2.2:5000")).unwrap();
+    assert_eq!(b.recv_from(&mut buf).unwrap().0, 3);
+    b.set_nonblocking(false).unwrap();
+    b.set_read_timeout(None).unwrap();
+    assert_eq!(b.read_timeout().unwrap(), None);
+}
+
+#[test]
+fn stopping_the_relay_wakes_a_blocked_reader() {
+    let relay = relay();
+    let b = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("192.0.2.2:5000"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    let e = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut buf = [0u8; 16];
+            b.recv_from(&mut buf)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        relay.stop();
+        h.join().unwrap()
+    });
+    assert_eq!(e.unwrap_err().kind(), io::ErrorKind::NotConnected);
+    let e = b.send_to(b"x", sa("192.0.2.1:1")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+}
+
+#[test]
+fn batch_send_and_receive() {
+    let relay = relay();
+    let (a, b) = pair(
+        &relay,
+        &qinq(),
+        "192.0.2.1:4000",
+        "192.0.2.2:5000",
+        RUdpConfig::default().queue_depth(128),
+    );
+    let dst = sa("192.0.2.2:5000");
+    let payloads: Vec<Vec<u8>> = (0..(2 * BATCH_SIZE + 5))
+        .map(|i| format!("datagram {i}").into_bytes())
+        .collect();
+    let batch: Vec<(&[u8], SocketAddr)> = payloads.iter().map(|p| (&p[..], dst)).collect();
+    assert_eq!(a.send_batch(&batch).unwrap(), batch.len());
+
+    let mut store = vec![[0u8; 64]; 16];
+    let mut meta = [RecvMeta::default(); 16];
+    let mut got = Vec::new();
+    while got.len() < payloads.len() {
+        let mut bufs: Vec<&mut [u8]> = store.iter_mut().map(|b| &mut b[..]).collect();
+        let n = b.recv_batch(&mut bufs, &mut meta).unwrap();
+        assert!(n >= 1);
+        assert!(
+            n == 16 || got.len() + n == payloads.len(),
+            "drains what is queued"
+        );
+        for (buf, m) in bufs.iter().zip(&meta).take(n) {
+            assert_eq!(m.remote, sa("192.0.2.1:4000"));
+            got.push(buf[..m.len].to_vec());
+        }
+    }
+    assert_eq!(got, payloads, "all of them, in order");
+
+    // Nothing queued: the batch waits for the first datagram only.
+    b.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+    let mut b0 = [0u8; 8];
+    let mut b1 = [0u8; 8];
+    let e = b
+        .recv_batch(&mut [&mut b0[..], &mut b1[..]], &mut meta)
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(b.recv_batch(&mut [], &mut meta).unwrap(), 0);
+
+    // A datagram that cannot be sent stops the batch there.
+    let big = vec![0u8; 4000];
+    let mixed: Vec<(&[u8], SocketAddr)> = vec![(b"one", dst), (b"two", dst), (&big, dst)];
+    assert_eq!(a.send_batch(&mixed).unwrap(), 2);
+    let e = a.send_batch(&[(&big, dst), (b"x", dst)]).unwrap_err();
+    assert!(matches!(udp_error(&e), UdpError::TooLarge { .. }));
+    assert_eq!(a.send_batch(&[]).unwrap(), 0);
+}
+
+#[test]
+fn construction_errors() {
+    let relay = relay();
+    let _a = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:1"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    // The same MAC and VLANs for IPv4 again: the L2 key is taken.
+    let e = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.9:1"),
+        RUdpConfig::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, UdpError::Relay(RelayError::KeyInUse(_))), "{e}");
+    assert_eq!(io::Error::from(e).kind(), io::ErrorKind::AddrInUse);
+    // IPv6 on the same MAC is another key.
+    RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("[2001:db8::1]:1"),
+        RUdpConfig::default(),
+    )
+    .unwrap();
+    let e = RUdpConn::new(
+        relay.clone(),
+        mac(5),
+        &[],
+        sa("192.0.2.5:1"),
+        RUdpConfig::default().dscp(64),
+    )
+    .unwrap_err();
+    assert!(matches!(e, UdpError::InvalidConfig(_)));
+
+    let shared = EtherConn::new(
+        relay.clone(),
+        mac(6),
+        &[],
+        EtherConnConfig::default().l4_demux(true),
+    )
+    .unwrap();
+    let e =
+        RUdpConn::from_ether_conn(shared, sa("192.0.2.6:1"), RUdpConfig::default()).unwrap_err();
+    assert!(matches!(e, UdpError::InvalidConfig(_)), "{e}");
+    let v4_only = EtherConn::new(
+        relay.clone(),
+        mac(7),
+        &[],
+        EtherConnConfig::default().ethertypes(&[EtherType::IPV4, EtherType::ARP]),
+    )
+    .unwrap();
+    let e = RUdpConn::from_ether_conn(v4_only, sa("[2001:db8::7]:1"), RUdpConfig::default())
+        .unwrap_err();
+    assert!(matches!(e, UdpError::InvalidConfig(_)), "{e}");
+}
+
+#[test]
+fn from_ether_conn_keeps_timeouts_and_other_ethertypes() {
+    let relay = relay();
+    let ether = EtherConn::new(relay.clone(), mac(2), &[], EtherConnConfig::default()).unwrap();
+    ether
+        .set_read_timeout(Some(Duration::from_millis(40)))
+        .unwrap();
+    let b = RUdpConn::from_ether_conn(ether, sa("192.0.2.2:5000"), RUdpConfig::default()).unwrap();
+    assert_eq!(b.read_timeout().unwrap(), Some(Duration::from_millis(40)));
+    // An ARP frame reaches the EtherConn and is filtered, not returned as a datagram.
+    b.ether_conn()
+        .send_to(&[0u8; 28], EtherType::ARP, mac(2))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        b.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::TimedOut
+    );
+    assert_eq!(b.rx_filtered(), 1);
+}
+
+#[test]
+fn port_zero_picks_an_ephemeral_port_and_spoofed_sources_arrive_as_sent() {
+    let relay = relay();
+    let (a, b) = pair(
+        &relay,
+        &[],
+        "192.0.2.1:0",
+        "192.0.2.2:5000",
+        RUdpConfig::default(),
+    );
+    let local = a.local_addr().unwrap();
+    assert!(local.port() >= 49152, "{local}");
+    a.send_to(b"x", sa("192.0.2.2:5000")).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(b.recv_from(&mut buf).unwrap().1, local);
+    a.send_to_from(b"y", sa("203.0.113.9:999"), sa("192.0.2.2:5000"))
+        .unwrap();
+    assert_eq!(b.recv_from(&mut buf).unwrap(), (1, sa("203.0.113.9:999")));
+}
