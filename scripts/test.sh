@@ -73,14 +73,17 @@ bash "$golden/check_golden_tshark.sh"
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-section "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+section "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 section "cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 
 section "cargo test --workspace --doc"
 cargo test --workspace --doc
+
+section "cargo test -p etherconn-udp --features tokio (async API)"
+cargo test -p etherconn-udp --features tokio
 
 section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

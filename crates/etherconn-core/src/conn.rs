@@ -304,6 +304,15 @@ impl EtherConn {
         self.entry.queue.pop(self.read_wait())
     }
 
+    /// Takes a frame if one waits, or arranges for the task to be woken when one arrives: the
+    /// building block of async receives (one waiting task per conn).
+    pub fn poll_recv_frame(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<RxFrame>> {
+        self.entry.queue.poll_pop(cx)
+    }
+
     /// Like [`recv_frame`](Self::recv_frame) with this call's own wait instead of the conn's
     /// timeout and non-blocking setting: `None` waits forever, `Some(Duration::ZERO)` does not
     /// wait (`WouldBlock`). For layers above (UDP) that keep their own deadline.

@@ -105,6 +105,8 @@
 //! `SharingRUdpConn` reaches 4 KiB.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod config;
 mod error;
 mod rudp;
@@ -113,6 +115,8 @@ mod sharing;
 mod timeouts;
 mod tx;
 
+#[cfg(feature = "tokio")]
+pub use aio::{Async, AsyncRUdpConn, AsyncSharingRUdpConn, PollUdp};
 pub use config::{
     broadcast_resolver, multicast_mac, NextHopResolver, RUdpConfig, SharedConfig, SharingConfig,
     DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARED_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH, DEFAULT_TTL,

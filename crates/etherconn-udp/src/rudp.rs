@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
@@ -286,6 +287,33 @@ impl RUdpConn {
             }
             self.filtered();
         }
+    }
+
+    /// Polls for a datagram: copies it into `buf` when one is ours, or registers the task to
+    /// be woken. The building block of the async API (feature `tokio`).
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            let rx = match self.ether.poll_recv_frame(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Some(udp) = self.accept(&rx) {
+                let meta = deliver(&rx, &udp, buf);
+                return Poll::Ready(Ok((meta.len, meta.remote)));
+            }
+            self.filtered();
+        }
+    }
+
+    /// Sends without waiting for room in the transmit path (`WouldBlock` when there is none),
+    /// whatever the conn's blocking mode.
+    pub fn try_send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
+        self.egress()
+            .send(payload, self.local, dst, Some(Duration::ZERO))
     }
 
     /// A datagram that is already queued, without waiting.

@@ -5,6 +5,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
@@ -279,6 +280,33 @@ impl SharingRUdpConn {
                 return Ok((rx, udp));
             }
         }
+    }
+
+    /// Polls for a datagram: copies it into `buf` when one waits, or registers the task to be
+    /// woken. The building block of the async API (feature `tokio`).
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            let rx = match self.queue.poll_pop(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => return Poll::Pending,
+            };
+            // The demultiplexer queues only UDP datagrams; anything else would not be ours.
+            if let Some(udp) = rx.info.udp {
+                let meta = deliver(&rx, &udp, buf);
+                return Poll::Ready(Ok((meta.len, meta.remote)));
+            }
+        }
+    }
+
+    /// Sends without waiting for room in the transmit path (`WouldBlock` when there is none),
+    /// whatever the conn's blocking mode.
+    pub fn try_send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
+        self.egress()
+            .send(payload, self.local, dst, Some(Duration::ZERO))
     }
 
     /// Receives one datagram's payload into `buf`; returns its length and the sender. Bytes

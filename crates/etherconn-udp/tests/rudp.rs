@@ -710,3 +710,80 @@ fn port_zero_picks_an_ephemeral_port_and_spoofed_sources_arrive_as_sent() {
         .unwrap();
     assert_eq!(b.recv_from(&mut buf).unwrap(), (1, sa("203.0.113.9:999")));
 }
+
+/// Async receives on many endpoints from one runtime thread: no thread per endpoint, every
+/// task woken by the relay when its datagram arrives.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_endpoints_share_one_runtime_thread() {
+    use etherconn_core::relay::LoopbackRelay;
+    use etherconn_udp::{
+        AsyncRUdpConn, AsyncSharingRUdpConn, SharedConfig, SharedEtherConn, SharingConfig,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+        let server = AsyncRUdpConn::new(
+            RUdpConn::new(
+                relay.clone(),
+                "02:00:00:00:aa:01".parse().unwrap(),
+                &[],
+                "192.0.2.1:7".parse().unwrap(),
+                RUdpConfig::default().resolver(|_| "02:00:00:00:aa:02".parse().ok()),
+            )
+            .unwrap(),
+        );
+        let shared = SharedEtherConn::new(
+            relay.clone(),
+            "02:00:00:00:aa:02".parse().unwrap(),
+            &[],
+            SharedConfig::default(),
+        )
+        .unwrap();
+        let clients: Vec<_> = (0..200u16)
+            .map(|i| {
+                let local: SocketAddr = format!("192.0.2.2:{}", 10_000 + i).parse().unwrap();
+                Arc::new(AsyncSharingRUdpConn::new(
+                    shared.bind(local, SharingConfig::default()).unwrap(),
+                ))
+            })
+            .collect();
+        // Every client waits before anything is sent.
+        let waiting: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    let (n, from) = c.recv_from(&mut buf).await.unwrap();
+                    (buf[..n].to_vec(), from, c.get_ref().local_addr().unwrap())
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        for c in &clients {
+            let dst = c.get_ref().local_addr().unwrap();
+            server
+                .send_to(dst.port().to_string().as_bytes(), dst)
+                .await
+                .unwrap();
+        }
+        for w in waiting {
+            let (payload, from, local) = tokio::time::timeout(std::time::Duration::from_secs(5), w)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(payload, local.port().to_string().as_bytes());
+            assert_eq!(from, "192.0.2.1:7".parse::<SocketAddr>().unwrap());
+        }
+        relay.stop();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            server.recv_from(&mut buf).await.unwrap_err().kind(),
+            std::io::ErrorKind::NotConnected
+        );
+    });
+}

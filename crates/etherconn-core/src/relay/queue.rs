@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -52,6 +53,10 @@ pub struct RxQueue {
     closed: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
+    /// The task of an async reader waiting in [`RxQueue::poll_pop`]; `has_waker` lets the
+    /// relay thread skip the lock when there is none.
+    waker: Mutex<Option<Waker>>,
+    has_waker: AtomicBool,
 }
 
 impl RxQueue {
@@ -63,6 +68,8 @@ impl RxQueue {
             closed: AtomicBool::new(false),
             lock: Mutex::new(()),
             cv: Condvar::new(),
+            waker: Mutex::new(None),
+            has_waker: AtomicBool::new(false),
         }
     }
 
@@ -101,13 +108,68 @@ impl RxQueue {
             let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.cv.notify_all();
         }
+        // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst
+        // load and the reader's SeqCst store of `has_waker` (made before it looks at the queue
+        // again) cannot both miss each other.
+        if self.has_waker.load(Ordering::SeqCst) {
+            let waker = {
+                let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                // Cleared under the lock, so a registration racing with us is never erased.
+                self.has_waker.store(false, Ordering::SeqCst);
+                slot.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Takes a frame if one waits, or registers the task to be woken when one arrives (or the
+    /// queue closes): the async counterpart of [`pop`](Self::pop), with no thread per reader.
+    ///
+    /// One task waits at a time: a second task polling the same queue replaces the first's
+    /// registration, as with a single-reader socket.
+    pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<io::Result<RxFrame>> {
+        if let Some(f) = self.q.pop() {
+            return Poll::Ready(Ok(f));
+        }
+        if self.is_closed() {
+            return Poll::Ready(Err(closed_error()));
+        }
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+            self.has_waker.store(true, Ordering::SeqCst);
+        }
+        // A frame pushed (or a close) between the first check and the registration found no
+        // waker to wake: look again now that the registration is visible.
+        if let Some(f) = self.q.pop() {
+            return Poll::Ready(Ok(f));
+        }
+        if self.is_closed() {
+            return Poll::Ready(Err(closed_error()));
+        }
+        Poll::Pending
     }
 
     /// Closes the queue: pushes fail and blocked readers return an error once it is drained.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        self.cv.notify_all();
+        {
+            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cv.notify_all();
+        }
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Takes a frame, waiting up to `timeout` (`None`: forever; zero: not at all).
