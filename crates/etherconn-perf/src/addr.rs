@@ -1,0 +1,176 @@
+//! Addresses and VLAN stacks from the command line, and the sizes they give frames.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
+
+/// Ethernet header (14) + IPv4 header (20) + UDP header (8).
+const HEADERS: usize = 14 + 20 + 8;
+
+/// Largest UDP payload the tool sends: what fits a 1500-byte MTU with the VLAN tags counted
+/// against it (the kernel lets an AF_PACKET sender and a veth exceed the MTU by one 802.1Q tag
+/// only, and not for an 802.1ad outer tag).
+pub fn max_payload(tags: usize) -> usize {
+    1500 - 20 - 8 - 4 * tags
+}
+
+/// Bytes a frame takes on the wire for a UDP payload of `payload` bytes behind `tags` VLAN
+/// tags: Ethernet header, tags, IPv4, UDP, payload, padded to the 60-byte minimum. No
+/// preamble, start delimiter, FCS or inter-frame gap.
+pub fn wire_len(tags: usize, payload: usize) -> usize {
+    (HEADERS + 4 * tags + payload).max(60)
+}
+
+/// The `i`-th address after `base` (wrapping).
+pub fn ip_offset(base: Ipv4Addr, i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base).wrapping_add(i as u32))
+}
+
+/// Position of `ip` in the range of `count` addresses starting at `base`.
+pub fn ip_index(base: Ipv4Addr, count: usize, ip: Ipv4Addr) -> Option<usize> {
+    let i = u32::from(ip).wrapping_sub(u32::from(base)) as usize;
+    (i < count).then_some(i)
+}
+
+/// An IPv4 address with a prefix length, as `10.0.0.1/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The prefix length (0 to 32).
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// Whether `ip` is inside this prefix.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (s, "32"),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= 32)
+            .ok_or_else(|| format!("prefix length {prefix:?} is not 0 to 32"))?;
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+/// Parses a MAC address (`02:ec:55:00:00:01`).
+pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
+}
+
+/// Parses a VLAN id (0 to 4094).
+pub fn parse_vlan_id(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .ok()
+        .filter(|&id| id <= 4094)
+        .ok_or_else(|| format!("{s:?} is not a VLAN id (0 to 4094)"))
+}
+
+/// An outer and an inner VLAN id, as `200.100`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Qinq {
+    /// Outer (service) VLAN id, sent with TPID 0x88a8.
+    pub outer: u16,
+    /// Inner (customer) VLAN id, sent with TPID 0x8100.
+    pub inner: u16,
+}
+
+/// Parses `OUTER.INNER`.
+pub fn parse_qinq(s: &str) -> Result<Qinq, String> {
+    let (o, i) = s
+        .split_once('.')
+        .ok_or_else(|| format!("{s:?} is not OUTER.INNER (e.g. 200.100)"))?;
+    Ok(Qinq {
+        outer: parse_vlan_id(o)?,
+        inner: parse_vlan_id(i)?,
+    })
+}
+
+/// The VLAN stack (outermost first) for `--vlan` or `--qinq`, empty for neither.
+pub fn vlan_stack(vlan: Option<u16>, qinq: Option<Qinq>) -> Vec<VlanTag> {
+    let tag = |tpid, id| VlanId::new(id).map(|id| VlanTag::new(tpid, id));
+    match (vlan, qinq) {
+        (_, Some(q)) => [tag(Tpid::QINQ, q.outer), tag(Tpid::DOT1Q, q.inner)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        (Some(v), None) => tag(Tpid::DOT1Q, v).into_iter().collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// `none`, `100` or `200.100`, for tables and JSON.
+pub fn describe_vlans(vlans: &[VlanTag]) -> String {
+    if vlans.is_empty() {
+        return "none".to_owned();
+    }
+    vlans
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(wire_len(0, 64), 106);
+        assert_eq!(wire_len(0, 8), 60);
+        assert_eq!(wire_len(2, 1400), 1450);
+        assert_eq!(max_payload(0), 1472);
+    }
+
+    #[test]
+    fn ip_ranges() {
+        let base = Ipv4Addr::new(10, 55, 1, 250);
+        assert_eq!(ip_offset(base, 10), Ipv4Addr::new(10, 55, 2, 4));
+        assert_eq!(ip_index(base, 20, Ipv4Addr::new(10, 55, 2, 4)), Some(10));
+        assert_eq!(ip_index(base, 10, Ipv4Addr::new(10, 55, 2, 4)), None);
+        assert_eq!(ip_index(base, 10, Ipv4Addr::new(10, 55, 1, 1)), None);
+    }
+
+    #[test]
+    fn parsing() {
+        let c: Ipv4Cidr = "10.56.0.10/24".parse().unwrap();
+        assert_eq!(c.prefix, 24);
+        assert!(c.contains(Ipv4Addr::new(10, 56, 0, 200)));
+        assert!(!c.contains(Ipv4Addr::new(10, 56, 1, 1)));
+        assert!("10.56.0.10/33".parse::<Ipv4Cidr>().is_err());
+        assert_eq!(
+            parse_qinq("200.100").unwrap(),
+            Qinq {
+                outer: 200,
+                inner: 100
+            }
+        );
+        assert!(parse_qinq("200").is_err());
+        assert!(parse_vlan_id("4095").is_err());
+        let stack = vlan_stack(None, Some(parse_qinq("200.100").unwrap()));
+        assert_eq!(stack[0].tpid, Tpid::QINQ);
+        assert_eq!(describe_vlans(&stack), "200.100");
+        assert_eq!(describe_vlans(&vlan_stack(Some(7), None)), "7");
+    }
+}

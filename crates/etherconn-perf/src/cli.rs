@@ -1,0 +1,300 @@
+//! Command-line arguments.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use etherconn_core::wire::{MacAddr, VlanTag};
+
+use crate::addr::{self, Ipv4Cidr, Qinq};
+use crate::l2udp::TxPath;
+
+const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
+
+/// Measures etherconn's relays against kernel UDP sockets on a namespace + veth testbed it
+/// makes itself (`bench`, the default), and serves (`echo`) or drives (`send`) UDP echo over
+/// etherconn endpoints on an existing interface.
+#[derive(Debug, Parser)]
+#[command(
+    name = "etherconn-perf",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: bench).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `bench` options, when no command is given.
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure packets/s through each backend and the kernel UDP baseline on a fresh testbed
+    /// (two network namespaces joined by a veth pair, removed on exit). Needs root.
+    Bench(BenchArgs),
+    /// Serve UDP echo on N etherconn endpoints (consecutive MACs and IPs) on an existing
+    /// interface, answering ARP for them, until SIGINT/SIGTERM.
+    Echo(EchoArgs),
+    /// Send UDP datagrams from N etherconn endpoints to a peer (such as `echo`) and count the
+    /// echoes that come back.
+    Send(SendArgs),
+}
+
+/// Which backends `bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The AF_PACKET relay and the kernel baseline.
+    All,
+    /// The AF_PACKET relay (etherconn-rawsock) only.
+    Rawsock,
+    /// The kernel UDP socket baseline only.
+    Kernel,
+}
+
+/// An optional VLAN stack for every endpoint.
+#[derive(Clone, Debug, Args)]
+pub struct VlanArgs {
+    /// One 802.1Q tag (TPID 0x8100) with this VLAN id on every endpoint's frames.
+    #[arg(long, value_name = "ID", value_parser = addr::parse_vlan_id, conflicts_with = "qinq")]
+    pub vlan: Option<u16>,
+    /// Two tags, OUTER.INNER: the outer with TPID 0x88a8 (802.1ad), the inner with 0x8100.
+    #[arg(long, value_name = "OUTER.INNER", value_parser = addr::parse_qinq)]
+    pub qinq: Option<Qinq>,
+}
+
+impl VlanArgs {
+    /// The stack, outermost first.
+    pub fn stack(&self) -> Vec<VlanTag> {
+        addr::vlan_stack(self.vlan, self.qinq)
+    }
+}
+
+/// Options of `bench`.
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    /// Backends to measure; the kernel baseline runs too unless `rawsock` alone is asked for.
+    #[arg(long, value_enum, default_value_t = BackendChoice::All)]
+    pub backend: BackendChoice,
+    /// Endpoints (distinct MACs and IPs) per side; a comma list measures each.
+    #[arg(long, value_name = "N[,N..]", value_delimiter = ',', default_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..=16_384))]
+    pub endpoints: Vec<u32>,
+    /// UDP payload bytes; a comma list measures each.
+    #[arg(long, value_name = "BYTES[,BYTES..]", value_delimiter = ',', default_value = "64",
+          value_parser = clap::value_parser!(u32).range(MIN_PAYLOAD..=1472))]
+    pub payload: Vec<u32>,
+    /// Seconds each measurement sends at full speed, after the warm-up.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Runs of every measurement, interleaved (kernel, rawsock, kernel, ...); the run with
+    /// the median rx pps is reported, with every run's rx pps beside it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+    /// Seconds of sending before each measurement starts counting.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_warmup)]
+    pub warmup: f64,
+    #[command(flatten)]
+    pub vlans: VlanArgs,
+    /// Move the receiver's kernel work (veth NAPI) to a kernel thread pinned to the receive
+    /// CPU (DESIGN.md 8) instead of the sender's CPU.
+    #[arg(long)]
+    pub threaded_rx: bool,
+    /// Print one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// How etherconn bursts reach the relay: `batch` (PacketRelay::send_batch of 32 frames)
+    /// or `conn` (one EtherConn::send_built per datagram).
+    #[arg(long, value_enum, default_value_t = TxPath::Batch)]
+    pub tx_path: TxPath,
+    /// Receive queue depth of each etherconn endpoint (default: 65536 / N, 64 to 4096).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub queue_depth: Option<u32>,
+    /// CPU of the sending threads (namespace A).
+    #[arg(long, default_value_t = 0)]
+    pub tx_cpu: usize,
+    /// CPU of the receiving threads and, with --threaded-rx, of the NAPI thread (namespace B).
+    #[arg(long, default_value_t = 1)]
+    pub rx_cpu: usize,
+}
+
+/// Options of `echo`.
+#[derive(Clone, Debug, Args)]
+pub struct EchoArgs {
+    /// Interface to serve on (in this network namespace).
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// Address and prefix of endpoint 0; endpoint i has address + i.
+    #[arg(long, value_name = "A/PREFIX")]
+    pub ip: Ipv4Cidr,
+    /// MAC of endpoint 0; endpoint i has MAC + i.
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    pub mac: MacAddr,
+    /// Number of endpoints.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub endpoints: u32,
+    #[command(flatten)]
+    pub vlans: VlanArgs,
+    /// UDP port every endpoint serves.
+    #[arg(long, default_value_t = 9000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// Receive queue depth of each endpoint.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub queue_depth: Option<u32>,
+}
+
+/// Options of `send`.
+#[derive(Clone, Debug, Args)]
+pub struct SendArgs {
+    /// Interface to send on (in this network namespace).
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// Destination address and port (an `echo` endpoint, say).
+    #[arg(long, value_name = "IP:PORT")]
+    pub dst: SocketAddrV4,
+    /// MAC of endpoint 0; endpoint i has MAC + i.
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    pub mac: MacAddr,
+    /// Address of endpoint 0 (a /prefix is accepted and ignored); endpoint i has address + i.
+    #[arg(long, value_name = "A")]
+    pub ip: Ipv4Cidr,
+    /// Destination MAC (the peer's or the next hop's); found with ARP when not given.
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    pub dst_mac: Option<MacAddr>,
+    /// Number of sending endpoints (round robin).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub endpoints: u32,
+    #[command(flatten)]
+    pub vlans: VlanArgs,
+    /// UDP payload bytes.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(MIN_PAYLOAD..=1472))]
+    pub payload: u32,
+    /// Seconds to send.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Datagrams per second in all (default: as fast as possible).
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
+    /// Source UDP port of every endpoint.
+    #[arg(long, default_value_t = 40000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// How bursts reach the relay.
+    #[arg(long, value_enum, default_value_t = TxPath::Batch)]
+    pub tx_path: TxPath,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SendArgs {
+    /// Address of endpoint 0.
+    pub fn base_ip(&self) -> Ipv4Addr {
+        self.ip.addr
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0.1 to 3600")),
+    }
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 60")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_is_bench_with_defaults() {
+        let cli = Cli::try_parse_from(["etherconn-perf"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.bench.endpoints, vec![1]);
+        assert_eq!(cli.bench.payload, vec![64]);
+        assert_eq!(cli.bench.backend, BackendChoice::All);
+    }
+
+    #[test]
+    fn bench_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "etherconn-perf",
+            "bench",
+            "--endpoints",
+            "1,1000",
+            "--payload",
+            "64,512,1400",
+            "--qinq",
+            "200.100",
+            "--json",
+        ])
+        .unwrap();
+        let Some(Command::Bench(b)) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.endpoints, vec![1, 1000]);
+        assert_eq!(b.vlans.stack().len(), 2);
+        assert!(Cli::try_parse_from(["etherconn-perf", "--vlan", "1", "--qinq", "2.3"]).is_err());
+        assert!(Cli::try_parse_from(["etherconn-perf", "--payload", "4"]).is_err());
+        assert!(Cli::try_parse_from(["etherconn-perf", "--backend", "xdp"]).is_err());
+    }
+
+    #[test]
+    fn echo_and_send_parse() {
+        let cli = Cli::try_parse_from([
+            "etherconn-perf",
+            "echo",
+            "--iface",
+            "eth0",
+            "--ip",
+            "10.0.0.1/24",
+            "--mac",
+            "02:00:00:00:00:01",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Echo(_))));
+        assert!(Cli::try_parse_from([
+            "etherconn-perf",
+            "echo",
+            "--iface",
+            "eth0",
+            "--ip",
+            "10.0.0.1/24",
+            "--mac",
+            "nonsense",
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from([
+            "etherconn-perf",
+            "send",
+            "--iface",
+            "eth0",
+            "--dst",
+            "10.0.0.1:9000",
+            "--mac",
+            "02:00:00:00:00:02",
+            "--ip",
+            "10.0.0.2",
+            "--rate",
+            "1000",
+        ])
+        .unwrap();
+        let Some(Command::Send(s)) = cli.command else {
+            panic!("not send")
+        };
+        assert_eq!(s.rate, Some(1000));
+        assert_eq!(s.base_ip(), Ipv4Addr::new(10, 0, 0, 2));
+    }
+}

@@ -1,0 +1,466 @@
+//! UDP over etherconn's L2 endpoints: one [`EtherConn`] per endpoint (its own MAC and VLAN
+//! stack) on a relay, UDP/IPv4 frames built with `build_udp_frame` and taken apart by the
+//! relay's one-pass classification. Optionally answers ARP for the endpoints' addresses, so a
+//! kernel peer can reach them without static neighbour entries.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etherconn_core::build::{build_udp_frame, UdpFrame};
+use etherconn_core::relay::{PacketRelay, RxFrame};
+use etherconn_core::wire::{arp, EtherType, MacAddr, VlanTag};
+use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+
+use crate::addr::{ip_index, ip_offset};
+use crate::endpoint::{EndpointSet, Peer, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
+use crate::error::{Context, Failure, Result};
+
+/// How a burst reaches the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxPath {
+    /// Frames built into the set's own buffers, handed to `PacketRelay::send_batch` together.
+    Batch,
+    /// One `EtherConn::send_built` per datagram (the relay's pooled buffer, `PacketRelay::send`).
+    Conn,
+}
+
+/// How to lay out a set of endpoints.
+#[derive(Clone, Debug)]
+pub struct L2UdpConfig {
+    /// MAC of endpoint 0; endpoint `i` has `base_mac + i`.
+    pub base_mac: MacAddr,
+    /// Address of endpoint 0; endpoint `i` has `base_ip + i`.
+    pub base_ip: Ipv4Addr,
+    /// Number of endpoints.
+    pub endpoints: usize,
+    /// UDP port of every endpoint.
+    pub port: u16,
+    /// VLAN stack of every endpoint, outermost first.
+    pub vlans: Vec<VlanTag>,
+    /// Answer ARP requests for the endpoints' addresses.
+    pub answer_arp: bool,
+    /// Receive queue depth of each endpoint's conn.
+    pub queue_depth: usize,
+    /// How bursts are sent.
+    pub tx_path: TxPath,
+    /// How long a receive call naps when a pass over the conns found them mostly empty (the
+    /// latency a thinly used fleet trades for not polling its conns in a loop).
+    pub sparse_nap: Duration,
+}
+
+impl L2UdpConfig {
+    /// A queue depth that gives a fleet about 64k frames of queueing in all, 64 to 4096 each.
+    pub fn default_queue_depth(endpoints: usize) -> usize {
+        (65_536 / endpoints.max(1)).clamp(64, 4096)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    rx_udp: u64,
+    rx_not_ours: u64,
+    rx_other: u64,
+    arp_replies: u64,
+    tx: u64,
+}
+
+/// A fleet of etherconn L2 endpoints on one relay, speaking UDP.
+pub struct L2UdpEndpoints {
+    relay: Arc<dyn PacketRelay>,
+    conns: Vec<EtherConn>,
+    base_ip: Ipv4Addr,
+    port: u16,
+    answer_arp: bool,
+    tx_path: TxPath,
+    sparse_nap: Duration,
+    frames: Box<[u8]>,
+    scratch: Box<[u8]>,
+    cursor: usize,
+    hot: usize,
+    idle_naps: u32,
+    c: Counters,
+}
+
+impl std::fmt::Debug for L2UdpEndpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L2UdpEndpoints")
+            .field("relay", &self.relay)
+            .field("endpoints", &self.conns.len())
+            .finish()
+    }
+}
+
+impl L2UdpEndpoints {
+    /// Opens an AF_PACKET relay on `ifname` (in the calling thread's network namespace) and
+    /// registers the endpoints on it.
+    pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
+        let relay_cfg =
+            RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
+        let relay = RawSocketRelay::new(ifname, relay_cfg)
+            .map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
+        Self::on_relay(relay, cfg)
+    }
+
+    /// Registers the endpoints on `relay`.
+    pub fn on_relay(relay: Arc<dyn PacketRelay>, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
+        if cfg.endpoints == 0 {
+            return Err(Failure::new("at least one endpoint is needed"));
+        }
+        let mut conns = Vec::with_capacity(cfg.endpoints);
+        for i in 0..cfg.endpoints {
+            let conn_cfg = EtherConnConfig::default()
+                .ethertypes(&[EtherType::IPV4, EtherType::ARP])
+                .queue_depth(cfg.queue_depth)
+                // One conn takes the broadcast ARP requests for all of them.
+                .recv_multicast(i == 0 && cfg.answer_arp);
+            let mac = cfg.base_mac.offset(i as u64);
+            let conn = EtherConn::new(Arc::clone(&relay), mac, &cfg.vlans, conn_cfg)
+                .context(|| format!("cannot register endpoint {mac}"))?;
+            conns.push(conn);
+        }
+        Ok(L2UdpEndpoints {
+            relay,
+            conns,
+            base_ip: cfg.base_ip,
+            port: cfg.port,
+            answer_arp: cfg.answer_arp,
+            tx_path: cfg.tx_path,
+            sparse_nap: cfg.sparse_nap,
+            frames: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
+            scratch: vec![0; FRAME_ROOM].into_boxed_slice(),
+            cursor: 0,
+            hot: 0,
+            idle_naps: 0,
+            c: Counters::default(),
+        })
+    }
+
+    /// MAC of endpoint `i`.
+    pub fn mac(&self, i: usize) -> MacAddr {
+        self.conns[i].local_mac()
+    }
+
+    /// Finds the MAC of `target` with an ARP request from endpoint `from` (broadcast on its VLAN
+    /// stack), retried every 300 ms until `timeout`. Other frames arriving at that endpoint
+    /// meanwhile are dropped (ARP requests for the set are still answered).
+    pub fn resolve(
+        &mut self,
+        from: usize,
+        target: Ipv4Addr,
+        timeout: Duration,
+    ) -> io::Result<Option<MacAddr>> {
+        let conn = &self.conns[from];
+        let request = arp::Repr {
+            operation: arp::Operation::Request,
+            source_hardware_addr: conn.local_mac(),
+            source_protocol_addr: ip_offset(self.base_ip, from),
+            target_hardware_addr: MacAddr::UNSPECIFIED,
+            target_protocol_addr: target,
+        };
+        let mut buf = [0u8; arp::PACKET_LEN];
+        request
+            .emit(&mut arp::Packet::new_unchecked(&mut buf[..]))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.conns[from].send_to(&buf, EtherType::ARP, MacAddr::BROADCAST)?;
+            let retry = (Instant::now() + Duration::from_millis(300)).min(deadline);
+            loop {
+                let now = Instant::now();
+                if now >= retry || crate::sys::stop_requested() {
+                    break;
+                }
+                let Some(rx) = self.recv_one_blocking(from, retry - now)? else {
+                    continue;
+                };
+                if rx.info.ethertype != EtherType::ARP {
+                    self.c.rx_other += 1;
+                    continue;
+                }
+                let reply = arp::Packet::new_checked(rx.payload())
+                    .ok()
+                    .and_then(|p| arp::Repr::parse(&p).ok());
+                match reply {
+                    Some(r)
+                        if r.operation == arp::Operation::Reply
+                            && r.source_protocol_addr == target =>
+                    {
+                        return Ok(Some(r.source_hardware_addr));
+                    }
+                    _ => self.handle_arp(&rx),
+                }
+            }
+            if crate::sys::stop_requested() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    fn recv_one_blocking(&self, i: usize, wait: Duration) -> io::Result<Option<RxFrame>> {
+        match self.conns[i].recv_frame_timeout(Some(wait)) {
+            Ok(rx) => Ok(Some(rx)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands a frame that arrived at endpoint `i` to `on` if it is a datagram for it; returns
+    /// whether it was.
+    fn handle(&mut self, i: usize, rx: &RxFrame, on: &mut dyn FnMut(&RxDatagram<'_>)) -> bool {
+        let info = &rx.info;
+        match info.udp {
+            Some(udp) => {
+                let local = SocketAddr::new(IpAddr::V4(ip_offset(self.base_ip, i)), self.port);
+                if udp.local != local {
+                    self.c.rx_not_ours += 1;
+                    return false;
+                }
+                on(&RxDatagram {
+                    endpoint: i,
+                    from: Peer {
+                        mac: info.src_mac,
+                        addr: udp.remote,
+                    },
+                    vlans: info.vlans.as_slice(),
+                    to: udp.local,
+                    payload: &rx.buf[udp.payload.range()],
+                });
+                self.c.rx_udp += 1;
+                true
+            }
+            None if info.ethertype == EtherType::ARP && self.answer_arp => {
+                self.handle_arp(rx);
+                false
+            }
+            None => {
+                self.c.rx_other += 1;
+                false
+            }
+        }
+    }
+
+    /// Answers an ARP request for one of the set's addresses, from that endpoint's MAC.
+    fn handle_arp(&mut self, rx: &RxFrame) {
+        let request = arp::Packet::new_checked(rx.payload())
+            .ok()
+            .and_then(|p| arp::Repr::parse(&p).ok());
+        let Some(req) = request.filter(|r| r.operation == arp::Operation::Request) else {
+            self.c.rx_other += 1;
+            return;
+        };
+        let Some(j) = ip_index(self.base_ip, self.conns.len(), req.target_protocol_addr) else {
+            self.c.rx_other += 1;
+            return;
+        };
+        let conn = &self.conns[j];
+        let reply = arp::Repr {
+            operation: arp::Operation::Reply,
+            source_hardware_addr: conn.local_mac(),
+            source_protocol_addr: req.target_protocol_addr,
+            target_hardware_addr: req.source_hardware_addr,
+            target_protocol_addr: req.source_protocol_addr,
+        };
+        let mut buf = [0u8; arp::PACKET_LEN];
+        if reply
+            .emit(&mut arp::Packet::new_unchecked(&mut buf[..]))
+            .is_ok()
+            && conn
+                .send_to(&buf, EtherType::ARP, req.source_hardware_addr)
+                .is_ok()
+        {
+            self.c.arp_replies += 1;
+        }
+    }
+}
+
+/// The frame endpoint `conn` (number `spec.from`, address `base_ip + spec.from`) sends.
+fn udp_frame<'a>(
+    spec: &TxSpec,
+    conn: &'a EtherConn,
+    base_ip: Ipv4Addr,
+    port: u16,
+    payload: &'a [u8],
+) -> UdpFrame<'a> {
+    UdpFrame {
+        src_mac: conn.local_mac(),
+        dst_mac: spec.to.mac,
+        vlans: conn.vlans(),
+        src: SocketAddr::new(IpAddr::V4(ip_offset(base_ip, spec.from)), port),
+        dst: spec.to.addr,
+        ttl: 64,
+        dscp: 0,
+        payload,
+    }
+}
+
+impl EndpointSet for L2UdpEndpoints {
+    fn backend(&self) -> &'static str {
+        "rawsock"
+    }
+
+    fn endpoint_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn local_addr(&self, endpoint: usize) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(ip_offset(self.base_ip, endpoint)), self.port)
+    }
+
+    fn send_burst(
+        &mut self,
+        specs: &[TxSpec],
+        fill: &mut dyn FnMut(usize, &mut [u8]) -> usize,
+    ) -> io::Result<usize> {
+        let n = specs.len().min(BATCH);
+        let mut lens = [0usize; BATCH];
+        let (base_ip, port) = (self.base_ip, self.port);
+        let sent = match self.tx_path {
+            TxPath::Batch => {
+                // Each payload is written to the scratch buffer and built into frame k.
+                for (k, spec) in specs[..n].iter().enumerate() {
+                    let plen = fill(k, &mut self.scratch);
+                    let conn = &self.conns[spec.from];
+                    let frame = udp_frame(spec, conn, base_ip, port, &self.scratch[..plen]);
+                    let buf = &mut self.frames[k * FRAME_ROOM..(k + 1) * FRAME_ROOM];
+                    lens[k] = build_udp_frame(buf, &frame)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                }
+                let frames = &self.frames;
+                let refs: [&[u8]; BATCH] =
+                    std::array::from_fn(|k| &frames[k * FRAME_ROOM..k * FRAME_ROOM + lens[k]]);
+                self.relay.send_batch(&refs[..n], None)?
+            }
+            TxPath::Conn => {
+                // Payloads first (the contract: every fill before any send), staged in the
+                // frame buffers; then one EtherConn::send_built each.
+                for (k, len) in lens[..n].iter_mut().enumerate() {
+                    *len = fill(k, &mut self.frames[k * FRAME_ROOM..(k + 1) * FRAME_ROOM]);
+                }
+                let mut sent = 0;
+                for (k, spec) in specs[..n].iter().enumerate() {
+                    let payload = &self.frames[k * FRAME_ROOM..k * FRAME_ROOM + lens[k]];
+                    let conn = &self.conns[spec.from];
+                    let frame = udp_frame(spec, conn, base_ip, port, payload);
+                    match conn.send_built(|buf| build_udp_frame(buf, &frame)) {
+                        Ok(_) => sent += 1,
+                        Err(e) if k == 0 => return Err(e),
+                        Err(_) => break,
+                    }
+                }
+                sent
+            }
+        };
+        self.c.tx += sent as u64;
+        Ok(sent)
+    }
+
+    fn recv_burst(
+        &mut self,
+        max: usize,
+        wait: Duration,
+        on: &mut dyn FnMut(&RxDatagram<'_>),
+    ) -> io::Result<usize> {
+        let count = self.conns.len();
+        let mut got = 0;
+        let (mut empty_in_a_row, mut empty_pops) = (0, 0);
+        // Round robin from where the last call stopped, draining each conn in turn, until
+        // `max` datagrams or one pass over conns that were all empty.
+        while got < max && empty_in_a_row < count {
+            let i = self.cursor;
+            match self.conns[i].recv_frame_timeout(Some(Duration::ZERO)) {
+                Ok(rx) => {
+                    empty_in_a_row = 0;
+                    self.hot = i;
+                    if self.handle(i, &rx, on) {
+                        got += 1;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    empty_in_a_row += 1;
+                    empty_pops += 1;
+                    self.cursor = (i + 1) % count;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // EtherConn offers no wait on "any of these conns", so a fleet is polled, with naps in
+        // between so that a relay thread on the same CPU gets to fill the queues. A nap waits
+        // on the conn that last had a frame (traffic often stays on a few endpoints): when
+        // nothing was waiting, for `sparse_nap`, doubling while the set stays idle, up to
+        // `wait`; when the conns were mostly empty (traffic spread thin over many of them),
+        // for `sparse_nap` once. A busy fleet (most conns non-empty) never naps.
+        let nap = if got == 0 {
+            let nap = if count == 1 {
+                wait
+            } else {
+                self.sparse_nap.saturating_mul(1 << self.idle_naps.min(16))
+            };
+            self.idle_naps = self.idle_naps.saturating_add(1);
+            nap.min(wait)
+        } else {
+            self.idle_naps = 0;
+            if empty_pops > got && got < max {
+                wait.min(self.sparse_nap)
+            } else {
+                Duration::ZERO
+            }
+        };
+        if !nap.is_zero() {
+            let i = self.hot;
+            if let Some(rx) = self.recv_one_blocking(i, nap)? {
+                self.idle_naps = 0;
+                if self.handle(i, &rx, on) {
+                    got += 1;
+                }
+            }
+        }
+        Ok(got)
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let s = self.relay.stats();
+        let mut v: Vec<(String, u64)> = [
+            ("tx_datagrams", self.c.tx),
+            ("rx_datagrams", self.c.rx_udp),
+            ("rx_not_ours", self.c.rx_not_ours),
+            ("rx_other", self.c.rx_other),
+            ("arp_replies", self.c.arp_replies),
+            ("relay_tx", s.tx),
+            ("relay_tx_errors", s.tx_errors),
+            ("relay_rx_offered", s.rx_offered),
+            ("relay_rx_delivered", s.rx_delivered),
+            ("relay_rx_invalid", s.rx_invalid),
+            ("relay_rx_queue_full", s.rx_queue_full),
+            ("relay_rx_no_buffer", s.rx_no_buffer),
+            ("relay_rx_miss", s.rx_miss),
+            ("relay_rx_multicast_delivered", s.rx_multicast_delivered),
+            ("relay_rx_multicast_ignored", s.rx_multicast_ignored),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        v.retain(|(k, v)| *v != 0 || k.starts_with("tx") || k.starts_with("rx_d"));
+        v
+    }
+}
+
+impl Drop for L2UdpEndpoints {
+    fn drop(&mut self) {
+        // Deregister first (cheap with the relay alive), then join the relay's threads; the
+        // relay is also stopped when its last handle goes, this just makes it deterministic.
+        self.conns.clear();
+        self.relay.stop();
+    }
+}

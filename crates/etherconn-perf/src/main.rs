@@ -1,0 +1,68 @@
+//! `etherconn-perf`: how many packets per second etherconn moves for how many endpoints,
+//! against the kernel's UDP sockets on the same veth pair, on a testbed it makes itself.
+//!
+//! ```text
+//! sudo etherconn-perf                                  # = bench with defaults
+//! sudo etherconn-perf bench --endpoints 1,1000 --payload 64,512,1400 --json
+//! sudo etherconn-perf echo --iface eth1 --ip 192.0.2.10/24 --mac 02:ec:00:00:00:10 --endpoints 100
+//! sudo etherconn-perf send --iface eth1 --dst 192.0.2.10:9000 --mac 02:ec:00:00:01:00 --ip 192.0.2.100
+//! ```
+//!
+//! The etherconn side is reached through one small trait, [`endpoint::EndpointSet`], so that a
+//! backend (AF_XDP, libpcap) or the UDP layer (`RUdpConn`) is one more file. See
+//! `docs/performance-tool.md`.
+
+mod addr;
+mod bench;
+mod cli;
+mod echo;
+mod endpoint;
+mod error;
+mod kernel;
+mod kstats;
+mod l2udp;
+mod payload;
+mod report;
+mod send;
+mod sys;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran to the end.
+    Done,
+    /// SIGINT or SIGTERM stopped it (after cleaning up).
+    Interrupted,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = sys::install_stop_signals() {
+        eprintln!("etherconn-perf: cannot install the SIGINT/SIGTERM handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.command {
+        None => bench::run(&cli.bench),
+        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Echo(args)) => echo::run(&args),
+        Some(Command::Send(args)) => send::run(&args),
+    };
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Err(e) if e.to_string().starts_with("etherconn-perf") => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("etherconn-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Runs the built `etherconn-perf` as a user would: `bench` on the testbed it makes itself, and
+//! `echo` in one namespace of a testbed made here, driven by `send` and by a kernel UDP socket
+//! (which reaches the echo endpoints through their ARP responder) from the other.
+//!
+//! Packets must flow and the output must be well formed; no figure is asserted.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use etherconn_testbed::{leftover_namespaces, process_prefix, require_root, Side, Testbed};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_etherconn-perf");
+
+/// The tests load both CPUs; one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `etherconn-perf args...` to completion, asserting it succeeded and left no namespace.
+fn run_bench(args: &[&str]) -> (Value, Output) {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etherconn-perf");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for etherconn-perf");
+    assert!(
+        out.status.success(),
+        "etherconn-perf {args:?} failed ({}):\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(
+        leftover_namespaces(&format!("ecperf-{pid}-")),
+        Vec::<String>::new(),
+        "bench left namespaces behind"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    (json, out)
+}
+
+fn result<'a>(json: &'a Value, backend: &str) -> &'a Value {
+    json["results"]
+        .as_array()
+        .expect("results array")
+        .iter()
+        .find(|r| r["backend"] == backend)
+        .unwrap_or_else(|| panic!("no {backend} result in {json:#}"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
+}
+
+#[test]
+fn bench_json_has_both_backends_and_packets_flowed() {
+    if !require_root("bench_json_has_both_backends_and_packets_flowed") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let (json, out) = run_bench(&[
+        "bench",
+        "--seconds",
+        "1",
+        "--json",
+        "--endpoints",
+        "4",
+        "--warmup",
+        "0.3",
+    ]);
+    assert!(json["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(!json["machine"]["kernel"].as_str().unwrap().is_empty());
+    assert_eq!(json["mode"], "default");
+    assert_eq!(json["interrupted"], false);
+    for backend in ["kernel", "rawsock"] {
+        let r = result(&json, backend);
+        for key in ["tx_pps", "rx_pps", "rx_bps"] {
+            assert!(num(r, key) > 0.0, "{backend} {key} is 0: {r:#}");
+        }
+        let loss = num(r, "loss");
+        assert!((0.0..=1.0).contains(&loss), "{backend} loss {loss}");
+        assert!(r["rx_total"].as_u64().unwrap() > 0);
+        assert!(r["rx_total"].as_u64().unwrap() <= r["tx_total"].as_u64().unwrap());
+        assert_eq!(r["bad_payload"], 0, "{backend}: {r:#}");
+        assert_eq!(r["payload"], 64);
+        assert!(num(r, "ratio_to_kernel") > 0.0);
+    }
+    assert_eq!(num(result(&json, "kernel"), "ratio_to_kernel"), 1.0);
+    let raw = result(&json, "rawsock");
+    assert_eq!(raw["endpoints"], 4);
+    assert!(raw["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
+    assert!(raw["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
+    // The table goes to stderr with --json.
+    assert!(text(&out.stderr).contains("x kernel"));
+}
+
+#[test]
+fn bench_qinq_reaches_tagged_endpoints() {
+    if !require_root("bench_qinq_reaches_tagged_endpoints") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let (json, _) = run_bench(&[
+        "bench",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+        "--endpoints",
+        "3",
+        "--payload",
+        "1400",
+        "--qinq",
+        "200.100",
+    ]);
+    let raw = result(&json, "rawsock");
+    assert_eq!(raw["vlans"], "200.100");
+    assert_eq!(raw["frame_bytes"], 1450);
+    assert!(num(raw, "rx_pps") > 0.0);
+    assert_eq!(raw["rx_counters"]["misaddressed"].as_u64().unwrap_or(0), 0);
+    let kernel = result(&json, "kernel");
+    assert_eq!(kernel["vlans"], "none");
+    assert!(kernel["note"].as_str().unwrap().contains("untagged"));
+}
+
+/// A child process that is interrupted and reaped when dropped (a failing test leaves no echo
+/// running; the testbed's namespace removal would kill it too).
+struct Running(Option<Child>);
+
+impl Running {
+    fn interrupt_and_wait(&mut self) -> Output {
+        let child = self.0.take().expect("running");
+        let pid = child.id().to_string();
+        let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(status.success(), "kill -INT {pid}");
+        child.wait_with_output().expect("wait for echo")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn echo_answers_send_and_a_kernel_client_through_arp() {
+    if !require_root("echo_answers_send_and_a_kernel_client_through_arp") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let tb = Testbed::new("ecperf-t-").expect("testbed");
+    tb.add_addr(Side::A, "10.56.0.1/24").unwrap();
+
+    let mut child =
+        tb.b.command(BIN)
+            .args([
+                "echo",
+                "--iface",
+                &tb.b_if,
+                "--ip",
+                "10.56.0.10/24",
+                "--mac",
+                "02:ec:56:00:00:10",
+                "--endpoints",
+                "4",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start echo");
+    // Wait for its "ready" line on a thread, so that a hung echo fails the test instead of
+    // hanging it; the rest of stdout is read after it exits.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        let _ = lines.read_line(&mut first);
+        let _ = tx.send(first);
+        let mut rest = String::new();
+        let _ = lines.read_to_string(&mut rest);
+        rest
+    });
+    let mut echo = Running(Some(child));
+    let ready = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    if !ready.contains("ready") {
+        let mut err = String::new();
+        if let Some(mut c) = echo.0.take() {
+            let _ = c.kill();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let _ = c.wait();
+        }
+        panic!("echo did not start: {ready:?} {err}");
+    }
+
+    // etherconn on both ends: `send` finds the echo endpoint's MAC with ARP.
+    let out =
+        tb.a.command(BIN)
+            .args([
+                "send",
+                "--iface",
+                &tb.a_if,
+                "--dst",
+                "10.56.0.11:9000",
+                "--mac",
+                "02:ec:56:00:01:00",
+                "--ip",
+                "10.56.0.100",
+                "--endpoints",
+                "3",
+                "--seconds",
+                "0.5",
+                "--rate",
+                "2000",
+                "--payload",
+                "100",
+                "--json",
+            ])
+            .output()
+            .expect("run send");
+    assert!(
+        out.status.success(),
+        "send failed ({}): {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let sent: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("send JSON ({e}): {}", text(&out.stdout)));
+    assert_eq!(sent["dst_mac"], "02:ec:56:00:00:11");
+    let (n_sent, n_back) = (
+        sent["sent"].as_u64().unwrap(),
+        sent["received"].as_u64().unwrap(),
+    );
+    assert!(n_sent > 0, "{sent:#}");
+    assert!(n_back > 0, "no echo came back: {sent:#}");
+    assert_eq!(sent["bad_payload"], 0, "{sent:#}");
+    assert!(sent["rtt"]["max_us"].as_f64().unwrap() > 0.0);
+
+    // The kernel's UDP stack as the client, without static neighbours: ARP must be answered
+    // for every endpoint, and each echo must come from the address it was sent to.
+    let sock =
+        tb.a.run_in(|| UdpSocket::bind("10.56.0.1:0"))
+            .unwrap()
+            .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for ep in 0..4u8 {
+        let dst: SocketAddr = format!("10.56.0.{}:9000", 10 + ep).parse().unwrap();
+        let msg = format!("hello endpoint {ep}");
+        sock.send_to(msg.as_bytes(), dst).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no echo from {dst}: {e}"));
+        assert_eq!((&buf[..n], from), (msg.as_bytes(), dst));
+    }
+
+    let out = echo.interrupt_and_wait();
+    let rest = reader.join().unwrap();
+    assert!(
+        out.status.success(),
+        "echo exited with {}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(rest.contains("echo: received"), "echo printed: {rest}");
+    assert!(rest.contains("arp_replies="), "echo printed: {rest}");
+    drop(tb);
+    assert_eq!(
+        leftover_namespaces(&process_prefix("ecperf-t-")),
+        Vec::<String>::new()
+    );
+}
