@@ -106,7 +106,7 @@ impl RxQueue {
         // waiting and its wait releases the lock before our notify can run.
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.cv.notify_all();
+            self.cv.notify_one();
         }
         // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst
         // load and the reader's SeqCst store of `has_waker` (made before it looks at the queue
@@ -184,32 +184,35 @@ impl RxQueue {
             return Err(closed_error());
         }
         if timeout == Some(Duration::ZERO) {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "no frame waiting",
-            ));
+            // A bare kind: no allocation for a non-blocking poller that finds nothing.
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let result = self.wait(deadline);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        result
+        self.wait(timeout.map(|t| Instant::now() + t))
     }
 
     fn wait(&self, deadline: Option<Instant>) -> io::Result<RxFrame> {
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
+            // Counted as a sleeper only from here to the end of the wait, so a pusher takes the
+            // lock and notifies only while a reader really sleeps, not on every frame it reads.
+            // The count is raised before the queue is looked at: a pusher either sees it (and
+            // notifies once we wait, since it needs the lock we hold) or pushed before our pop
+            // (crossbeam publishes pushes with a SeqCst compare-exchange), which then finds it.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
             if let Some(f) = self.q.pop() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Ok(f);
             }
             if self.is_closed() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Err(closed_error());
             }
-            guard = match deadline {
+            let woken = match deadline {
                 None => self.cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        self.waiters.fetch_sub(1, Ordering::SeqCst);
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                     self.cv
@@ -218,6 +221,8 @@ impl RxQueue {
                         .0
                 }
             };
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            guard = woken;
         }
     }
 }

@@ -72,6 +72,9 @@ counters! {
     rx_queue_full,
     /// Frames dropped because no receive buffer was free.
     rx_no_buffer,
+    /// Frames the backend lost before the relay saw them (AF_PACKET ring full, AF_XDP ring
+    /// full), as the kernel reports them.
+    rx_backend_dropped,
 }
 
 impl RelayCounters {
