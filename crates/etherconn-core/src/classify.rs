@@ -134,7 +134,9 @@ pub struct UdpInfo {
 }
 
 /// Everything the relays need to know about a received frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The default value (all-zero addresses, no layers) is a placeholder for empty buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Classified {
     /// The dispatch key: destination MAC, VLAN ids and EtherType.
     pub key: L2EndpointKey,

@@ -92,7 +92,7 @@ impl fmt::Debug for VlanIds {
 /// assert_eq!(k.vlans.as_slice(), &[100, 200]);
 /// assert_eq!(k.to_string(), "02:00:00:00:00:01|100|200#0x0800");
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct L2EndpointKey {
     /// The endpoint's MAC address (a received frame's destination).
     pub mac: MacAddr,

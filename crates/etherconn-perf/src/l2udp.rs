@@ -235,7 +235,7 @@ impl L2UdpEndpoints {
                     },
                     vlans: info.vlans.as_slice(),
                     to: udp.local,
-                    payload: &rx.buf[udp.payload.range()],
+                    payload: &rx.frame()[udp.payload.range()],
                 });
                 self.c.rx_udp += 1;
                 true

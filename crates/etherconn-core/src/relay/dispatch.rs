@@ -412,7 +412,10 @@ impl Dispatcher {
         if info.ip.is_some_and(|ip| ip.fragment) {
             RelayCounters::bump(&c.rx_fragments);
         }
-        let rx = RxFrame { buf, len, info };
+        let slot = buf.slot_mut();
+        slot.len = len;
+        slot.info = info;
+        let rx = RxFrame::new(buf);
         let key = info.key;
 
         let mirror = self.config.mirror_to_default;
@@ -495,11 +498,10 @@ impl Dispatcher {
     fn copy_of(&self, rx: &RxFrame) -> Option<RxFrame> {
         let mut buf = self.buffer()?;
         buf[..rx.len].copy_from_slice(rx.frame());
-        Some(RxFrame {
-            buf,
-            len: rx.len,
-            info: rx.info,
-        })
+        let slot = buf.slot_mut();
+        slot.len = rx.len;
+        slot.info = rx.info;
+        Some(RxFrame::new(buf))
     }
 }
 

@@ -23,7 +23,7 @@ use alloc::sync::Arc;
 
 pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, L4Demux, SHARDS};
 pub use loopback::LoopbackRelay;
-pub use pool::{BufferPool, PooledBuf};
+pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
 pub use stats::{RelayCounters, RelayStats};
 

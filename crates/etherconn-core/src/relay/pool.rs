@@ -9,15 +9,49 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-/// A bounded pool of equal-sized byte buffers.
+use crate::classify::Classified;
+
+/// A bounded pool of equal-sized frame buffers.
 ///
 /// Buffers are allocated on first use, up to `capacity`, and come back to the pool when the
 /// [`PooledBuf`] holding them drops; after warm-up, taking and returning a buffer is a lock-free
-/// queue operation and no allocation.
+/// queue operation and no allocation. Each buffer carries, beside its bytes, the frame's length
+/// and classification, so that a queued frame is one pointer: queues stay small and a push or
+/// pop touches one cache line of the queue.
 pub struct BufferPool {
-    free: ArrayQueue<Box<[u8]>>,
+    free: ArrayQueue<Box<FrameSlot>>,
     buf_len: usize,
     allocated: AtomicUsize,
+}
+
+/// A pooled buffer's contents: the bytes, and what the relay found in them.
+pub struct FrameSlot {
+    data: Box<[u8]>,
+    /// Length of the frame in the buffer.
+    pub len: usize,
+    /// The relay's classification of the frame (spans index into the buffer).
+    pub info: Classified,
+}
+
+impl fmt::Debug for FrameSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameSlot")
+            .field("len", &self.len)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl FrameSlot {
+    /// The whole buffer.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The whole buffer, mutably.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
 }
 
 impl fmt::Debug for BufferPool {
@@ -52,7 +86,7 @@ impl BufferPool {
 
     /// Takes a buffer, allocating one if fewer than `capacity` exist; `None` when all are in use.
     pub fn get(self: &Arc<Self>) -> Option<PooledBuf> {
-        let data = match self.free.pop() {
+        let slot = match self.free.pop() {
             Some(b) => b,
             None => {
                 let cap = self.free.capacity();
@@ -71,19 +105,27 @@ impl BufferPool {
                         Err(actual) => n = actual,
                     }
                 }
-                vec![0u8; self.buf_len].into_boxed_slice()
+                Box::new(FrameSlot {
+                    data: vec![0u8; self.buf_len].into_boxed_slice(),
+                    len: 0,
+                    info: Classified::default(),
+                })
             }
         };
         Some(PooledBuf {
-            data: Some(data),
+            slot: Some(slot),
             pool: Arc::clone(self),
         })
     }
 }
 
-/// A buffer on loan from a [`BufferPool`]; it goes back when dropped.
+/// A buffer on loan from a [`BufferPool`]; it goes back when dropped. Two pointers wide.
+///
+/// It dereferences to its bytes; [`PooledBuf::slot`] gives the frame length and
+/// classification stored with them.
 pub struct PooledBuf {
-    data: Option<Box<[u8]>>,
+    slot: Option<Box<FrameSlot>>,
+    // Held here rather than in the slot, so that free slots do not keep their pool alive.
     pool: Arc<BufferPool>,
 }
 
@@ -95,25 +137,47 @@ impl fmt::Debug for PooledBuf {
     }
 }
 
+impl PooledBuf {
+    /// The buffer with its frame length and classification.
+    ///
+    /// # Panics
+    /// Never: a `PooledBuf` holds its slot until it drops.
+    pub fn slot(&self) -> &FrameSlot {
+        self.slot
+            .as_deref()
+            .expect("a PooledBuf holds its slot until dropped")
+    }
+
+    /// The slot, mutably.
+    pub fn slot_mut(&mut self) -> &mut FrameSlot {
+        self.slot
+            .as_deref_mut()
+            .expect("a PooledBuf holds its slot until dropped")
+    }
+}
+
 impl Deref for PooledBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.data.as_deref().unwrap_or(&[])
+        self.slot.as_deref().map_or(&[], |s| &s.data)
     }
 }
 
 impl DerefMut for PooledBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.data.as_deref_mut().unwrap_or(&mut [])
+        match self.slot.as_deref_mut() {
+            Some(s) => &mut s.data,
+            None => &mut [],
+        }
     }
 }
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let Some(data) = self.data.take() {
+        if let Some(slot) = self.slot.take() {
             // The queue has room for every buffer the pool ever allocated, so this cannot fail;
             // if it somehow did, the buffer is simply freed.
-            let _ = self.pool.free.push(data);
+            let _ = self.pool.free.push(slot);
         }
     }
 }

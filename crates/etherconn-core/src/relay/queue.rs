@@ -9,30 +9,44 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::pool::PooledBuf;
-use crate::classify::Classified;
+use super::pool::{FrameSlot, PooledBuf};
 
-/// A received frame, as it waits on a conn's queue: the bytes in a pooled buffer and the
-/// classification the relay made once for every consumer.
+/// A received frame, as it waits on a conn's queue: a pooled buffer holding the bytes and the
+/// classification the relay made once for every consumer. Two pointers wide, so queues are
+/// small; it dereferences to its [`FrameSlot`] (`rx.len`, `rx.info`).
 #[derive(Debug)]
 pub struct RxFrame {
-    /// The buffer; the frame is `buf[..len]`.
-    pub buf: PooledBuf,
-    /// Frame length.
-    pub len: usize,
-    /// What the relay's classifier found (spans index into `buf`).
-    pub info: Classified,
+    buf: PooledBuf,
 }
 
 impl RxFrame {
+    /// Wraps a buffer whose slot holds a frame's length and classification.
+    pub fn new(buf: PooledBuf) -> RxFrame {
+        RxFrame { buf }
+    }
+
     /// The whole frame, from the destination MAC.
     pub fn frame(&self) -> &[u8] {
-        &self.buf[..self.len]
+        let s = self.buf.slot();
+        &s.data()[..s.len]
     }
 
     /// The Ethernet payload after the last VLAN tag.
     pub fn payload(&self) -> &[u8] {
-        &self.buf[self.info.payload.range()]
+        let s = self.buf.slot();
+        &s.data()[s.info.payload.range()]
+    }
+
+    /// Gives the buffer back (to reuse it, say).
+    pub fn into_buf(self) -> PooledBuf {
+        self.buf
+    }
+}
+
+impl core::ops::Deref for RxFrame {
+    type Target = FrameSlot;
+    fn deref(&self) -> &FrameSlot {
+        self.buf.slot()
     }
 }
 
@@ -90,11 +104,13 @@ impl RxQueue {
 
     /// Adds a frame without blocking; a full queue drops it (the caller counts that).
     pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
-        if self.is_closed() {
-            return Err(PushError::Closed);
-        }
         if self.q.push(frame).is_err() {
             return Err(PushError::Full);
+        }
+        // Checked after the push, not before, so the common case touches one line less; a
+        // frame that lands in a closed queue is freed with the queue.
+        if self.is_closed() {
+            return Err(PushError::Closed);
         }
         self.wake();
         Ok(())

@@ -110,7 +110,7 @@ impl From<[u8; 6]> for MacAddr {
 }
 
 /// An EtherType (or, below 0x0600, an 802.3 length, which etherconn does not dispatch on).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct EtherType(pub u16);
 
 impl EtherType {
