@@ -26,6 +26,7 @@ use crate::kstats::PathCounters;
 use crate::l2udp::{L2UdpConfig, L2UdpEndpoints};
 use crate::payload::{self, Checker};
 use crate::report::{CpuSnapshot, Machine, Measurement, Report};
+use crate::rudp::{PeerRange, RUdpEndpoints};
 use crate::{sys, Outcome};
 
 /// What `bench` says when not run as root.
@@ -55,6 +56,7 @@ const RX_WAIT: Duration = Duration::from_millis(20);
 enum Backend {
     Kernel,
     Rawsock,
+    Rudp,
 }
 
 impl Backend {
@@ -62,6 +64,7 @@ impl Backend {
         match self {
             Backend::Kernel => "kernel",
             Backend::Rawsock => "rawsock",
+            Backend::Rudp => "rudp",
         }
     }
 }
@@ -216,25 +219,33 @@ fn setup_testbed(args: &BenchArgs) -> Result<Testbed> {
 }
 
 fn plan(args: &BenchArgs) -> Vec<Case> {
-    let (kernel, rawsock) = match args.backend {
-        BackendChoice::All => (true, true),
-        BackendChoice::Rawsock => (false, true),
-        BackendChoice::Kernel => (true, false),
+    let wants = |b: BackendChoice| {
+        args.backend
+            .iter()
+            .any(|&c| c == b || c == BackendChoice::All)
     };
+    let etherconn: Vec<Backend> = [
+        (BackendChoice::Rawsock, Backend::Rawsock),
+        (BackendChoice::Rudp, Backend::Rudp),
+    ]
+    .into_iter()
+    .filter(|&(c, _)| wants(c))
+    .map(|(_, b)| b)
+    .collect();
     let mut cases = Vec::new();
     for &payload in &args.payload {
         let payload = payload as usize;
-        if kernel {
+        if wants(BackendChoice::Kernel) {
             cases.push(Case {
                 backend: Backend::Kernel,
                 payload,
                 endpoints: 1,
             });
         }
-        if rawsock {
+        for &backend in &etherconn {
             for &endpoints in &args.endpoints {
                 cases.push(Case {
-                    backend: Backend::Rawsock,
+                    backend,
                     payload,
                     endpoints: endpoints as usize,
                 });
@@ -445,7 +456,11 @@ fn measure(
         endpoints: case.endpoints,
         vlans: describe_vlans(&vlans),
         frame_bytes,
-        tx_path: tagged.then(|| format!("{:?}", args.tx_path).to_lowercase()),
+        tx_path: match case.backend {
+            Backend::Kernel => None,
+            Backend::Rawsock => Some(format!("{:?}", args.tx_path).to_lowercase()),
+            Backend::Rudp => Some("send_batch".to_owned()),
+        },
         seconds,
         rx_pps_runs: vec![rx_pps],
         tx_packets: tx1 - tx0,
@@ -607,10 +622,16 @@ fn receiver(
     shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<RxReport, String> {
+    let peers = PeerRange {
+        base_mac: TX_MAC,
+        base_ip: TX_IP,
+        count: cfg.endpoints,
+    };
     let opened = open_set(
         case.backend,
         ifname,
         cfg,
+        peers,
         cpu,
         SocketAddrV4::new(KERNEL_B, DST_PORT),
     );
@@ -671,10 +692,16 @@ fn sender(
     shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<TxReport, String> {
+    let peers = PeerRange {
+        base_mac: RX_MAC,
+        base_ip: RX_IP,
+        count: cfg.endpoints,
+    };
     let opened = open_set(
         case.backend,
         ifname,
         cfg,
+        peers,
         cpu,
         SocketAddrV4::new(KERNEL_A, SRC_PORT),
     );
@@ -698,7 +725,7 @@ fn sender(
                     mac: MacAddr::UNSPECIFIED,
                     addr: SocketAddr::V4(SocketAddrV4::new(KERNEL_B, DST_PORT)),
                 },
-                Backend::Rawsock => Peer {
+                Backend::Rawsock | Backend::Rudp => Peer {
                     mac: RX_MAC.offset(e as u64),
                     addr: SocketAddr::V4(SocketAddrV4::new(ip_offset(RX_IP, e), DST_PORT)),
                 },
@@ -759,6 +786,7 @@ fn open_set(
     backend: Backend,
     ifname: &str,
     cfg: &L2UdpConfig,
+    peers: PeerRange,
     cpu: usize,
     kernel_addr: SocketAddrV4,
 ) -> std::result::Result<Box<dyn EndpointSet>, String> {
@@ -770,6 +798,9 @@ fn open_set(
         ),
         Backend::Rawsock => {
             Box::new(L2UdpEndpoints::open_rawsock(ifname, cfg).map_err(|e| e.to_string())?)
+        }
+        Backend::Rudp => {
+            Box::new(RUdpEndpoints::open_rawsock(ifname, cfg, peers).map_err(|e| e.to_string())?)
         }
     })
 }

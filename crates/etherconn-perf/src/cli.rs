@@ -45,12 +45,14 @@ pub enum Command {
 /// Which backends `bench` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The AF_PACKET relay and the kernel baseline.
+    /// The kernel baseline, `rawsock` and `rudp`.
     All,
-    /// The AF_PACKET relay (etherconn-rawsock) only.
-    Rawsock,
-    /// The kernel UDP socket baseline only.
+    /// The kernel UDP socket baseline.
     Kernel,
+    /// EtherConns on the AF_PACKET relay (etherconn-rawsock), UDP built by the tool.
+    Rawsock,
+    /// etherconn-udp's RUdpConns (send_batch / recv_batch) on the AF_PACKET relay.
+    Rudp,
 }
 
 /// An optional VLAN stack for every endpoint.
@@ -74,9 +76,16 @@ impl VlanArgs {
 /// Options of `bench`.
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
-    /// Backends to measure; the kernel baseline runs too unless `rawsock` alone is asked for.
-    #[arg(long, value_enum, default_value_t = BackendChoice::All)]
-    pub backend: BackendChoice,
+    /// Backends to measure (a comma list: `kernel,rudp`); `all` is kernel, rawsock and rudp.
+    /// The kernel baseline runs only when listed (or with `all`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "B[,B..]",
+        value_delimiter = ',',
+        default_value = "all"
+    )]
+    pub backend: Vec<BackendChoice>,
     /// Endpoints (distinct MACs and IPs) per side; a comma list measures each.
     #[arg(long, value_name = "N[,N..]", value_delimiter = ',', default_value = "1",
           value_parser = clap::value_parser!(u32).range(1..=16_384))]
@@ -224,7 +233,7 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.bench.endpoints, vec![1]);
         assert_eq!(cli.bench.payload, vec![64]);
-        assert_eq!(cli.bench.backend, BackendChoice::All);
+        assert_eq!(cli.bench.backend, vec![BackendChoice::All]);
     }
 
     #[test]
@@ -249,6 +258,11 @@ mod tests {
         assert!(Cli::try_parse_from(["etherconn-perf", "--vlan", "1", "--qinq", "2.3"]).is_err());
         assert!(Cli::try_parse_from(["etherconn-perf", "--payload", "4"]).is_err());
         assert!(Cli::try_parse_from(["etherconn-perf", "--backend", "xdp"]).is_err());
+        let cli = Cli::try_parse_from(["etherconn-perf", "--backend", "kernel,rudp"]).unwrap();
+        assert_eq!(
+            cli.bench.backend,
+            vec![BackendChoice::Kernel, BackendChoice::Rudp]
+        );
     }
 
     #[test]

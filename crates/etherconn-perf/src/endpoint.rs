@@ -3,8 +3,9 @@
 //!
 //! Implementations: [`L2UdpEndpoints`](crate::l2udp::L2UdpEndpoints) (UDP built and parsed by
 //! this tool over etherconn's L2 endpoints, `EtherConn` on a relay) and
-//! [`KernelUdp`](crate::kernel::KernelUdp) (one kernel UDP socket, the baseline). A set on
-//! `etherconn-udp`'s `RUdpConn`/`SharingRUdpConn` is one more implementation in its own file.
+//! [`KernelUdp`](crate::kernel::KernelUdp) (one kernel UDP socket, the baseline) and
+//! [`RUdpEndpoints`](crate::rudp::RUdpEndpoints) (`etherconn-udp`'s `RUdpConn`, one per
+//! endpoint, with its batch calls).
 
 use std::io;
 use std::net::SocketAddr;

@@ -98,11 +98,7 @@ impl L2UdpEndpoints {
     /// Opens an AF_PACKET relay on `ifname` (in the calling thread's network namespace) and
     /// registers the endpoints on it.
     pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
-        let relay_cfg =
-            RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
-        let relay = RawSocketRelay::new(ifname, relay_cfg)
-            .map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
-        Self::on_relay(relay, cfg)
+        Self::on_relay(open_rawsock_relay(ifname)?, cfg)
     }
 
     /// Registers the endpoints on `relay`.
@@ -285,6 +281,32 @@ impl L2UdpEndpoints {
     }
 }
 
+/// Opens an AF_PACKET relay for ARP and IPv4 on `ifname` (in the calling thread's network
+/// namespace; its receive thread inherits the calling thread's CPU pinning).
+pub fn open_rawsock_relay(ifname: &str) -> Result<Arc<dyn PacketRelay>> {
+    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
+    let relay = RawSocketRelay::new(ifname, relay_cfg)
+        .map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
+    Ok(relay)
+}
+
+/// A relay's counters under the names the results use (`relay_...`).
+pub fn relay_counters(relay: &dyn PacketRelay) -> Vec<(&'static str, u64)> {
+    let s = relay.stats();
+    vec![
+        ("relay_tx", s.tx),
+        ("relay_tx_errors", s.tx_errors),
+        ("relay_rx_offered", s.rx_offered),
+        ("relay_rx_delivered", s.rx_delivered),
+        ("relay_rx_invalid", s.rx_invalid),
+        ("relay_rx_queue_full", s.rx_queue_full),
+        ("relay_rx_no_buffer", s.rx_no_buffer),
+        ("relay_rx_miss", s.rx_miss),
+        ("relay_rx_multicast_delivered", s.rx_multicast_delivered),
+        ("relay_rx_multicast_ignored", s.rx_multicast_ignored),
+    ]
+}
+
 /// The frame endpoint `conn` (number `spec.from`, address `base_ip + spec.from`) sends.
 fn udp_frame<'a>(
     spec: &TxSpec,
@@ -430,25 +452,15 @@ impl EndpointSet for L2UdpEndpoints {
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
-        let s = self.relay.stats();
         let mut v: Vec<(String, u64)> = [
             ("tx_datagrams", self.c.tx),
             ("rx_datagrams", self.c.rx_udp),
             ("rx_not_ours", self.c.rx_not_ours),
             ("rx_other", self.c.rx_other),
             ("arp_replies", self.c.arp_replies),
-            ("relay_tx", s.tx),
-            ("relay_tx_errors", s.tx_errors),
-            ("relay_rx_offered", s.rx_offered),
-            ("relay_rx_delivered", s.rx_delivered),
-            ("relay_rx_invalid", s.rx_invalid),
-            ("relay_rx_queue_full", s.rx_queue_full),
-            ("relay_rx_no_buffer", s.rx_no_buffer),
-            ("relay_rx_miss", s.rx_miss),
-            ("relay_rx_multicast_delivered", s.rx_multicast_delivered),
-            ("relay_rx_multicast_ignored", s.rx_multicast_ignored),
         ]
         .into_iter()
+        .chain(relay_counters(&*self.relay))
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         v.retain(|(k, v)| *v != 0 || k.starts_with("tx") || k.starts_with("rx_d"));

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The etherconn side is reached through one small trait, [`endpoint::EndpointSet`], so that a
-//! backend (AF_XDP, libpcap) or the UDP layer (`RUdpConn`) is one more file. See
+//! backend (AF_XDP, libpcap) or the UDP layer (`RUdpConn`, in `rudp.rs`) is one more file. See
 //! `docs/performance-tool.md`.
 
 mod addr;
@@ -23,6 +23,7 @@ mod kstats;
 mod l2udp;
 mod payload;
 mod report;
+mod rudp;
 mod send;
 mod sys;
 

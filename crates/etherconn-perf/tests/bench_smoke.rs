@@ -70,8 +70,8 @@ fn num(v: &Value, key: &str) -> f64 {
 }
 
 #[test]
-fn bench_json_has_both_backends_and_packets_flowed() {
-    if !require_root("bench_json_has_both_backends_and_packets_flowed") {
+fn bench_json_has_every_backend_and_packets_flowed() {
+    if !require_root("bench_json_has_every_backend_and_packets_flowed") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
@@ -89,7 +89,14 @@ fn bench_json_has_both_backends_and_packets_flowed() {
     assert!(!json["machine"]["kernel"].as_str().unwrap().is_empty());
     assert_eq!(json["mode"], "default");
     assert_eq!(json["interrupted"], false);
-    for backend in ["kernel", "rawsock"] {
+    let backends: Vec<&str> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["kernel", "rawsock", "rudp"]);
+    for backend in ["kernel", "rawsock", "rudp"] {
         let r = result(&json, backend);
         for key in ["tx_pps", "rx_pps", "rx_bps"] {
             assert!(num(r, key) > 0.0, "{backend} {key} is 0: {r:#}");
@@ -107,6 +114,13 @@ fn bench_json_has_both_backends_and_packets_flowed() {
     assert_eq!(raw["endpoints"], 4);
     assert!(raw["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
     assert!(raw["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
+    let rudp = result(&json, "rudp");
+    assert_eq!(rudp["endpoints"], 4);
+    assert_eq!(rudp["tx_path"], "send_batch");
+    assert!(rudp["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
+    assert!(rudp["rx_counters"]["rx_datagrams"].as_u64().unwrap() > 0);
+    assert!(rudp["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
+    assert!(rudp["tx_counters"]["tx_send_batch_calls"].as_u64().unwrap() > 0);
     // The table goes to stderr with --json.
     assert!(text(&out.stderr).contains("x kernel"));
 }
@@ -136,6 +150,12 @@ fn bench_qinq_reaches_tagged_endpoints() {
     assert_eq!(raw["frame_bytes"], 1450);
     assert!(num(raw, "rx_pps") > 0.0);
     assert_eq!(raw["rx_counters"]["misaddressed"].as_u64().unwrap_or(0), 0);
+    let rudp = result(&json, "rudp");
+    assert_eq!(rudp["vlans"], "200.100");
+    assert_eq!(rudp["frame_bytes"], 1450);
+    assert!(num(rudp, "rx_pps") > 0.0);
+    assert_eq!(rudp["bad_payload"], 0, "{rudp:#}");
+    assert_eq!(rudp["rx_counters"]["misaddressed"].as_u64().unwrap_or(0), 0);
     let kernel = result(&json, "kernel");
     assert_eq!(kernel["vlans"], "none");
     assert!(kernel["note"].as_str().unwrap().contains("untagged"));
