@@ -16,7 +16,8 @@ use ahash::RandomState;
 
 use super::pool::{BufferPool, PooledBuf};
 use super::queue::{PushError, RxFrame, RxQueue};
-use super::stats::{RelayCounters, RelayStats};
+use super::stats::{RelayCounters, RelayStats, StripedCounters};
+use super::stripe::Padded;
 use super::RelayError;
 use crate::classify::{classify_with, Options};
 use crate::key::{L2EndpointKey, L4RecvKey, VlanIds};
@@ -190,12 +191,13 @@ type GroupKey = (VlanIds, EtherType);
 /// The shared dispatch table, receive buffer pool and counters of one relay.
 #[derive(Debug)]
 pub struct Dispatcher {
-    shards: Vec<Shard>,
+    // Padded: a read lock writes the lock word, and unpadded neighbours would share its line.
+    shards: Vec<Padded<Shard>>,
     default: RwLock<Option<Arc<ConnEntry>>>,
     multicast: RwLock<HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>>,
     pool: Arc<BufferPool>,
     tx_pool: Arc<BufferPool>,
-    counters: RelayCounters,
+    counters: StripedCounters,
     config: DispatcherConfig,
     stopped: AtomicBool,
 }
@@ -213,13 +215,13 @@ impl Dispatcher {
     pub fn new(config: DispatcherConfig) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             shards: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
+                .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
                 .collect(),
             default: RwLock::new(None),
             multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
             pool: BufferPool::new(config.rx_buffers, config.buf_len),
             tx_pool: BufferPool::new(TX_BUFFERS, config.buf_len),
-            counters: RelayCounters::default(),
+            counters: StripedCounters::default(),
             config,
             stopped: AtomicBool::new(false),
         })
@@ -230,9 +232,11 @@ impl Dispatcher {
         &self.config
     }
 
-    /// The live counters (backends add their own tx counts here).
+    /// The calling thread's stripe of the live counters (backends add their own tx counts
+    /// here); [`stats`](Self::stats) sums every stripe.
+    #[inline]
     pub fn counters(&self) -> &RelayCounters {
-        &self.counters
+        self.counters.local()
     }
 
     /// A snapshot of the counters.
@@ -242,7 +246,7 @@ impl Dispatcher {
 
     /// Number of exact keys registered.
     pub fn key_count(&self) -> usize {
-        self.shards.iter().map(|s| read(s).len()).sum()
+        self.shards.iter().map(|s| read(&s.0).len()).sum()
     }
 
     fn shard(&self, key: &L2EndpointKey) -> &Shard {
@@ -255,7 +259,7 @@ impl Dispatcher {
             .iter()
             .fold(0u16, |a, &id| a.rotate_left(5) ^ id);
         let h = usize::from(m[5]) ^ (usize::from(m[4]) << 3) ^ usize::from(m[3]) ^ usize::from(v);
-        &self.shards[h % SHARDS]
+        &self.shards[h % SHARDS].0
     }
 
     /// Whether the relay stopped.
@@ -353,7 +357,7 @@ impl Dispatcher {
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         for s in &self.shards {
-            for e in read(s).values() {
+            for e in read(&s.0).values() {
                 e.close();
             }
         }
@@ -376,7 +380,7 @@ impl Dispatcher {
     fn buffer(&self) -> Option<PooledBuf> {
         let b = self.pool.get();
         if b.is_none() {
-            RelayCounters::bump(&self.counters.rx_no_buffer);
+            RelayCounters::bump(&self.counters().rx_no_buffer);
         }
         b
     }
@@ -388,7 +392,7 @@ impl Dispatcher {
     /// `udp_checksum_trusted` says the backend knows the UDP checksum is good or was never
     /// computed (a locally generated frame on a veth, say), so it is not verified again.
     pub fn deliver(&self, frame: &[u8], stripped_tag: Option<VlanTag>, udp_checksum_trusted: bool) {
-        let c = &self.counters;
+        let c = self.counters();
         RelayCounters::bump(&c.rx_offered);
         let Some(mut buf) = self.buffer() else { return };
         let len = match copy_frame(&mut buf, frame, stripped_tag) {
@@ -469,7 +473,7 @@ impl Dispatcher {
     fn push_default(&self, rx: RxFrame) -> bool {
         match read(&self.default).as_ref() {
             Some(d) => {
-                self.push(d, rx, &self.counters.rx_to_default);
+                self.push(d, rx, &self.counters().rx_to_default);
                 true
             }
             None => false,
@@ -481,7 +485,7 @@ impl Dispatcher {
             (Some(l4), Some(udp)) => match l4.push(udp.local, rx) {
                 Some(r) => r,
                 None => {
-                    RelayCounters::bump(&self.counters.rx_l4_miss);
+                    RelayCounters::bump(&self.counters().rx_l4_miss);
                     return;
                 }
             },
@@ -489,9 +493,9 @@ impl Dispatcher {
         };
         match result {
             Ok(()) => RelayCounters::bump(delivered),
-            Err(PushError::Full) => RelayCounters::bump(&self.counters.rx_queue_full),
+            Err(PushError::Full) => RelayCounters::bump(&self.counters().rx_queue_full),
             // A conn closing while frames arrive for it: the frame has no reader.
-            Err(PushError::Closed) => RelayCounters::bump(&self.counters.rx_miss),
+            Err(PushError::Closed) => RelayCounters::bump(&self.counters().rx_miss),
         }
     }
 

@@ -15,6 +15,7 @@ mod loopback;
 mod pool;
 mod queue;
 mod stats;
+mod stripe;
 
 use std::io;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, L4Demux, SHARDS};
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
-pub use stats::{RelayCounters, RelayStats};
+pub use stats::{RelayCounters, RelayStats, StripedCounters};
 
 use crate::key::L2EndpointKey;
 

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::stripe::{self, Padded, STRIPES};
 use crate::classify::Classified;
 
 /// A bounded pool of equal-sized frame buffers.
@@ -19,7 +20,10 @@ use crate::classify::Classified;
 /// and classification, so that a queued frame is one pointer: queues stay small and a push or
 /// pop touches one cache line of the queue.
 pub struct BufferPool {
-    free: ArrayQueue<Box<FrameSlot>>,
+    /// Free buffers, striped per thread: a thread takes from and returns to its own stripe
+    /// first, so two threads recycling buffers do not fight over one queue's head and tail.
+    free: Box<[Padded<ArrayQueue<Box<FrameSlot>>>]>,
+    capacity: usize,
     buf_len: usize,
     allocated: AtomicUsize,
 }
@@ -58,7 +62,7 @@ impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("buf_len", &self.buf_len)
-            .field("capacity", &self.free.capacity())
+            .field("capacity", &self.capacity)
             .field("allocated", &self.allocated.load(Ordering::Relaxed))
             .finish()
     }
@@ -67,8 +71,15 @@ impl fmt::Debug for BufferPool {
 impl BufferPool {
     /// A pool of at most `capacity` buffers of `buf_len` bytes each (capacity at least 1).
     pub fn new(capacity: usize, buf_len: usize) -> Arc<BufferPool> {
+        let capacity = capacity.max(1);
+        // Every stripe together can hold every buffer the pool may allocate, so a returned
+        // buffer always finds room in some stripe.
+        let per_stripe = capacity.div_ceil(STRIPES);
         Arc::new(BufferPool {
-            free: ArrayQueue::new(capacity.max(1)),
+            free: (0..STRIPES)
+                .map(|_| Padded(ArrayQueue::new(per_stripe)))
+                .collect(),
+            capacity,
             buf_len,
             allocated: AtomicUsize::new(0),
         })
@@ -86,10 +97,12 @@ impl BufferPool {
 
     /// Takes a buffer, allocating one if fewer than `capacity` exist; `None` when all are in use.
     pub fn get(self: &Arc<Self>) -> Option<PooledBuf> {
-        let slot = match self.free.pop() {
+        let home = stripe::index();
+        let reused = (0..STRIPES).find_map(|i| self.free[(home + i) % STRIPES].0.pop());
+        let slot = match reused {
             Some(b) => b,
             None => {
-                let cap = self.free.capacity();
+                let cap = self.capacity;
                 let mut n = self.allocated.load(Ordering::Relaxed);
                 loop {
                     if n >= cap {
@@ -174,10 +187,16 @@ impl DerefMut for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            // The queue has room for every buffer the pool ever allocated, so this cannot fail;
-            // if it somehow did, the buffer is simply freed.
-            let _ = self.pool.free.push(slot);
+        if let Some(mut slot) = self.slot.take() {
+            // The stripes together have room for every buffer the pool ever allocated, so one
+            // of them takes it; if somehow none did, the buffer is simply freed.
+            let home = stripe::index();
+            for i in 0..STRIPES {
+                match self.pool.free[(home + i) % STRIPES].0.push(slot) {
+                    Ok(()) => return,
+                    Err(back) => slot = back,
+                }
+            }
         }
     }
 }
@@ -197,6 +216,6 @@ mod tests {
         let c = pool.get().unwrap();
         assert_eq!(pool.allocated(), 2, "reused, not reallocated");
         drop((b, c));
-        assert_eq!(pool.free.len(), 2);
+        assert_eq!(pool.free.iter().map(|s| s.0.len()).sum::<usize>(), 2);
     }
 }

@@ -4,11 +4,13 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::stripe::{self, Padded, STRIPES};
 use crate::classify::Invalid;
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
-        /// The live counters of a relay, shared by its threads and its conns.
+        /// Live counters of a relay: one stripe of them. Each thread updates its own stripe
+        /// ([`StripedCounters::local`]); a snapshot sums all stripes.
         #[derive(Debug, Default)]
         pub struct RelayCounters {
             $($(#[doc = $doc])* pub $name: AtomicU64,)*
@@ -22,9 +24,15 @@ macro_rules! counters {
         }
 
         impl RelayCounters {
-            /// Reads every counter.
+            /// Reads every counter of this stripe.
             pub fn snapshot(&self) -> RelayStats {
                 RelayStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl core::ops::AddAssign for RelayStats {
+            fn add_assign(&mut self, other: RelayStats) {
+                $(self.$name += other.$name;)*
             }
         }
 
@@ -91,5 +99,37 @@ impl RelayCounters {
         if matches!(why, Invalid::BadChecksum { .. }) {
             Self::bump(&self.rx_bad_checksum);
         }
+    }
+}
+
+/// A relay's counters, striped per thread so that relay threads and senders on different cores
+/// do not write the same cache lines for every frame.
+#[derive(Debug)]
+pub struct StripedCounters {
+    stripes: [Padded<RelayCounters>; STRIPES],
+}
+
+impl Default for StripedCounters {
+    fn default() -> Self {
+        StripedCounters {
+            stripes: core::array::from_fn(|_| Padded::default()),
+        }
+    }
+}
+
+impl StripedCounters {
+    /// The calling thread's stripe: the one to update.
+    #[inline]
+    pub fn local(&self) -> &RelayCounters {
+        &self.stripes[stripe::index()].0
+    }
+
+    /// The sum of every stripe.
+    pub fn snapshot(&self) -> RelayStats {
+        let mut total = RelayStats::default();
+        for s in &self.stripes {
+            total += s.0.snapshot();
+        }
+        total
     }
 }
