@@ -1066,3 +1066,107 @@ fn spawned_threads_inherit_network_namespace() {
     drop(tb);
     assert_no_leftovers(prefix);
 }
+
+/// A relay with two receive threads (a `PACKET_FANOUT` hash group): frames for 64 endpoints
+/// with distinct MACs, some behind VLAN 100, sent by a second relay in namespace `a` (batched
+/// through `send_batch`), each reach exactly their conn, once, with nothing counted twice.
+#[test]
+fn fanout_relay_with_two_threads_delivers_each_frame_once() {
+    if !etherconn_testbed::require_root("fanout_relay_with_two_threads_delivers_each_frame_once") {
+        return;
+    }
+    const ENDPOINTS: u16 = 64;
+    const PER_ENDPOINT: u16 = 20;
+    let prefix = "ecrv-fo-";
+    {
+        let tb = Testbed::new(prefix).unwrap();
+        quiet(&tb);
+        let rx_relay = tb
+            .b
+            .run_in(|| RawSocketRelay::new(&tb.b_if, RawSocketRelayConfig::default().threads(2)))
+            .unwrap()
+            .unwrap();
+        let tx_relay =
+            tb.a.run_in(|| RawSocketRelay::new(&tb.a_if, RawSocketRelayConfig::default()))
+                .unwrap()
+                .unwrap();
+        let base = mac("02:ec:f0:00:00:00");
+        let v100 = [VlanTag::dot1q(100).unwrap()];
+        let vlans_of = |i: u16| -> &[VlanTag] {
+            if i % 2 == 0 {
+                &[]
+            } else {
+                &v100
+            }
+        };
+        let conns: Vec<EtherConn> = (0..ENDPOINTS)
+            .map(|i| {
+                conn(
+                    &rx_relay,
+                    base.offset(u64::from(i)),
+                    vlans_of(i),
+                    EtherConnConfig::default().queue_depth(usize::from(PER_ENDPOINT) * 2),
+                )
+            })
+            .collect();
+
+        // Build every frame, then send them in batches through the sender relay.
+        let mut frames = Vec::new();
+        for round in 0..PER_ENDPOINT {
+            for i in 0..ENDPOINTS {
+                let payload = [i.to_be_bytes(), round.to_be_bytes()].concat();
+                let f = UdpFrame {
+                    src_mac: mac("02:ec:f1:00:00:01"),
+                    dst_mac: base.offset(u64::from(i)),
+                    vlans: vlans_of(i),
+                    src: "10.79.0.1:7000".parse().unwrap(),
+                    dst: SocketAddr::new(format!("10.79.1.{}", i + 1).parse().unwrap(), 9000 + i),
+                    ttl: 64,
+                    dscp: 0,
+                    payload: &payload,
+                };
+                let mut buf = vec![0u8; 128];
+                let len = build_udp_frame(&mut buf, &f).unwrap();
+                buf.truncate(len);
+                frames.push(buf);
+            }
+        }
+        for chunk in frames.chunks(32) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let mut sent = 0;
+            while sent < refs.len() {
+                sent += tx_relay.send_batch(&refs[sent..], Some(WAIT)).unwrap();
+            }
+        }
+        let total = u64::from(ENDPOINTS) * u64::from(PER_ENDPOINT);
+        assert_eq!(tx_relay.stats().tx, total);
+
+        for (i, c) in conns.iter().enumerate() {
+            let mut rounds = Vec::new();
+            for _ in 0..PER_ENDPOINT {
+                let rx = c.recv_frame().unwrap();
+                let p = udp_payload(&rx);
+                assert_eq!(
+                    u16::from_be_bytes([p[0], p[1]]),
+                    i as u16,
+                    "frame for another conn"
+                );
+                rounds.push(u16::from_be_bytes([p[2], p[3]]));
+                assert_eq!(rx.info.vlans.as_slice().len(), i % 2);
+            }
+            rounds.sort_unstable();
+            assert_eq!(
+                rounds,
+                (0..PER_ENDPOINT).collect::<Vec<_>>(),
+                "endpoint {i}: each round once"
+            );
+            assert_eq!(c.queued(), 0, "endpoint {i}: no duplicate");
+        }
+        let st = wait_stats(&rx_relay, "all delivered", |s| s.rx_delivered == total);
+        assert_eq!(st.rx_offered, total, "{st}");
+        assert_eq!(st.rx_invalid + st.rx_miss + st.rx_queue_full, 0, "{st}");
+        rx_relay.stop();
+        tx_relay.stop();
+    }
+    assert_no_leftovers(prefix);
+}
