@@ -4,12 +4,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::build::{build_ethernet_frame, BuildError, L2Header};
 use crate::key::{L2EndpointKey, VlanIds};
 use crate::relay::{ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame};
+use crate::timeouts::Timeouts;
 use crate::wire::vlan::{VlanStack, MAX_TAGS};
 use crate::wire::{EtherType, MacAddr, VlanTag};
 
@@ -105,25 +105,6 @@ impl fmt::Display for L2Peer {
     }
 }
 
-const NO_TIMEOUT: u64 = u64::MAX;
-
-fn encode_timeout(t: Option<Duration>) -> io::Result<u64> {
-    match t {
-        Some(d) if d.is_zero() => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "cannot set a 0 duration timeout",
-        )),
-        Some(d) => Ok(u64::try_from(d.as_nanos())
-            .unwrap_or(NO_TIMEOUT - 1)
-            .min(NO_TIMEOUT - 1)),
-        None => Ok(NO_TIMEOUT),
-    }
-}
-
-fn decode_timeout(v: u64) -> Option<Duration> {
-    (v != NO_TIMEOUT).then(|| Duration::from_nanos(v))
-}
-
 /// An L2 endpoint: sends frames from its MAC with its VLAN stack, and receives the frames
 /// addressed to its MAC on that stack for its EtherTypes.
 ///
@@ -135,9 +116,7 @@ pub struct EtherConn {
     mac: MacAddr,
     vlans: VlanStack,
     keys: Vec<L2EndpointKey>,
-    read_timeout: AtomicU64,
-    write_timeout: AtomicU64,
-    nonblocking: AtomicBool,
+    timeouts: Timeouts,
 }
 
 impl fmt::Debug for EtherConn {
@@ -195,9 +174,7 @@ impl EtherConn {
             mac,
             vlans: stack,
             keys,
-            read_timeout: AtomicU64::new(NO_TIMEOUT),
-            write_timeout: AtomicU64::new(NO_TIMEOUT),
-            nonblocking: AtomicBool::new(false),
+            timeouts: Timeouts::default(),
         })
     }
 
@@ -261,21 +238,8 @@ impl EtherConn {
             io::Error::new(io::ErrorKind::WouldBlock, "every transmit buffer is in use")
         })?;
         let len = build(&mut buf).map_err(build_error)?;
-        let timeout = if self.nonblocking.load(Ordering::Relaxed) {
-            Some(Duration::ZERO)
-        } else {
-            decode_timeout(self.write_timeout.load(Ordering::Relaxed))
-        };
-        self.relay.send(&buf[..len], timeout)?;
+        self.relay.send(&buf[..len], self.timeouts.write_wait())?;
         Ok(len)
-    }
-
-    fn read_wait(&self) -> Option<Duration> {
-        if self.nonblocking.load(Ordering::Relaxed) {
-            Some(Duration::ZERO)
-        } else {
-            decode_timeout(self.read_timeout.load(Ordering::Relaxed))
-        }
     }
 
     /// Receives one frame's Ethernet payload (after the last VLAN tag) into `buf`; returns its
@@ -301,7 +265,7 @@ impl EtherConn {
 
     /// Receives one whole frame without copying it, with the relay's classification.
     pub fn recv_frame(&self) -> io::Result<RxFrame> {
-        self.entry.queue.pop(self.read_wait())
+        self.entry.queue.pop(self.timeouts.read_wait())
     }
 
     /// Takes a frame if one waits, or arranges for the task to be woken when one arrives: the
@@ -323,31 +287,27 @@ impl EtherConn {
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for
     /// `UdpSocket`.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.read_timeout
-            .store(encode_timeout(timeout)?, Ordering::Relaxed);
-        Ok(())
+        self.timeouts.set_read(timeout)
     }
 
     /// Sets the send timeout (`None`: block forever); a zero duration is an error.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.write_timeout
-            .store(encode_timeout(timeout)?, Ordering::Relaxed);
-        Ok(())
+        self.timeouts.set_write(timeout)
     }
 
     /// The receive timeout.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(decode_timeout(self.read_timeout.load(Ordering::Relaxed)))
+        Ok(self.timeouts.read())
     }
 
     /// The send timeout.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(decode_timeout(self.write_timeout.load(Ordering::Relaxed)))
+        Ok(self.timeouts.write())
     }
 
     /// Makes `recv_from` and sends return `WouldBlock` instead of waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        self.timeouts.set_nonblocking(nonblocking);
         Ok(())
     }
 

@@ -63,6 +63,8 @@ mod conn;
 pub mod key;
 #[cfg(feature = "std")]
 pub mod relay;
+#[cfg(feature = "std")]
+pub mod timeouts;
 pub mod wire;
 
 #[cfg(feature = "std")]

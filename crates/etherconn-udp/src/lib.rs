@@ -112,7 +112,6 @@ mod error;
 mod rudp;
 mod rx;
 mod sharing;
-mod timeouts;
 mod tx;
 
 #[cfg(feature = "tokio")]

@@ -16,8 +16,8 @@ use etherconn_core::{EtherConn, EtherConnConfig};
 use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
 use crate::error::UdpError;
 use crate::rx::{deliver, RecvMeta};
-use crate::timeouts::Timeouts;
 use crate::tx::{max_payload, Egress};
+use etherconn_core::timeouts::Timeouts;
 
 /// First port of the ephemeral range (IANA, RFC 6335), used when binding port 0.
 pub(crate) const EPHEMERAL_FIRST: u16 = 49152;

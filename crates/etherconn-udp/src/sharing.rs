@@ -17,8 +17,8 @@ use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
 use crate::error::UdpError;
 use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
 use crate::rx::{deliver, RecvMeta};
-use crate::timeouts::Timeouts;
 use crate::tx::{max_payload, Egress};
+use etherconn_core::timeouts::Timeouts;
 
 /// One L2 endpoint (a MAC and a VLAN stack) carrying many UDP endpoints, the
 /// [`SharingRUdpConn`]s bound on it.

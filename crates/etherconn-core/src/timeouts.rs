@@ -1,4 +1,5 @@
-//! Read/write timeouts and non-blocking mode, as atomics so that every call takes `&self`.
+//! Read/write timeouts and non-blocking mode, as atomics so that every call takes `&self`:
+//! the `UdpSocket`-shaped settings that `EtherConn` and the UDP conns share.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +27,7 @@ fn decode(v: u64) -> Option<Duration> {
 
 /// The `UdpSocket`-shaped settings of one conn.
 #[derive(Debug)]
-pub(crate) struct Timeouts {
+pub struct Timeouts {
     read: AtomicU64,
     write: AtomicU64,
     nonblocking: AtomicBool,
@@ -43,34 +44,40 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    pub(crate) fn set_read(&self, t: Option<Duration>) -> io::Result<()> {
+    /// Sets the read timeout; `Some(0)` is an error, as for `UdpSocket`.
+    pub fn set_read(&self, t: Option<Duration>) -> io::Result<()> {
         self.read.store(encode(t)?, Ordering::Relaxed);
         Ok(())
     }
 
-    pub(crate) fn set_write(&self, t: Option<Duration>) -> io::Result<()> {
+    /// Sets the write timeout; `Some(0)` is an error.
+    pub fn set_write(&self, t: Option<Duration>) -> io::Result<()> {
         self.write.store(encode(t)?, Ordering::Relaxed);
         Ok(())
     }
 
-    pub(crate) fn read(&self) -> Option<Duration> {
+    /// The read timeout.
+    pub fn read(&self) -> Option<Duration> {
         decode(self.read.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn write(&self) -> Option<Duration> {
+    /// The write timeout.
+    pub fn write(&self) -> Option<Duration> {
         decode(self.write.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_nonblocking(&self, on: bool) {
+    /// Sets non-blocking mode.
+    pub fn set_nonblocking(&self, on: bool) {
         self.nonblocking.store(on, Ordering::Relaxed);
     }
 
-    pub(crate) fn nonblocking(&self) -> bool {
+    /// Whether non-blocking mode is on.
+    pub fn nonblocking(&self) -> bool {
         self.nonblocking.load(Ordering::Relaxed)
     }
 
     /// How long a receive may wait: zero when non-blocking, else the read timeout.
-    pub(crate) fn read_wait(&self) -> Option<Duration> {
+    pub fn read_wait(&self) -> Option<Duration> {
         if self.nonblocking() {
             Some(Duration::ZERO)
         } else {
@@ -79,7 +86,7 @@ impl Timeouts {
     }
 
     /// How long a send may wait for room in the transmit path.
-    pub(crate) fn write_wait(&self) -> Option<Duration> {
+    pub fn write_wait(&self) -> Option<Duration> {
         if self.nonblocking() {
             Some(Duration::ZERO)
         } else {
