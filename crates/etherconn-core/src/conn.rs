@@ -322,14 +322,9 @@ impl EtherConn {
     }
 }
 
+/// Every build error is the caller's input not fitting a frame.
 fn build_error(e: BuildError) -> io::Error {
-    let kind = match e {
-        BuildError::PayloadTooLarge(_) | BuildError::BufferTooSmall { .. } => {
-            io::ErrorKind::InvalidInput
-        }
-        _ => io::ErrorKind::InvalidInput,
-    };
-    io::Error::new(kind, e)
+    io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
 impl Drop for EtherConn {

@@ -627,24 +627,15 @@ fn receiver(
         base_ip: TX_IP,
         count: cfg.endpoints,
     };
-    let opened = open_set(
+    let mut set = open_and_report(
         case.backend,
         ifname,
         cfg,
         peers,
         cpu,
         SocketAddrV4::new(KERNEL_B, DST_PORT),
-    );
-    let mut set = match opened {
-        Ok(set) => {
-            let _ = ready.send(Ok(()));
-            set
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            return Err(e);
-        }
-    };
+        ready,
+    )?;
     let mut checker = Checker::new(set.endpoint_count(), case.payload);
     let tags: Vec<u16> = cfg.vlans.iter().map(|t| t.id.get()).collect();
     let want_tags = if case.backend == Backend::Kernel {
@@ -697,24 +688,15 @@ fn sender(
         base_ip: RX_IP,
         count: cfg.endpoints,
     };
-    let opened = open_set(
+    let mut set = open_and_report(
         case.backend,
         ifname,
         cfg,
         peers,
         cpu,
         SocketAddrV4::new(KERNEL_A, SRC_PORT),
-    );
-    let mut set = match opened {
-        Ok(set) => {
-            let _ = ready.send(Ok(()));
-            set
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.clone()));
-            return Err(e);
-        }
-    };
+        ready,
+    )?;
     let count = set.endpoint_count();
     // Destinations for endpoint i, repeated so that any BATCH consecutive specs are a slice.
     let specs: Vec<TxSpec> = (0..count + BATCH)
@@ -780,6 +762,21 @@ fn sender(
         last_error,
         counters: set.counters(),
     })
+}
+
+/// [`open_set`], then tells the coordinating thread whether it worked.
+fn open_and_report(
+    backend: Backend,
+    ifname: &str,
+    cfg: &L2UdpConfig,
+    peers: PeerRange,
+    cpu: usize,
+    kernel_addr: SocketAddrV4,
+    ready: &Ready,
+) -> std::result::Result<Box<dyn EndpointSet>, String> {
+    let opened = open_set(backend, ifname, cfg, peers, cpu, kernel_addr);
+    let _ = ready.send(opened.as_ref().map(|_| ()).map_err(Clone::clone));
+    opened
 }
 
 fn open_set(
