@@ -525,9 +525,12 @@ pub fn dispatch_one_thread_to(
         let chunk = &order[at..end];
         at = if end == order.len() { 0 } else { end };
         let t = Instant::now();
+        // As a relay thread delivers what its receive ring handed over: in one batch.
+        let mut batch = d.delivery();
         for &j in chunk {
-            d.deliver(frames.get(j as usize), None, false);
+            batch.push(frames.get(j as usize), None, false);
         }
+        drop(batch);
         in_deliver += t.elapsed();
         for &j in chunk {
             let got = fleet.take(dest(j as usize), &mut buf);
@@ -565,9 +568,13 @@ pub fn dispatch_two_threads(
         let relay = s.spawn(|| {
             let cpu0 = thread_cpu();
             let mut at = 0;
+            // Delivered in batches, as a relay thread delivers its ring's blocks; a batch is
+            // flushed before waiting for the receiver, which may be waiting for its frames.
+            let mut batch = d.delivery();
             for produced in 0..total {
                 let mut spins = 0u32;
                 while produced - consumed.load(Ordering::Acquire) >= window {
+                    batch.flush();
                     spins += 1;
                     if spins % 1024 == 0 {
                         std::thread::yield_now();
@@ -575,12 +582,13 @@ pub fn dispatch_two_threads(
                         spin_loop();
                     }
                 }
-                d.deliver(frames.get(order[at] as usize), None, false);
+                batch.push(frames.get(order[at] as usize), None, false);
                 at += 1;
                 if at == order.len() {
                     at = 0;
                 }
             }
+            drop(batch);
             thread_cpu().zip(cpu0).map(|(b, a)| b - a)
         });
         let mut buf = [0u8; 2048];

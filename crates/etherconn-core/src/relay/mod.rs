@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use alloc::sync::Arc;
 
-pub use dispatch::{ConnEntry, Dispatcher, DispatcherConfig, L4Demux, SHARDS};
+pub use dispatch::{
+    ConnEntry, Delivery, Dispatcher, DispatcherConfig, L4Demux, DELIVERY_BATCH, SHARDS,
+};
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};

@@ -1,0 +1,231 @@
+//! Batched delivery (`Dispatcher::delivery`) must put every frame exactly where one-at-a-time
+//! delivery (`Dispatcher::deliver`, whose rules `tests/relay.rs` checks) puts it, in the same
+//! order, with the same drops and counters: the two are run side by side on identical tables
+//! over random mixes of unicast, UDP-demultiplexed, broadcast, unmatched and invalid frames,
+//! with small queues (so that drop decisions, which depend on order, are compared too) and
+//! batches flushed at random points.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use etherconn_core::build::{build_udp_frame, UdpFrame};
+use etherconn_core::key::{L2EndpointKey, L4RecvKey, VlanIds};
+use etherconn_core::relay::{
+    ConnEntry, Dispatcher, DispatcherConfig, RelayStats, RxQueue, DELIVERY_BATCH,
+};
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+const DEPTH: usize = 3;
+
+/// One dispatch table: plain entries, shared L2 endpoints with UDP endpoints, a default conn.
+struct World {
+    d: Arc<Dispatcher>,
+    entries: Vec<Arc<ConnEntry>>,
+    udp: Vec<Arc<RxQueue>>,
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+fn world(mirror: bool) -> World {
+    let d = Dispatcher::new(DispatcherConfig::default().mirror_to_default(mirror));
+    let key = |m: u8, vlans: VlanIds| L2EndpointKey::new(mac(m), vlans, EtherType::IPV4);
+    let v7 = VlanIds::one(etherconn_core::wire::VlanId::new(7).unwrap());
+    // 1: a plain conn that also takes broadcasts; 2 and 3: shared L2 endpoints (3 takes
+    // broadcasts), 2 also on VLAN 7 with its own entry; default: a plain conn.
+    let plain = ConnEntry::new(DEPTH, true);
+    let shared2 = ConnEntry::with_l4(DEPTH, false);
+    let shared2v = ConnEntry::with_l4(DEPTH, false);
+    let shared3 = ConnEntry::with_l4(DEPTH, true);
+    let default = ConnEntry::new(DEPTH * 4, false);
+    d.register(&[key(1, VlanIds::NONE)], &plain, false).unwrap();
+    d.register(&[key(2, VlanIds::NONE)], &shared2, false)
+        .unwrap();
+    d.register(&[key(2, v7)], &shared2v, false).unwrap();
+    d.register(&[key(3, VlanIds::NONE)], &shared3, false)
+        .unwrap();
+    d.set_default(&default, false).unwrap();
+    let mut udp = Vec::new();
+    for (entry, ip, port) in [
+        (&shared2, ip(2), 100),
+        (&shared2, Ipv4Addr::UNSPECIFIED.into(), 200),
+        (&shared2v, ip(2), 100),
+        (&shared3, ip(3), 100),
+        (&shared3, ip(3), 200),
+    ] {
+        let q = Arc::new(RxQueue::new(DEPTH));
+        entry
+            .l4
+            .as_ref()
+            .unwrap()
+            .register(L4RecvKey::udp(ip, port), &q, false)
+            .unwrap();
+        udp.push(q);
+    }
+    World {
+        d,
+        entries: vec![plain, shared2, shared2v, shared3, default],
+        udp,
+    }
+}
+
+impl World {
+    /// Every queue's frames, drained.
+    fn drain(&self) -> Vec<Vec<Vec<u8>>> {
+        let queues = self
+            .entries
+            .iter()
+            .map(|e| &e.queue)
+            .chain(self.udp.iter().map(|q| &**q));
+        queues
+            .map(|q| {
+                let mut got = Vec::new();
+                while let Ok(f) = q.pop(Some(Duration::ZERO)) {
+                    got.push(f.frame().to_vec());
+                }
+                got
+            })
+            .collect()
+    }
+
+    fn stats(&self) -> RelayStats {
+        self.d.stats()
+    }
+}
+
+/// A frame: which MAC, VLAN, IP and port it is for; `garbage` makes it an invalid frame.
+#[derive(Debug, Clone)]
+struct Spec {
+    dst: u8,
+    vlan7: bool,
+    ip: u8,
+    port: u16,
+    garbage: bool,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0u8..6,
+        prop::bool::weighted(0.2),
+        1u8..5,
+        0u16..3,
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(dst, vlan7, ip, port, garbage)| Spec {
+            dst,
+            vlan7,
+            ip,
+            port: [100, 200, 300][usize::from(port)],
+            garbage,
+        })
+}
+
+fn frame(s: &Spec, n: usize) -> Vec<u8> {
+    if s.garbage {
+        // Claims IPv4 but stops inside the IP header.
+        let mut f = vec![0u8; 20];
+        f[..6].copy_from_slice(&mac(s.dst).0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        return f;
+    }
+    let dst_mac = match s.dst {
+        0 => BROADCAST,
+        m => mac(m),
+    };
+    let tag = [VlanTag::dot1q(7).unwrap()];
+    let payload = (n as u32).to_be_bytes();
+    let mut buf = vec![0u8; 256];
+    let len = build_udp_frame(
+        &mut buf,
+        &UdpFrame {
+            src_mac: mac(99),
+            dst_mac,
+            vlans: if s.vlan7 { &tag } else { &[] },
+            src: SocketAddr::new(ip(99), 5000),
+            dst: SocketAddr::new(ip(s.ip), s.port),
+            ttl: 64,
+            dscp: 0,
+            payload: &payload,
+        },
+    )
+    .unwrap();
+    buf.truncate(len);
+    buf
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn batched_delivery_matches_one_at_a_time(
+        specs in prop::collection::vec(spec(), 0..120),
+        cuts in prop::collection::vec(1usize..(DELIVERY_BATCH + 10), 1..20),
+        mirror in any::<bool>(),
+        drain_every in 0usize..3,
+    ) {
+        let frames: Vec<Vec<u8>> = specs.iter().enumerate().map(|(n, s)| frame(s, n)).collect();
+        let one = world(mirror);
+        let batched = world(mirror);
+        let mut got_one = Vec::new();
+        let mut got_batched = Vec::new();
+        // The frames in runs of `cuts[k]` (cycling); after some runs both worlds drain their
+        // queues, so that drops happen at different places.
+        let mut at = 0;
+        let mut run = 0;
+        while at < frames.len() {
+            let end = (at + cuts[run % cuts.len()]).min(frames.len());
+            for f in &frames[at..end] {
+                one.d.deliver(f, None, false);
+            }
+            let mut b = batched.d.delivery();
+            for f in &frames[at..end] {
+                b.push(f, None, false);
+                prop_assert!(b.len() < DELIVERY_BATCH);
+            }
+            b.flush();
+            prop_assert!(b.is_empty());
+            drop(b);
+            at = end;
+            run += 1;
+            if drain_every > 0 && run % drain_every == 0 {
+                got_one.push(one.drain());
+                got_batched.push(batched.drain());
+            }
+        }
+        got_one.push(one.drain());
+        got_batched.push(batched.drain());
+        prop_assert_eq!(got_one, got_batched);
+        prop_assert_eq!(one.stats(), batched.stats());
+    }
+}
+
+#[test]
+fn a_dropped_batch_delivers_what_it_holds() {
+    let w = world(false);
+    let f = frame(
+        &Spec {
+            dst: 1,
+            vlan7: false,
+            ip: 1,
+            port: 100,
+            garbage: false,
+        },
+        0,
+    );
+    {
+        let mut b = w.d.delivery();
+        b.push(&f, None, false);
+        assert_eq!(w.stats().rx_delivered, 0, "held until the flush");
+    }
+    assert_eq!(w.stats().rx_delivered, 1);
+    assert_eq!(w.drain()[0], vec![f]);
+}
