@@ -1,14 +1,14 @@
 //! The relay layer: what every backend (AF_PACKET, AF_XDP, libpcap) shares.
 //!
-//! A backend owns the interface I/O and calls [`Dispatcher::deliver`] for every frame it
-//! receives; everything after that (classification, the key table, per-conn queues, pooled
+//! A backend owns the interface I/O and hands every frame it receives to the dispatcher, in
+//! batches ([`Dispatcher::delivery`]) when frames come in bursts, as from a receive ring, or one
+//! at a time ([`Dispatcher::deliver`]); everything after that (classification, the key table, per-conn queues, pooled
 //! buffers, counters) is here, so that dispatch behaves the same whichever backend runs it.
 //! Sending goes the other way: an [`EtherConn`](crate::EtherConn) builds a frame in a pooled
 //! buffer and hands it to [`PacketRelay::send`].
 //!
 //! The trait does not assume one receive thread: an AF_PACKET relay may run several threads
-//! in a fanout group and an AF_XDP relay one per NIC queue, all calling
-//! [`Dispatcher::deliver`] concurrently.
+//! in a fanout group and an AF_XDP relay one per NIC queue, all delivering concurrently.
 
 mod dispatch;
 mod loopback;

@@ -1,23 +1,13 @@
 //! A conn's bounded receive queue: the relay thread pushes without ever blocking, readers wait
 //! with a timeout and are woken when the relay stops.
-//!
-//! Why not crossbeam's `ArrayQueue` (which the buffer pool uses): with 100,000 endpoints the
-//! queues are what a relay touches most, and an `ArrayQueue` pads its head and tail to 128
-//! bytes each and keeps its slots in a separate allocation, so a push touched four cold cache
-//! lines (tail, slot, stamp, and the reader-wake state beside it) and an idle queue cost about
-//! 600 bytes. Here a queue is one 128-byte block: the lock word, indices, wake-up state and,
-//! for the default depth of the UDP conns (4), the slots themselves, so a push or pop touches
-//! that block and nothing else. The lock is the queue's own (never shared between conns) and
-//! is held for a few instructions; a reader and the relay meet on it only when both use the
-//! same queue at the same instant.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use smallvec::SmallVec;
+use crossbeam_queue::ArrayQueue;
 
 use super::pool::{FrameSlot, PooledBuf};
 
@@ -69,131 +59,96 @@ pub(crate) enum PushError {
     Closed,
 }
 
-/// Slots kept inside the queue itself; deeper queues keep theirs in one separate allocation.
-const INLINE_SLOTS: usize = 4;
-
-/// A bounded multi-producer, multi-consumer queue of received frames with a blocking, timed
-/// pop and an async poll.
-///
-/// Aligned to 128 bytes (the pair of lines Intel's spatial prefetcher fetches together) so
-/// that a queue never straddles more lines than it must and two queues never share one.
+/// A bounded multi-producer queue with a blocking, timed pop.
 #[derive(Debug)]
-#[repr(C, align(128))]
 pub struct RxQueue {
-    /// Frames waiting: a copy of `Ring::len` that can be read without the lock (`len()`,
-    /// and the dispatcher's prefetch of the queue's line before a batch of pushes).
-    len: AtomicU32,
-    readable: Condvar,
-    ring: Mutex<Ring>,
-}
-
-#[derive(Debug)]
-struct Ring {
-    /// Index of the oldest frame.
-    head: u32,
-    /// Frames waiting.
-    len: u32,
-    /// Readers blocked in `pop`: a push notifies only when one sleeps.
-    sleepers: u32,
-    closed: bool,
-    /// The task of an async reader waiting in [`RxQueue::poll_pop`].
-    waker: Option<Waker>,
-    slots: SmallVec<[Option<RxFrame>; INLINE_SLOTS]>,
-}
-
-impl Ring {
-    fn pop(&mut self) -> Option<RxFrame> {
-        if self.len == 0 {
-            return None;
-        }
-        let frame = self.slots[self.head as usize].take();
-        self.head += 1;
-        if self.head as usize == self.slots.len() {
-            self.head = 0;
-        }
-        self.len -= 1;
-        frame
-    }
-}
-
-fn lock(m: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    q: ArrayQueue<RxFrame>,
+    waiters: AtomicUsize,
+    closed: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+    /// The task of an async reader waiting in [`RxQueue::poll_pop`]; `has_waker` lets the
+    /// relay thread skip the lock when there is none.
+    waker: Mutex<Option<Waker>>,
+    has_waker: AtomicBool,
 }
 
 impl RxQueue {
-    /// A queue of `depth` frames (at least 1, at most `u32::MAX`).
+    /// A queue of `depth` frames (at least 1).
     pub fn new(depth: usize) -> RxQueue {
-        let depth = depth.clamp(1, u32::MAX as usize);
         RxQueue {
-            len: AtomicU32::new(0),
-            readable: Condvar::new(),
-            ring: Mutex::new(Ring {
-                head: 0,
-                len: 0,
-                sleepers: 0,
-                closed: false,
-                waker: None,
-                slots: (0..depth).map(|_| None).collect(),
-            }),
+            q: ArrayQueue::new(depth.max(1)),
+            waiters: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+            waker: Mutex::new(None),
+            has_waker: AtomicBool::new(false),
         }
     }
 
     /// Frames waiting.
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed) as usize
+        self.q.len()
     }
 
     /// Whether no frame is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.q.is_empty()
     }
 
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
-        lock(&self.ring).closed
+        self.closed.load(Ordering::SeqCst)
     }
 
-    /// Reads the queue's first line without writing it, so that a batch of pushes can bring
-    /// every destination queue into the cache at once (independent plain loads overlap; the
-    /// lock's atomic read-modify-write would wait for each line in turn).
+    /// Reads the lines a push touches (the ring's head and tail, the wake-up state) without
+    /// writing them, so that a batch of pushes can bring every destination queue into the
+    /// cache at once: independent plain loads overlap, whereas the push's atomic
+    /// read-modify-write would wait for each line in turn. See `Delivery`.
     #[inline]
     pub(crate) fn prefetch(&self) {
-        core::hint::black_box(self.len.load(Ordering::Relaxed));
+        core::hint::black_box(self.q.len());
+        core::hint::black_box(self.waiters.load(Ordering::Relaxed));
     }
 
     /// Adds a frame without blocking; a full queue drops it (the caller counts that).
     pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
-        let mut ring = lock(&self.ring);
-        if ring.closed {
+        // Checked before the push, so that a closed queue's reader never sees a frame counted
+        // as undeliverable. (A batch's pushes find this line already read by `prefetch`.) A
+        // close racing with the push may still let one frame in; the reader drains it first.
+        if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
-        let depth = ring.slots.len();
-        if ring.len as usize == depth {
+        if self.q.push(frame).is_err() {
             return Err(PushError::Full);
         }
-        let mut at = ring.head as usize + ring.len as usize;
-        if at >= depth {
-            at -= depth;
-        }
-        ring.slots[at] = Some(frame);
-        ring.len += 1;
-        self.len.store(ring.len, Ordering::Relaxed);
-        let sleeping = ring.sleepers > 0;
-        let waker = ring.waker.take();
-        drop(ring);
-        if sleeping {
-            self.readable.notify_one();
-        }
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.wake();
         Ok(())
     }
 
-    fn take(&self, ring: &mut Ring) -> Option<RxFrame> {
-        let frame = ring.pop()?;
-        self.len.store(ring.len, Ordering::Relaxed);
-        Some(frame)
+    fn wake(&self) {
+        // Only take the (per-conn) lock when a reader sleeps: a reader increments `waiters`
+        // before checking the queue under the lock, so either it sees our frame, or we see it
+        // waiting and its wait releases the lock before our notify can run.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cv.notify_one();
+        }
+        // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst
+        // load and the reader's SeqCst store of `has_waker` (made before it looks at the queue
+        // again) cannot both miss each other.
+        if self.has_waker.load(Ordering::SeqCst) {
+            let waker = {
+                let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                // Cleared under the lock, so a registration racing with us is never erased.
+                self.has_waker.store(false, Ordering::SeqCst);
+                slot.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
     }
 
     /// Takes a frame if one waits, or registers the task to be woken when one arrives (or the
@@ -202,29 +157,43 @@ impl RxQueue {
     /// One task waits at a time: a second task polling the same queue replaces the first's
     /// registration, as with a single-reader socket.
     pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<io::Result<RxFrame>> {
-        let mut ring = lock(&self.ring);
-        if let Some(f) = self.take(&mut ring) {
+        if let Some(f) = self.q.pop() {
             return Poll::Ready(Ok(f));
         }
-        if ring.closed {
+        if self.is_closed() {
             return Poll::Ready(Err(closed_error()));
         }
-        // Registered under the lock a pusher takes, so no frame can slip in unnoticed.
-        match &ring.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => ring.waker = Some(cx.waker().clone()),
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+            self.has_waker.store(true, Ordering::SeqCst);
+        }
+        // A frame pushed (or a close) between the first check and the registration found no
+        // waker to wake: look again now that the registration is visible.
+        if let Some(f) = self.q.pop() {
+            return Poll::Ready(Ok(f));
+        }
+        if self.is_closed() {
+            return Poll::Ready(Err(closed_error()));
         }
         Poll::Pending
     }
 
     /// Closes the queue: pushes fail and blocked readers return an error once it is drained.
     pub fn close(&self) {
-        let waker = {
-            let mut ring = lock(&self.ring);
-            ring.closed = true;
-            ring.waker.take()
-        };
-        self.readable.notify_all();
+        self.closed.store(true, Ordering::SeqCst);
+        {
+            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cv.notify_all();
+        }
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(w) = waker {
             w.wake();
         }
@@ -235,44 +204,52 @@ impl RxQueue {
     /// Errors: `WouldBlock` when non-blocking and empty, `TimedOut` when the timeout expires,
     /// `NotConnected` when the queue is closed (the relay stopped or the conn was dropped).
     pub fn pop(&self, timeout: Option<Duration>) -> io::Result<RxFrame> {
-        let mut ring = lock(&self.ring);
-        if let Some(f) = self.take(&mut ring) {
+        if let Some(f) = self.q.pop() {
             return Ok(f);
         }
-        if ring.closed {
+        if self.is_closed() {
             return Err(closed_error());
         }
         if timeout == Some(Duration::ZERO) {
             // A bare kind: no allocation for a non-blocking poller that finds nothing.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        self.wait(timeout.map(|t| Instant::now() + t))
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> io::Result<RxFrame> {
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            ring.sleepers += 1;
-            ring = match deadline {
-                None => self
-                    .readable
-                    .wait(ring)
-                    .unwrap_or_else(PoisonError::into_inner),
+            // Counted as a sleeper only from here to the end of the wait, so a pusher takes the
+            // lock and notifies only while a reader really sleeps, not on every frame it reads.
+            // The count is raised before the queue is looked at: a pusher either sees it (and
+            // notifies once we wait, since it needs the lock we hold) or pushed before our pop
+            // (crossbeam publishes pushes with a SeqCst compare-exchange), which then finds it.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            if let Some(f) = self.q.pop() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                return Ok(f);
+            }
+            if self.is_closed() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                return Err(closed_error());
+            }
+            let woken = match deadline {
+                None => self.cv.wait(guard).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        ring.sleepers -= 1;
+                        self.waiters.fetch_sub(1, Ordering::SeqCst);
                         return Err(io::ErrorKind::TimedOut.into());
                     }
-                    self.readable
-                        .wait_timeout(ring, d - now)
+                    self.cv
+                        .wait_timeout(guard, d - now)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
-            ring.sleepers -= 1;
-            if let Some(f) = self.take(&mut ring) {
-                return Ok(f);
-            }
-            if ring.closed {
-                return Err(closed_error());
-            }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            guard = woken;
         }
     }
 }
@@ -300,7 +277,7 @@ mod tests {
     #[test]
     fn fifo_wraps_and_bounds() {
         let pool = BufferPool::new(64, 16);
-        for depth in [1, 3, INLINE_SLOTS, 9] {
+        for depth in [1, 3, 4, 9] {
             let q = RxQueue::new(depth);
             let mut next_in = 0u8;
             let mut next_out = 0u8;
@@ -365,10 +342,5 @@ mod tests {
         let e = q.pop(Some(Duration::from_millis(30))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(t.elapsed() >= Duration::from_millis(30));
-    }
-
-    #[test]
-    fn queue_is_one_block() {
-        assert_eq!(core::mem::size_of::<RxQueue>(), 128);
     }
 }
