@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::build::{build_ethernet_frame, BuildError, L2Header};
 use crate::key::{L2EndpointKey, VlanIds};
-use crate::relay::{ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame};
+use crate::relay::{ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame, Watchable, WatchedQueue};
 use crate::timeouts::Timeouts;
 use crate::wire::vlan::{VlanStack, MAX_TAGS};
 use crate::wire::{EtherType, MacAddr, VlanTag};
@@ -325,6 +325,13 @@ impl EtherConn {
 /// Every build error is the caller's input not fitting a frame.
 fn build_error(e: BuildError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
+}
+
+/// An `EtherConn` can be waited on with others in a [`ReadySet`](crate::relay::ReadySet).
+impl Watchable for EtherConn {
+    fn watched_queue(&self) -> WatchedQueue {
+        WatchedQueue::new(self.entry.clone())
+    }
 }
 
 impl Drop for EtherConn {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::relay::{
-    DispatcherConfig, LoopbackRelay, PacketRelay, RelayStats, RxFrame, RxQueue,
+    DispatcherConfig, LoopbackRelay, PacketRelay, ReadySet, RelayStats, RxFrame, RxQueue,
 };
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
@@ -232,6 +232,19 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// A `ReadySet` watching every endpoint; token `i` is endpoint `i`.
+    pub fn ready_set(&self) -> ReadySet {
+        let set = ReadySet::new();
+        for i in 0..self.len() {
+            let t = match &self.endpoints {
+                Endpoints::Sharing(v) => set.add(&v[i]),
+                Endpoints::Ether(v) => set.add(&v[i]),
+            };
+            assert_eq!(t, i, "tokens are handed out in order");
+        }
+        set
+    }
+
     /// Number of receiving endpoints.
     pub fn len(&self) -> usize {
         match &self.endpoints {
@@ -768,21 +781,24 @@ mod veth {
         let sent = Arc::new(AtomicU64::new(0));
         let received = AtomicU64::new(0);
         let stat_path = relay_thread_stat();
+        let set = fleet.ready_set();
         let result = std::thread::scope(|s| {
             let consumer = s.spawn(|| {
+                // The application side: one thread serving every endpoint, told by a
+                // `ReadySet` which ones have datagrams (no sweep over all of them).
                 let mut buf = [0u8; 2048];
-                let n = fleet.len();
+                let mut ready = Vec::with_capacity(fleet.len());
                 while !stop.load(Ordering::Relaxed) {
+                    let n = set
+                        .wait(&mut ready, Some(Duration::from_millis(50)))
+                        .expect("wait");
                     let mut got = 0u64;
-                    for &j in order.iter() {
-                        if fleet.take(j as usize % n, &mut buf).is_some() {
+                    for &i in &ready[..n] {
+                        while fleet.take(i, &mut buf).is_some() {
                             got += 1;
                         }
                     }
                     received.fetch_add(got, Ordering::Relaxed);
-                    if got == 0 {
-                        std::thread::sleep(Duration::from_micros(100));
-                    }
                 }
             });
             let tx = sender(

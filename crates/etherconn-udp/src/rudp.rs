@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::{PacketRelay, RxFrame};
+use etherconn_core::relay::{PacketRelay, RxFrame, Watchable, WatchedQueue};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
 
@@ -68,6 +68,14 @@ pub struct RUdpConn {
     resolver: NextHopResolver,
     timeouts: Timeouts,
     rx_filtered: AtomicU64,
+}
+
+/// An `RUdpConn` can be waited on with others in a
+/// [`ReadySet`](etherconn_core::relay::ReadySet).
+impl Watchable for RUdpConn {
+    fn watched_queue(&self) -> WatchedQueue {
+        self.ether.watched_queue()
+    }
 }
 
 impl fmt::Debug for RUdpConn {

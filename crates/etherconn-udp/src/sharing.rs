@@ -9,7 +9,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::{L4Demux, PacketRelay, RelayError, RxFrame, RxQueue};
+use etherconn_core::relay::{
+    L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
+};
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig, L4RecvKey};
 
@@ -193,6 +195,14 @@ pub struct SharingRUdpConn {
     timeouts: Timeouts,
     ttl: u8,
     dscp: u8,
+}
+
+/// A `SharingRUdpConn` can be waited on with others in a
+/// [`ReadySet`](etherconn_core::relay::ReadySet).
+impl Watchable for SharingRUdpConn {
+    fn watched_queue(&self) -> WatchedQueue {
+        WatchedQueue::new(self.queue.clone())
+    }
 }
 
 impl fmt::Debug for SharingRUdpConn {

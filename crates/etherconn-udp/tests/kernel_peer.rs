@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::PacketRelay;
+use etherconn_core::relay::{PacketRelay, ReadySet};
 use etherconn_core::wire::MacAddr;
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_testbed::{Side, Testbed};
@@ -277,5 +277,82 @@ fn sharing_conns_on_one_mac_against_kernel_udp() {
         (&b"to the wildcard"[..], client.local_addr().unwrap())
     );
     drop((v4, v6, any, shared));
+    bed.finish();
+}
+
+/// A `ReadySet` over 200 `SharingRUdpConn`s finds the ones the kernel sends to: every datagram
+/// is read from the conn it was addressed to, once, and no other conn is reported with data.
+#[test]
+fn ready_set_finds_the_conns_the_kernel_sent_to() {
+    if !etherconn_testbed::require_root("ready_set_finds_the_conns_the_kernel_sent_to") {
+        return;
+    }
+    let bed = Bed::new("ecudp-w-");
+    let mac = MacAddr([0x02, 0xec, 0x66, 0, 2, 0]);
+    let ip4: IpAddr = "10.66.0.201".parse().unwrap();
+    bed.neighbour(ip4, mac);
+    let shared = SharedEtherConn::new(bed.relay(), mac, &[], SharedConfig::default()).unwrap();
+    let conns: Vec<SharingRUdpConn> = (0..200u16)
+        .map(|i| {
+            let c = shared
+                .bind(SocketAddr::new(ip4, 43000 + i), SharingConfig::default())
+                .unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    let set = ReadySet::new();
+    let index: std::collections::HashMap<usize, usize> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (set.add(c), i))
+        .collect();
+
+    // Two datagrams each to 40 conns spread over the set, from a kernel socket.
+    let targets: Vec<usize> = (0..40).map(|k| (k * 37) % conns.len()).collect();
+    let client = bed.kernel_socket(A4);
+    for round in 0..2 {
+        for &i in &targets {
+            let msg = format!("{round} for {}", conns[i].local_addr().unwrap());
+            client
+                .send_to(msg.as_bytes(), conns[i].local_addr().unwrap())
+                .unwrap();
+        }
+    }
+    let mut got: Vec<Vec<String>> = vec![Vec::new(); conns.len()];
+    let mut ready = Vec::new();
+    let mut buf = [0u8; 256];
+    let deadline = std::time::Instant::now() + WAIT;
+    while got.iter().map(Vec::len).sum::<usize>() < 80 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "datagrams missing: {got:?}"
+        );
+        set.wait(&mut ready, Some(WAIT)).unwrap();
+        for t in &ready {
+            let i = index[t];
+            loop {
+                match conns[i].recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        assert_eq!(from, client.local_addr().unwrap());
+                        got[i].push(String::from_utf8(buf[..n].to_vec()).unwrap());
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("conn {i}: {e}"),
+                }
+            }
+        }
+    }
+    for (i, msgs) in got.iter().enumerate() {
+        let local = conns[i].local_addr().unwrap();
+        let want: Vec<String> = if targets.contains(&i) {
+            (0..2).map(|r| format!("{r} for {local}")).collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(msgs, &want, "conn {i}");
+    }
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+    drop((conns, shared));
     bed.finish();
 }

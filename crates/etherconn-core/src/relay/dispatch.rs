@@ -98,6 +98,12 @@ impl ConnEntry {
     }
 }
 
+impl AsRef<RxQueue> for ConnEntry {
+    fn as_ref(&self) -> &RxQueue {
+        &self.queue
+    }
+}
+
 /// The UDP endpoints of one shared L2 endpoint, keyed by [`L4RecvKey`].
 ///
 /// A lookup tries the exact (local IP, protocol, port) first, then the wildcard IP of the same
@@ -632,6 +638,11 @@ impl Delivery<'_> {
     /// Queues every frame of the batch on its conn(s), in order.
     pub fn flush(&mut self) {
         let n = core::mem::take(&mut self.n);
+        if n == 0 {
+            return;
+        }
+        // Threads waiting in a `ReadySet` are woken once, when the whole batch is queued.
+        let _wakeups = super::ready::defer_wakeups();
         let d = self.d;
         let mut start = 0;
         while start < n {

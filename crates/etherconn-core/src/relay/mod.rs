@@ -14,6 +14,7 @@ mod dispatch;
 mod loopback;
 mod pool;
 mod queue;
+mod ready;
 mod stats;
 mod stripe;
 
@@ -28,6 +29,7 @@ pub use dispatch::{
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
+pub use ready::{ReadySet, Watchable, WatchedQueue};
 pub use stats::{RelayCounters, RelayStats, StripedCounters};
 
 use crate::key::L2EndpointKey;

@@ -182,6 +182,23 @@ impl RxQueue {
         Poll::Pending
     }
 
+    /// Registers `waker` to be woken when a frame arrives or the queue closes, as
+    /// [`poll_pop`](Self::poll_pop) does, without taking a frame; returns `false` (the waker
+    /// registered all the same) when a frame already waits or the queue is closed, so the
+    /// caller knows not to wait for the wake-up. Used by [`ReadySet`](super::ReadySet).
+    pub fn arm(&self, waker: &Waker) -> bool {
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+            self.has_waker.store(true, Ordering::SeqCst);
+        }
+        // As in `poll_pop`: a push that missed the registration is seen here.
+        self.q.is_empty() && !self.is_closed()
+    }
+
     /// Closes the queue: pushes fail and blocked readers return an error once it is drained.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);

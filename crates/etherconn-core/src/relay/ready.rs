@@ -1,0 +1,425 @@
+//! Waiting on many conns at once: [`ReadySet`], the `epoll` of this library.
+//!
+//! A thread serving thousands of conns cannot block in each one's `recv_from`, and polling them
+//! all touches every conn's queue whether it has a frame or not (100,000 cache misses per sweep
+//! with 100,000 endpoints). A `ReadySet` is told by the relay which conns have frames: each
+//! watched queue holds a waker that, when a frame lands in the empty queue, appends the conn's
+//! token to the set's ready list. [`ReadySet::wait`] hands the ready tokens over; the thread
+//! reads those conns (non-blocking) and calls `wait` again, which re-arms them.
+//!
+//! It is level-triggered: a conn returned by `wait` and not drained is returned again by the
+//! next `wait`. Readiness can be spurious (a frame another thread read first), so read
+//! non-blocking and expect `WouldBlock`. A closed conn (relay stopped, conn dropped) is
+//! reported ready, so its reader sees the error.
+//!
+//! The relay's cost: nothing while a conn's queue is non-empty or not watched; when a frame
+//! makes a watched queue non-empty, one atomic swap and one push on the set's list (under the
+//! set's own lock, held for a few instructions). No allocation once the set has grown to its
+//! number of members.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::queue::RxQueue;
+
+/// The receive queue of a conn, as a [`ReadySet`] holds it (see [`Watchable`]).
+#[derive(Clone)]
+pub struct WatchedQueue(Arc<dyn AsRef<RxQueue> + Send + Sync>);
+
+impl WatchedQueue {
+    /// Wraps anything that owns an [`RxQueue`] (a conn entry, or the queue itself).
+    pub fn new(owner: Arc<dyn AsRef<RxQueue> + Send + Sync>) -> WatchedQueue {
+        WatchedQueue(owner)
+    }
+
+    fn queue(&self) -> &RxQueue {
+        (*self.0).as_ref()
+    }
+}
+
+impl core::fmt::Debug for WatchedQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WatchedQueue")
+            .field("queued", &self.queue().len())
+            .finish()
+    }
+}
+
+/// A conn a [`ReadySet`] can watch: `EtherConn`, and in `etherconn-udp` `RUdpConn` and
+/// `SharingRUdpConn`.
+pub trait Watchable {
+    /// The conn's receive queue.
+    fn watched_queue(&self) -> WatchedQueue;
+}
+
+impl AsRef<RxQueue> for RxQueue {
+    fn as_ref(&self) -> &RxQueue {
+        self
+    }
+}
+
+/// The ready list, shared by the set and every member's waker.
+#[derive(Debug, Default)]
+struct Shared {
+    list: Mutex<ReadyList>,
+    readable: Condvar,
+}
+
+impl Shared {
+    /// Lists `tokens` and wakes a sleeping waiter.
+    fn push(&self, tokens: &[usize]) {
+        let mut list = lock(&self.list);
+        list.tokens.extend(tokens);
+        let sleeping = list.sleeping > 0;
+        drop(list);
+        if sleeping {
+            self.readable.notify_one();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ReadyList {
+    tokens: VecDeque<usize>,
+    /// A thread sleeps in `wait`: a push must notify.
+    sleeping: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Tokens a relay thread lists, held back while it delivers a batch: the ready list's lock is
+/// shared with the waiting thread (its line moves between cores each time) and waking that
+/// thread costs a system call, so a burst of frames for many conns of one set takes the lock
+/// and wakes the waiter once, not once per frame.
+struct Deferred {
+    /// A batch is being delivered on this thread.
+    active: bool,
+    /// The sets of this batch.
+    sets: Vec<Arc<Shared>>,
+    /// (index in `sets`, token).
+    tokens: Vec<(usize, usize)>,
+}
+
+/// Sets and tokens a thread holds back per batch; beyond them it lists at once. Reserved on the
+/// thread's first batch, so no allocation after that.
+const DEFERRED_SETS: usize = 16;
+const DEFERRED_TOKENS: usize = 2 * super::DELIVERY_BATCH;
+
+std::thread_local! {
+    static DEFERRED: RefCell<Deferred> = const {
+        RefCell::new(Deferred {
+            active: false,
+            sets: Vec::new(),
+            tokens: Vec::new(),
+        })
+    };
+}
+
+/// Holds back this thread's `ReadySet` wake-ups until it drops (see [`Deferred`]).
+pub(crate) struct DeferWakeups(());
+
+/// Starts holding back wake-ups; nested calls are harmless (the outermost guard notifies).
+pub(crate) fn defer_wakeups() -> Option<DeferWakeups> {
+    DEFERRED
+        .try_with(|d| {
+            let mut d = d.borrow_mut();
+            if d.active {
+                return None;
+            }
+            d.active = true;
+            if d.sets.capacity() == 0 {
+                d.sets.reserve_exact(DEFERRED_SETS);
+                d.tokens.reserve_exact(DEFERRED_TOKENS);
+            }
+            Some(DeferWakeups(()))
+        })
+        .ok()
+        .flatten()
+}
+
+impl Drop for DeferWakeups {
+    fn drop(&mut self) {
+        let _ = DEFERRED.try_with(|d| {
+            let mut d = d.borrow_mut();
+            let d = &mut *d;
+            d.active = false;
+            // Per set, its tokens in one go (a small copy on the stack: no lock is held while
+            // another set's list is locked).
+            for (i, shared) in d.sets.iter().enumerate() {
+                let mut batch = [0usize; DEFERRED_TOKENS];
+                let mut n = 0;
+                for &(_, t) in d.tokens.iter().filter(|(s, _)| *s == i) {
+                    batch[n] = t;
+                    n += 1;
+                }
+                shared.push(&batch[..n]);
+            }
+            d.sets.clear();
+            d.tokens.clear();
+        });
+    }
+}
+
+/// Holds `token` back for `shared`'s list until this thread's batch ends; `false` when no batch
+/// is under way (or the record is full): list it now.
+fn defer(shared: &Arc<Shared>, token: usize) -> bool {
+    DEFERRED
+        .try_with(|d| {
+            let Ok(mut d) = d.try_borrow_mut() else {
+                return false;
+            };
+            if !d.active || d.tokens.len() == d.tokens.capacity() {
+                return false;
+            }
+            let set = match d.sets.iter().position(|s| Arc::ptr_eq(s, shared)) {
+                Some(i) => i,
+                None if d.sets.len() < d.sets.capacity() => {
+                    d.sets.push(Arc::clone(shared));
+                    d.sets.len() - 1
+                }
+                None => return false,
+            };
+            d.tokens.push((set, token));
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// One watched queue: its waker appends `token` to the ready list, once until re-armed.
+struct Member {
+    token: usize,
+    /// On the ready list or handed out by `wait`, and not re-armed since.
+    listed: AtomicBool,
+    shared: Arc<Shared>,
+    queue: WatchedQueue,
+}
+
+impl Member {
+    /// Lists the token unless it already is.
+    fn list(&self) {
+        if self.listed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if defer(&self.shared, self.token) {
+            return;
+        }
+        self.shared.push(&[self.token]);
+    }
+
+    /// Registers the waker on the queue, or lists the token at once when the queue already
+    /// has a frame (or is closed).
+    fn arm(self: &Arc<Self>) {
+        self.listed.store(false, Ordering::Release);
+        let waker = Waker::from(Arc::clone(self));
+        if !self.queue.queue().arm(&waker) {
+            self.list();
+        }
+    }
+}
+
+impl Wake for Member {
+    fn wake(self: Arc<Self>) {
+        self.list();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.list();
+    }
+}
+
+/// A set of conns one thread waits on together; see the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, ReadySet};
+/// use etherconn_core::wire::{EtherType, MacAddr};
+/// use etherconn_core::{EtherConn, EtherConnConfig};
+///
+/// let relay = LoopbackRelay::new(DispatcherConfig::default());
+/// let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);
+/// let conns: Vec<EtherConn> = (1..=100u64)
+///     .map(|i| EtherConn::new(relay.clone(), MacAddr([2, 0, 0, 0, 0, 0]).offset(i), &[], cfg.clone()))
+///     .collect::<Result<_, _>>()?;
+/// let set = ReadySet::new();
+/// let tokens: Vec<usize> = conns.iter().map(|c| set.add(c)).collect();
+/// for c in &conns {
+///     c.set_nonblocking(true)?;
+/// }
+///
+/// // Conn 0 sends to conns 7 and 42.
+/// for to in [7, 42] {
+///     conns[0].send_to(b"hello", EtherType(0x88b5), conns[to].local_mac())?;
+/// }
+/// let mut ready = Vec::new();
+/// set.wait(&mut ready, Some(Duration::from_secs(1)))?;
+/// ready.sort();
+/// assert_eq!(ready, [tokens[7], tokens[42]]);
+/// let mut buf = [0u8; 1500];
+/// for &t in &ready {
+///     let (n, _) = conns[t].recv_from(&mut buf)?; // the token is the index here
+///     assert_eq!(&buf[..5], b"hello");
+/// }
+/// // Everything was read: nothing is ready now.
+/// assert_eq!(set.wait(&mut ready, Some(Duration::ZERO))?, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default)]
+pub struct ReadySet {
+    shared: Arc<Shared>,
+    /// Members by token (`None`: removed; the slot is reused).
+    members: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    slots: Vec<Option<Arc<Member>>>,
+    free: Vec<usize>,
+    /// Tokens handed out by the last `wait`, re-armed by the next.
+    handed_out: Vec<usize>,
+}
+
+impl core::fmt::Debug for ReadySet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReadySet")
+            .field("members", &self.len())
+            .finish()
+    }
+}
+
+impl ReadySet {
+    /// An empty set.
+    pub fn new() -> ReadySet {
+        ReadySet::default()
+    }
+
+    /// Watches `conn`; returns its token, the number [`wait`](Self::wait) reports it by.
+    /// Tokens are small integers, reused after [`remove`](Self::remove).
+    ///
+    /// A conn's queue keeps one waker: watching a conn in two sets, or in a set and an async
+    /// task at once, leaves only the latest registration working.
+    pub fn add(&self, conn: &impl Watchable) -> usize {
+        self.add_queue(conn.watched_queue())
+    }
+
+    /// [`add`](Self::add) for a bare queue.
+    pub fn add_queue(&self, queue: WatchedQueue) -> usize {
+        let mut members = lock(&self.members);
+        let token = members.free.pop().unwrap_or(members.slots.len());
+        let member = Arc::new(Member {
+            token,
+            listed: AtomicBool::new(false),
+            shared: Arc::clone(&self.shared),
+            queue,
+        });
+        if token == members.slots.len() {
+            members.slots.push(None);
+        }
+        members.slots[token] = Some(Arc::clone(&member));
+        // Room for every member on the ready list and the handed-out list, so that listing a
+        // token never allocates.
+        let n = members.slots.len();
+        let handed = members.handed_out.len();
+        members.handed_out.reserve(n.saturating_sub(handed));
+        drop(members);
+        {
+            let mut list = lock(&self.shared.list);
+            let len = list.tokens.len();
+            list.tokens.reserve(n.saturating_sub(len));
+        }
+        member.arm();
+        token
+    }
+
+    /// Stops watching the conn of `token`; `false` if no conn has it. A wake-up already under
+    /// way may still report the token once.
+    pub fn remove(&self, token: usize) -> bool {
+        let mut members = lock(&self.members);
+        match members.slots.get_mut(token).and_then(Option::take) {
+            Some(m) => {
+                // Its waker may still sit in the queue: make it inert.
+                m.listed.store(true, Ordering::Release);
+                members.free.push(token);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of conns watched.
+    pub fn len(&self) -> usize {
+        let members = lock(&self.members);
+        members.slots.len() - members.free.len()
+    }
+
+    /// Whether no conn is watched.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits up to `timeout` (`None`: forever; zero: not at all) until some watched conn has a
+    /// frame (or is closed), and replaces the contents of `ready` with the tokens of every such
+    /// conn; returns how many (0 when the timeout expired).
+    ///
+    /// The conns returned by the previous call are re-armed first: read what you want from
+    /// them before calling again; any still holding frames are returned again.
+    pub fn wait(&self, ready: &mut Vec<usize>, timeout: Option<Duration>) -> io::Result<usize> {
+        self.rearm();
+        ready.clear();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut list = lock(&self.shared.list);
+        loop {
+            if !list.tokens.is_empty() {
+                ready.extend(list.tokens.drain(..));
+                break;
+            }
+            let wait_for = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(0),
+                },
+            };
+            list.sleeping += 1;
+            list = match wait_for {
+                None => self
+                    .shared
+                    .readable
+                    .wait(list)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    self.shared
+                        .readable
+                        .wait_timeout(list, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+            list.sleeping -= 1;
+        }
+        drop(list);
+        let mut members = lock(&self.members);
+        // Tokens of members removed meanwhile are dropped here.
+        ready.retain(|&t| members.slots.get(t).is_some_and(Option::is_some));
+        members.handed_out.extend_from_slice(ready);
+        Ok(ready.len())
+    }
+
+    fn rearm(&self) {
+        let mut members = lock(&self.members);
+        let members = &mut *members;
+        for t in members.handed_out.drain(..) {
+            if let Some(Some(m)) = members.slots.get(t) {
+                m.arm();
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `ReadySet`: which conns `wait` reports, when, and what it does on timeouts, stops and removal.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay, ReadySet};
+use etherconn_core::wire::{EtherType, MacAddr};
+use etherconn_core::{EtherConn, EtherConnConfig};
+
+const ET: EtherType = EtherType(0x88b5);
+const SECOND: Option<Duration> = Some(Duration::from_secs(1));
+
+fn relay() -> Arc<dyn PacketRelay> {
+    LoopbackRelay::new(DispatcherConfig::default())
+}
+
+/// `n` non-blocking conns on `relay`, watched by a new set; returns conns and tokens.
+fn watched(relay: &Arc<dyn PacketRelay>, n: u64) -> (ReadySet, Vec<EtherConn>, Vec<usize>) {
+    let set = ReadySet::new();
+    let conns: Vec<EtherConn> = (0..n)
+        .map(|i| {
+            let c = EtherConn::new(
+                relay.clone(),
+                MacAddr([2, 0, 0, 0, 1, 0]).offset(i),
+                &[],
+                EtherConnConfig::default().ethertypes(&[ET]),
+            )
+            .unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    let tokens = conns.iter().map(|c| set.add(c)).collect();
+    (set, conns, tokens)
+}
+
+fn sender(relay: &Arc<dyn PacketRelay>) -> EtherConn {
+    EtherConn::new(
+        relay.clone(),
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        &[],
+        EtherConnConfig::default().ethertypes(&[ET]),
+    )
+    .unwrap()
+}
+
+fn sorted(mut v: Vec<usize>) -> Vec<usize> {
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn reports_exactly_the_conns_with_frames_level_triggered() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 10);
+    let tx = sender(&r);
+    let mut ready = Vec::new();
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+
+    // Two frames to conn 3, one to conn 6.
+    for to in [3, 3, 6] {
+        tx.send_to(b"x", ET, conns[to].local_mac()).unwrap();
+    }
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(sorted(ready.clone()), sorted(vec![tokens[3], tokens[6]]));
+
+    // Read one frame from each: conn 3 still has one, and is reported again; conn 6 is not.
+    let mut buf = [0u8; 64];
+    conns[3].recv_from(&mut buf).unwrap();
+    conns[6].recv_from(&mut buf).unwrap();
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 1);
+    assert_eq!(ready, [tokens[3]]);
+    conns[3].recv_from(&mut buf).unwrap();
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+
+    // A conn that was handed out and drained is armed again: a new frame reports it.
+    tx.send_to(b"y", ET, conns[6].local_mac()).unwrap();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [tokens[6]]);
+}
+
+#[test]
+fn a_frame_wakes_a_blocked_waiter_and_the_timeout_expires() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 4);
+    let set = Arc::new(set);
+    let waiter = {
+        let set = Arc::clone(&set);
+        thread::spawn(move || {
+            let mut ready = Vec::new();
+            let t = Instant::now();
+            set.wait(&mut ready, None).unwrap();
+            (ready, t.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(100));
+    sender(&r)
+        .send_to(b"wake", ET, conns[2].local_mac())
+        .unwrap();
+    let (ready, waited) = waiter.join().unwrap();
+    assert_eq!(ready, [tokens[2]]);
+    assert!(
+        waited >= Duration::from_millis(90),
+        "returned before the frame: {waited:?}"
+    );
+
+    let mut buf = [0u8; 64];
+    conns[2].recv_from(&mut buf).unwrap();
+    let mut ready = Vec::new();
+    let t = Instant::now();
+    assert_eq!(
+        set.wait(&mut ready, Some(Duration::from_millis(80)))
+            .unwrap(),
+        0
+    );
+    assert!(t.elapsed() >= Duration::from_millis(80));
+    assert!(ready.is_empty());
+}
+
+#[test]
+fn stopping_the_relay_reports_every_conn_closed() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 5);
+    let mut ready = Vec::new();
+    r.stop();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(sorted(ready.clone()), tokens);
+    let mut buf = [0u8; 64];
+    for &t in &ready {
+        let e = conns[t].recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotConnected);
+    }
+}
+
+#[test]
+fn removed_conns_are_not_reported_and_tokens_are_reused() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 3);
+    assert_eq!(set.len(), 3);
+    assert!(set.remove(tokens[1]));
+    assert!(!set.remove(tokens[1]), "already removed");
+    assert_eq!(set.len(), 2);
+    let tx = sender(&r);
+    tx.send_to(b"x", ET, conns[1].local_mac()).unwrap();
+    tx.send_to(b"x", ET, conns[2].local_mac()).unwrap();
+    let mut ready = Vec::new();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [tokens[2]]);
+    // The freed token goes to the next conn added.
+    let again = set.add(&conns[1]);
+    assert_eq!(again, tokens[1]);
+    // Conn 1 already holds a frame: it is reported at once.
+    set.wait(&mut ready, SECOND).unwrap();
+    assert!(ready.contains(&again));
+}
+
+#[test]
+fn thousands_of_conns_each_frame_found_once() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 2_000);
+    let by_token: BTreeMap<usize, usize> =
+        tokens.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let tx = sender(&r);
+    // 3 frames to each of 300 conns spread over the set, sent from another thread while this
+    // one waits.
+    let targets: Vec<usize> = (0..300).map(|k| (k * 7919) % conns.len()).collect();
+    let macs: Vec<MacAddr> = targets.iter().map(|&i| conns[i].local_mac()).collect();
+    let sending = thread::spawn(move || {
+        for round in 0..3 {
+            for m in &macs {
+                tx.send_to(&[round], ET, *m).unwrap();
+            }
+        }
+    });
+    let mut got = vec![0u32; conns.len()];
+    let mut ready = Vec::new();
+    let mut buf = [0u8; 64];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.iter().sum::<u32>() < 900 {
+        assert!(
+            Instant::now() < deadline,
+            "frames missing: {}",
+            got.iter().sum::<u32>()
+        );
+        set.wait(&mut ready, SECOND).unwrap();
+        for t in &ready {
+            let i = by_token[t];
+            while conns[i].recv_from(&mut buf).is_ok() {
+                got[i] += 1;
+            }
+        }
+    }
+    sending.join().unwrap();
+    for (i, &n) in got.iter().enumerate() {
+        let want = if targets.contains(&i) { 3 } else { 0 };
+        assert_eq!(n, want, "conn {i}");
+    }
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+}
