@@ -47,8 +47,6 @@ const RX_MAC: MacAddr = MacAddr([0x02, 0xec, 0x55, 0x02, 0x00, 0x00]);
 const DST_PORT: u16 = 9000;
 const SRC_PORT: u16 = 40000;
 
-/// How long a receiver naps when its conns are mostly empty (see `L2UdpConfig::sparse_nap`).
-const SPARSE_NAP: Duration = Duration::from_millis(1);
 /// How long a receiver waits for a datagram before it looks at its stop flag again.
 const RX_WAIT: Duration = Duration::from_millis(20);
 
@@ -315,7 +313,6 @@ fn measure(
         answer_arp: false,
         queue_depth,
         tx_path: args.tx_path,
-        sparse_nap: SPARSE_NAP,
     };
     let rx_cfg = l2(RX_MAC, RX_IP, DST_PORT);
     let tx_cfg = l2(TX_MAC, TX_IP, SRC_PORT);

@@ -32,7 +32,6 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
             .queue_depth
             .map_or_else(|| L2UdpConfig::default_queue_depth(n), |d| d as usize),
         tx_path: TxPath::Batch,
-        sparse_nap: Duration::from_micros(100),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     {

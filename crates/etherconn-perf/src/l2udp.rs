@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{PacketRelay, RxFrame};
+use etherconn_core::relay::{PacketRelay, ReadySet, RxFrame};
 use etherconn_core::wire::{arp, EtherType, MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
@@ -47,9 +47,6 @@ pub struct L2UdpConfig {
     pub queue_depth: usize,
     /// How bursts are sent.
     pub tx_path: TxPath,
-    /// How long a receive call naps when a pass over the conns found them mostly empty (the
-    /// latency a thinly used fleet trades for not polling its conns in a loop).
-    pub sparse_nap: Duration,
 }
 
 impl L2UdpConfig {
@@ -76,12 +73,13 @@ pub struct L2UdpEndpoints {
     port: u16,
     answer_arp: bool,
     tx_path: TxPath,
-    sparse_nap: Duration,
+    /// Every conn, token `i` for conn `i`: which conns have frames.
+    ready_set: ReadySet,
+    /// Tokens from the last `ReadySet::wait`, and how many of them are served.
+    ready: Vec<usize>,
+    served: usize,
     frames: Box<[u8]>,
     scratch: Box<[u8]>,
-    cursor: usize,
-    hot: usize,
-    idle_naps: u32,
     c: Counters,
 }
 
@@ -107,6 +105,7 @@ impl L2UdpEndpoints {
             return Err(Failure::new("at least one endpoint is needed"));
         }
         let mut conns = Vec::with_capacity(cfg.endpoints);
+        let ready_set = ReadySet::new();
         for i in 0..cfg.endpoints {
             let conn_cfg = EtherConnConfig::default()
                 .ethertypes(&[EtherType::IPV4, EtherType::ARP])
@@ -116,6 +115,8 @@ impl L2UdpEndpoints {
             let mac = cfg.base_mac.offset(i as u64);
             let conn = EtherConn::new(Arc::clone(&relay), mac, &cfg.vlans, conn_cfg)
                 .context(|| format!("cannot register endpoint {mac}"))?;
+            let token = ready_set.add(&conn);
+            debug_assert_eq!(token, i);
             conns.push(conn);
         }
         Ok(L2UdpEndpoints {
@@ -125,12 +126,11 @@ impl L2UdpEndpoints {
             port: cfg.port,
             answer_arp: cfg.answer_arp,
             tx_path: cfg.tx_path,
-            sparse_nap: cfg.sparse_nap,
+            ready_set,
+            ready: Vec::with_capacity(cfg.endpoints),
+            served: 0,
             frames: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
             scratch: vec![0; FRAME_ROOM].into_boxed_slice(),
-            cursor: 0,
-            hot: 0,
-            idle_naps: 0,
             c: Counters::default(),
         })
     }
@@ -388,67 +388,39 @@ impl EndpointSet for L2UdpEndpoints {
         Ok(sent)
     }
 
+    /// Serves the conns the [`ReadySet`] reports, draining each, until `max` datagrams; waits
+    /// up to `wait` only when nothing at all was ready. Conns left unserved when `max` is
+    /// reached are served first by the next call.
     fn recv_burst(
         &mut self,
         max: usize,
         wait: Duration,
         on: &mut dyn FnMut(&RxDatagram<'_>),
     ) -> io::Result<usize> {
-        let count = self.conns.len();
         let mut got = 0;
-        let (mut empty_in_a_row, mut empty_pops) = (0, 0);
-        // Round robin from where the last call stopped, draining each conn in turn, until
-        // `max` datagrams or one pass over conns that were all empty.
-        while got < max && empty_in_a_row < count {
-            let i = self.cursor;
-            match self.conns[i].recv_frame_timeout(Some(Duration::ZERO)) {
-                Ok(rx) => {
-                    empty_in_a_row = 0;
-                    self.hot = i;
-                    if self.handle(i, &rx, on) {
-                        got += 1;
+        loop {
+            while self.served < self.ready.len() && got < max {
+                let i = self.ready[self.served];
+                match self.conns[i].recv_frame_timeout(Some(Duration::ZERO)) {
+                    Ok(rx) => {
+                        if self.handle(i, &rx, on) {
+                            got += 1;
+                        }
                     }
+                    // Drained: the next ready conn.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.served += 1,
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    empty_in_a_row += 1;
-                    empty_pops += 1;
-                    self.cursor = (i + 1) % count;
-                }
-                Err(e) => return Err(e),
+            }
+            if got >= max {
+                return Ok(got);
+            }
+            let wait = if got > 0 { Duration::ZERO } else { wait };
+            self.served = 0;
+            if self.ready_set.wait(&mut self.ready, Some(wait))? == 0 {
+                return Ok(got);
             }
         }
-        // EtherConn offers no wait on "any of these conns", so a fleet is polled, with naps in
-        // between so that a relay thread on the same CPU gets to fill the queues. A nap waits
-        // on the conn that last had a frame (traffic often stays on a few endpoints): when
-        // nothing was waiting, for `sparse_nap`, doubling while the set stays idle, up to
-        // `wait`; when the conns were mostly empty (traffic spread thin over many of them),
-        // for `sparse_nap` once. A busy fleet (most conns non-empty) never naps.
-        let nap = if got == 0 {
-            let nap = if count == 1 {
-                wait
-            } else {
-                self.sparse_nap.saturating_mul(1 << self.idle_naps.min(16))
-            };
-            self.idle_naps = self.idle_naps.saturating_add(1);
-            nap.min(wait)
-        } else {
-            self.idle_naps = 0;
-            if empty_pops > got && got < max {
-                wait.min(self.sparse_nap)
-            } else {
-                Duration::ZERO
-            }
-        };
-        if !nap.is_zero() {
-            let i = self.hot;
-            if let Some(rx) = self.recv_one_blocking(i, nap)? {
-                self.idle_naps = 0;
-                if self.handle(i, &rx, on) {
-                    got += 1;
-                }
-            }
-        }
-        Ok(got)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::PacketRelay;
+use etherconn_core::relay::{PacketRelay, ReadySet};
 use etherconn_core::wire::MacAddr;
 use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta};
 
@@ -42,13 +42,14 @@ struct Counters {
 pub struct RUdpEndpoints {
     relay: Arc<dyn PacketRelay>,
     conns: Vec<RUdpConn>,
-    sparse_nap: Duration,
+    /// Every conn, token `i` for conn `i`: which conns have datagrams.
+    ready_set: ReadySet,
+    /// Tokens from the last `ReadySet::wait`, and how many of them are served.
+    ready: Vec<usize>,
+    served: usize,
     /// Payloads of a send burst, then received payloads: [`BATCH`] x [`FRAME_ROOM`].
     bufs: Box<[u8]>,
     meta: [RecvMeta; BATCH],
-    cursor: usize,
-    hot: usize,
-    idle_naps: u32,
     c: Counters,
 }
 
@@ -87,37 +88,37 @@ impl RUdpEndpoints {
                     IpAddr::V6(_) => None,
                 });
         let mut conns = Vec::with_capacity(cfg.endpoints);
+        let ready_set = ReadySet::new();
         for i in 0..cfg.endpoints {
             let mac = cfg.base_mac.offset(i as u64);
             let local = SocketAddr::new(IpAddr::V4(ip_offset(cfg.base_ip, i)), cfg.port);
             let conn = RUdpConn::new(Arc::clone(&relay), mac, &cfg.vlans, local, udp_cfg.clone())
                 .context(|| format!("cannot create the RUdpConn of {mac} {local}"))?;
-            // Polled without waiting; a nap switches one conn to a read timeout for its length.
+            // Read without waiting: the ReadySet does the waiting.
             conn.set_nonblocking(true)
                 .context(|| "cannot make an RUdpConn non-blocking")?;
+            let token = ready_set.add(&conn);
+            debug_assert_eq!(token, i);
             conns.push(conn);
         }
         Ok(RUdpEndpoints {
             relay,
             conns,
-            sparse_nap: cfg.sparse_nap,
+            ready: Vec::with_capacity(cfg.endpoints),
+            ready_set,
+            served: 0,
             bufs: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
             meta: [RecvMeta::default(); BATCH],
-            cursor: 0,
-            hot: 0,
-            idle_naps: 0,
             c: Counters::default(),
         })
     }
 
-    /// One `recv_batch` of up to `want` datagrams on conn `i`, without waiting (`nap` `None`)
-    /// or waiting up to `nap` for the first; each datagram goes to `on`. `Ok(0)` when nothing
-    /// came.
+    /// One non-blocking `recv_batch` of up to `want` datagrams on conn `i`; each datagram goes
+    /// to `on`. `Ok(0)` when nothing was queued.
     fn pull(
         &mut self,
         i: usize,
         want: usize,
-        nap: Option<Duration>,
         on: &mut dyn FnMut(&RxDatagram<'_>),
     ) -> io::Result<usize> {
         let conn = &self.conns[i];
@@ -125,16 +126,7 @@ impl RUdpEndpoints {
         let mut chunks = self.bufs.chunks_mut(FRAME_ROOM);
         let mut bufs: [&mut [u8]; BATCH] =
             std::array::from_fn(|_| chunks.next().unwrap_or_default());
-        let result = match nap {
-            None => conn.recv_batch(&mut bufs[..want], &mut self.meta[..want]),
-            Some(nap) => {
-                conn.set_read_timeout(Some(nap))?;
-                conn.set_nonblocking(false)?;
-                let r = conn.recv_batch(&mut bufs[..want], &mut self.meta[..want]);
-                conn.set_nonblocking(true)?;
-                r
-            }
-        };
+        let result = conn.recv_batch(&mut bufs[..want], &mut self.meta[..want]);
         self.c.rx_calls += 1;
         let n = match result {
             Ok(n) => n,
@@ -232,67 +224,37 @@ impl EndpointSet for RUdpEndpoints {
         Ok(sent)
     }
 
-    /// The same polling as `L2UdpEndpoints::recv_burst`: `RUdpConn` has no "wait for any of
-    /// these conns" either. Round robin over the conns with non-blocking `recv_batch` calls
-    /// (each drains up to [`BATCH`] datagrams of one conn), until `max` datagrams or a pass
-    /// that found every conn empty; then, when the pass found nothing or mostly empty conns,
-    /// a nap in a blocking `recv_batch` on the conn that last had datagrams.
+    /// Serves the conns the [`ReadySet`] reports, draining each with non-blocking
+    /// `recv_batch` calls ([`BATCH`] datagrams at most per call), until `max` datagrams; waits
+    /// up to `wait` only when nothing at all was ready. Conns left unserved when `max` is
+    /// reached are served first by the next call.
     fn recv_burst(
         &mut self,
         max: usize,
         wait: Duration,
         on: &mut dyn FnMut(&RxDatagram<'_>),
     ) -> io::Result<usize> {
-        let count = self.conns.len();
         let mut got = 0;
-        let (mut empty_in_a_row, mut empty_pulls) = (0, 0);
-        while got < max && empty_in_a_row < count {
-            let i = self.cursor;
-            let want = (max - got).min(BATCH);
-            let n = self.pull(i, want, None, on)?;
-            if n == 0 {
-                empty_in_a_row += 1;
-                empty_pulls += 1;
-            } else {
-                empty_in_a_row = 0;
-                self.hot = i;
+        loop {
+            while self.served < self.ready.len() && got < max {
+                let i = self.ready[self.served];
+                let want = (max - got).min(BATCH);
+                let n = self.pull(i, want, on)?;
                 got += n;
-                if n == want {
-                    // The conn may have more: stay on it.
-                    continue;
-                }
-                // Drained: the next one (a single conn ends the pass).
-                if count == 1 {
-                    break;
+                if n < want {
+                    // Drained: the next ready conn.
+                    self.served += 1;
                 }
             }
-            self.cursor = (i + 1) % count;
-        }
-        let nap = if got == 0 {
-            let nap = if count == 1 {
-                wait
-            } else {
-                self.sparse_nap.saturating_mul(1 << self.idle_naps.min(16))
-            };
-            self.idle_naps = self.idle_naps.saturating_add(1);
-            nap.min(wait)
-        } else {
-            self.idle_naps = 0;
-            if empty_pulls > got && got < max {
-                wait.min(self.sparse_nap)
-            } else {
-                Duration::ZERO
+            if got >= max {
+                return Ok(got);
             }
-        };
-        if !nap.is_zero() {
-            let want = (max - got).min(BATCH);
-            let n = self.pull(self.hot, want, Some(nap), on)?;
-            if n > 0 {
-                self.idle_naps = 0;
-                got += n;
+            let wait = if got > 0 { Duration::ZERO } else { wait };
+            self.served = 0;
+            if self.ready_set.wait(&mut self.ready, Some(wait))? == 0 {
+                return Ok(got);
             }
         }
-        Ok(got)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

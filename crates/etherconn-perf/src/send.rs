@@ -111,7 +111,6 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
         answer_arp: true,
         queue_depth: L2UdpConfig::default_queue_depth(n),
         tx_path: args.tx_path,
-        sparse_nap: Duration::from_micros(100),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let dst_mac = match args.dst_mac {
