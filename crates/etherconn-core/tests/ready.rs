@@ -200,3 +200,28 @@ fn thousands_of_conns_each_frame_found_once() {
     }
     assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
 }
+
+#[test]
+fn a_conn_moves_to_the_last_set_it_was_added_to() {
+    let r = relay();
+    let (first, conns, _) = watched(&r, 2);
+    let second = ReadySet::new();
+    let t = second.add(&conns[1]);
+    // Removing it from the first set must not unhook it from the second.
+    assert!(first.remove(1));
+    let tx = sender(&r);
+    tx.send_to(b"x", ET, conns[1].local_mac()).unwrap();
+    tx.send_to(b"x", ET, conns[0].local_mac()).unwrap();
+    let mut ready = Vec::new();
+    second.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [t]);
+    first.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [0], "conn 0 stays in the first set");
+    // A dropped set unhooks its conns; the other set still works.
+    drop(first);
+    let mut buf = [0u8; 64];
+    conns[1].recv_from(&mut buf).unwrap();
+    tx.send_to(b"y", ET, conns[1].local_mac()).unwrap();
+    second.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [t]);
+}

@@ -3,13 +3,14 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
 use super::pool::{FrameSlot, PooledBuf};
+use super::ready::ReadyHook;
 
 /// A received frame, as it waits on a conn's queue: a pooled buffer holding the bytes and the
 /// classification the relay made once for every consumer. Two pointers wide, so queues are
@@ -71,6 +72,10 @@ pub struct RxQueue {
     /// relay thread skip the lock when there is none.
     waker: Mutex<Option<Waker>>,
     has_waker: AtomicBool,
+    /// Set by a [`ReadySet`](super::ReadySet) watching this queue when it wants to hear of the
+    /// next frame; the push (or close) that clears it lists `ready`'s token.
+    armed: AtomicBool,
+    ready: RwLock<Option<ReadyHook>>,
 }
 
 impl RxQueue {
@@ -84,6 +89,8 @@ impl RxQueue {
             cv: Condvar::new(),
             waker: Mutex::new(None),
             has_waker: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
+            ready: RwLock::new(None),
         }
     }
 
@@ -110,6 +117,7 @@ impl RxQueue {
     pub(crate) fn prefetch(&self) {
         core::hint::black_box(self.q.len());
         core::hint::black_box(self.waiters.load(Ordering::Relaxed));
+        core::hint::black_box(self.armed.load(Ordering::Relaxed));
     }
 
     /// Adds a frame without blocking; a full queue drops it (the caller counts that).
@@ -149,6 +157,45 @@ impl RxQueue {
                 w.wake();
             }
         }
+        // The same pairing with `arm`: its SeqCst store of `armed` before it looks at the queue.
+        if self.armed.load(Ordering::SeqCst) {
+            self.disarm_and_list();
+        }
+    }
+
+    /// Lists this queue's token in its `ReadySet`, if it is still armed (exactly one caller
+    /// wins the swap per arming).
+    fn disarm_and_list(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            if let Some(hook) = &*self.ready.read().unwrap_or_else(PoisonError::into_inner) {
+                hook.list();
+            }
+        }
+    }
+
+    /// Joins a `ReadySet` (replacing any earlier one) under `hook`, not yet armed.
+    pub(crate) fn set_ready_hook(&self, hook: ReadyHook) {
+        self.armed.store(false, Ordering::SeqCst);
+        *self.ready.write().unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
+
+    /// Leaves the `ReadySet` whose hook `is_ours` recognises (a queue since moved to another
+    /// set stays there).
+    pub(crate) fn clear_ready_hook(&self, is_ours: impl FnOnce(&ReadyHook) -> bool) {
+        let mut hook = self.ready.write().unwrap_or_else(PoisonError::into_inner);
+        if hook.as_ref().is_some_and(is_ours) {
+            self.armed.store(false, Ordering::SeqCst);
+            *hook = None;
+        }
+    }
+
+    /// Asks to have the token listed when a frame arrives or the queue closes, or lists it at
+    /// once when a frame already waits or the queue is closed.
+    pub(crate) fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+        if !self.q.is_empty() || self.is_closed() {
+            self.disarm_and_list();
+        }
     }
 
     /// Takes a frame if one waits, or registers the task to be woken when one arrives (or the
@@ -182,26 +229,10 @@ impl RxQueue {
         Poll::Pending
     }
 
-    /// Registers `waker` to be woken when a frame arrives or the queue closes, as
-    /// [`poll_pop`](Self::poll_pop) does, without taking a frame; returns `false` (the waker
-    /// registered all the same) when a frame already waits or the queue is closed, so the
-    /// caller knows not to wait for the wake-up. Used by [`ReadySet`](super::ReadySet).
-    pub fn arm(&self, waker: &Waker) -> bool {
-        {
-            let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-            match slot.as_ref() {
-                Some(w) if w.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
-            }
-            self.has_waker.store(true, Ordering::SeqCst);
-        }
-        // As in `poll_pop`: a push that missed the registration is seen here.
-        self.q.is_empty() && !self.is_closed()
-    }
-
     /// Closes the queue: pushes fail and blocked readers return an error once it is drained.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.disarm_and_list();
         {
             let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.cv.notify_all();

@@ -3,8 +3,8 @@
 //! A thread serving thousands of conns cannot block in each one's `recv_from`, and polling them
 //! all touches every conn's queue whether it has a frame or not (100,000 cache misses per sweep
 //! with 100,000 endpoints). A `ReadySet` is told by the relay which conns have frames: each
-//! watched queue holds a waker that, when a frame lands in the empty queue, appends the conn's
-//! token to the set's ready list. [`ReadySet::wait`] hands the ready tokens over; the thread
+//! watched queue holds a hook that, when a frame arrives while the queue is armed, appends the
+//! conn's token to the set's ready list and disarms the queue. [`ReadySet::wait`] hands the ready tokens over; the thread
 //! reads those conns (non-blocking) and calls `wait` again, which re-arms them.
 //!
 //! It is level-triggered: a conn returned by `wait` and not drained is returned again by the
@@ -12,19 +12,18 @@
 //! non-blocking and expect `WouldBlock`. A closed conn (relay stopped, conn dropped) is
 //! reported ready, so its reader sees the error.
 //!
-//! The relay's cost: nothing while a conn's queue is non-empty or not watched; when a frame
-//! makes a watched queue non-empty, one atomic swap and one push on the set's list (under the
-//! set's own lock, held for a few instructions). No allocation once the set has grown to its
-//! number of members.
+//! The relay's cost: nothing while a conn is not watched or not armed; when a frame arrives for
+//! an armed queue, one atomic swap on the queue's own line and a read lock of its hook; the
+//! token goes on the set's list (under the set's own lock) once per delivery batch, with one
+//! wake-up of the waiting thread. No allocation once the set has grown to its number of
+//! members.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::queue::RxQueue;
@@ -194,45 +193,21 @@ fn defer(shared: &Arc<Shared>, token: usize) -> bool {
         .unwrap_or(false)
 }
 
-/// One watched queue: its waker appends `token` to the ready list, once until re-armed.
-struct Member {
-    token: usize,
-    /// On the ready list or handed out by `wait`, and not re-armed since.
-    listed: AtomicBool,
+/// What a watched queue holds of its set: where to list its token. Listing happens at most
+/// once per arming (the queue's `armed` flag is swapped off by whoever lists).
+#[derive(Debug)]
+pub(crate) struct ReadyHook {
     shared: Arc<Shared>,
-    queue: WatchedQueue,
+    token: usize,
 }
 
-impl Member {
-    /// Lists the token unless it already is.
-    fn list(&self) {
-        if self.listed.swap(true, Ordering::AcqRel) {
-            return;
+impl ReadyHook {
+    /// Lists the token: at the end of the delivery batch under way on this thread, if any, or
+    /// now.
+    pub(crate) fn list(&self) {
+        if !defer(&self.shared, self.token) {
+            self.shared.push(&[self.token]);
         }
-        if defer(&self.shared, self.token) {
-            return;
-        }
-        self.shared.push(&[self.token]);
-    }
-
-    /// Registers the waker on the queue, or lists the token at once when the queue already
-    /// has a frame (or is closed).
-    fn arm(self: &Arc<Self>) {
-        self.listed.store(false, Ordering::Release);
-        let waker = Waker::from(Arc::clone(self));
-        if !self.queue.queue().arm(&waker) {
-            self.list();
-        }
-    }
-}
-
-impl Wake for Member {
-    fn wake(self: Arc<Self>) {
-        self.list();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.list();
     }
 }
 
@@ -281,7 +256,7 @@ pub struct ReadySet {
 
 #[derive(Default)]
 struct Members {
-    slots: Vec<Option<Arc<Member>>>,
+    slots: Vec<Option<WatchedQueue>>,
     free: Vec<usize>,
     /// Tokens handed out by the last `wait`, re-armed by the next.
     handed_out: Vec<usize>,
@@ -304,8 +279,8 @@ impl ReadySet {
     /// Watches `conn`; returns its token, the number [`wait`](Self::wait) reports it by.
     /// Tokens are small integers, reused after [`remove`](Self::remove).
     ///
-    /// A conn's queue keeps one waker: watching a conn in two sets, or in a set and an async
-    /// task at once, leaves only the latest registration working.
+    /// A conn is watched by one set at a time: adding it to another moves it there (the first
+    /// set stops hearing of it). Watching does not interfere with async reads of the conn.
     pub fn add(&self, conn: &impl Watchable) -> usize {
         self.add_queue(conn.watched_queue())
     }
@@ -314,16 +289,14 @@ impl ReadySet {
     pub fn add_queue(&self, queue: WatchedQueue) -> usize {
         let mut members = lock(&self.members);
         let token = members.free.pop().unwrap_or(members.slots.len());
-        let member = Arc::new(Member {
-            token,
-            listed: AtomicBool::new(false),
+        queue.queue().set_ready_hook(ReadyHook {
             shared: Arc::clone(&self.shared),
-            queue,
+            token,
         });
         if token == members.slots.len() {
             members.slots.push(None);
         }
-        members.slots[token] = Some(Arc::clone(&member));
+        members.slots[token] = Some(queue.clone());
         // Room for every member on the ready list and the handed-out list, so that listing a
         // token never allocates.
         let n = members.slots.len();
@@ -335,7 +308,7 @@ impl ReadySet {
             let len = list.tokens.len();
             list.tokens.reserve(n.saturating_sub(len));
         }
-        member.arm();
+        queue.queue().arm();
         token
     }
 
@@ -344,9 +317,8 @@ impl ReadySet {
     pub fn remove(&self, token: usize) -> bool {
         let mut members = lock(&self.members);
         match members.slots.get_mut(token).and_then(Option::take) {
-            Some(m) => {
-                // Its waker may still sit in the queue: make it inert.
-                m.listed.store(true, Ordering::Release);
+            Some(q) => {
+                self.unhook(&q);
                 members.free.push(token);
                 true
             }
@@ -413,13 +385,31 @@ impl ReadySet {
         Ok(ready.len())
     }
 
+    fn unhook(&self, q: &WatchedQueue) {
+        q.queue()
+            .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared));
+    }
+
     fn rearm(&self) {
         let mut members = lock(&self.members);
         let members = &mut *members;
         for t in members.handed_out.drain(..) {
-            if let Some(Some(m)) = members.slots.get(t) {
-                m.arm();
+            if let Some(Some(q)) = members.slots.get(t) {
+                q.queue().arm();
             }
+        }
+    }
+}
+
+impl Drop for ReadySet {
+    fn drop(&mut self) {
+        let members = self
+            .members
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for q in members.slots.iter().flatten() {
+            q.queue()
+                .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared));
         }
     }
 }
