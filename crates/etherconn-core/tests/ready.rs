@@ -225,3 +225,44 @@ fn a_conn_moves_to_the_last_set_it_was_added_to() {
     second.wait(&mut ready, SECOND).unwrap();
     assert_eq!(ready, [t]);
 }
+
+#[test]
+fn a_full_ready_list_loses_no_conn() {
+    let r = relay();
+    let set = ReadySet::with_capacity(2);
+    let conns: Vec<EtherConn> = (0..10u64)
+        .map(|i| {
+            let c = EtherConn::new(
+                r.clone(),
+                MacAddr([2, 0, 0, 0, 2, 0]).offset(i),
+                &[],
+                EtherConnConfig::default().ethertypes(&[ET]),
+            )
+            .unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    let tokens: Vec<usize> = conns.iter().map(|c| set.add(c)).collect();
+    let tx = sender(&r);
+    for c in &conns {
+        tx.send_to(b"x", ET, c.local_mac()).unwrap();
+    }
+    let mut ready = Vec::new();
+    set.wait(&mut ready, SECOND).unwrap();
+    ready.sort_unstable();
+    ready.dedup();
+    assert_eq!(
+        ready, tokens,
+        "two listed, the rest found by the overflow scan"
+    );
+    let mut buf = [0u8; 64];
+    for c in &conns {
+        c.recv_from(&mut buf).unwrap();
+    }
+    // Everything drained and re-armed: quiet, then one new frame is reported normally.
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+    tx.send_to(b"y", ET, conns[4].local_mac()).unwrap();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [tokens[4]]);
+}

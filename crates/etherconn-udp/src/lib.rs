@@ -93,6 +93,48 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Example: one thread serving many endpoints
+//!
+//! A [`ReadySet`](etherconn_core::relay::ReadySet) tells one thread which of its endpoints
+//! have datagrams, so it neither blocks in one endpoint's `recv_from` nor polls them all.
+//!
+//! ```
+//! use std::net::{IpAddr, SocketAddr};
+//! use std::time::Duration;
+//! use etherconn_core::relay::{LoopbackRelay, PacketRelay, ReadySet};
+//! use etherconn_udp::{SharedConfig, SharedEtherConn, SharingConfig};
+//!
+//! let relay = LoopbackRelay::new(Default::default());
+//! let mac = "02:00:00:00:00:01".parse()?;
+//! // The loopback relay hands every frame back; the resolver sends to our own MAC.
+//! let shared = SharedEtherConn::new(relay.clone(), mac, &[], SharedConfig::default().resolver(move |_| Some(mac)))?;
+//! let ip: IpAddr = "192.0.2.1".parse()?;
+//! let conns = (0..500u16)
+//!     .map(|i| shared.bind(SocketAddr::new(ip, 10_000 + i), SharingConfig::default()))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let set = ReadySet::new();
+//! for c in &conns {
+//!     c.set_nonblocking(true)?;
+//!     set.add(c); // tokens 0, 1, 2, ... in order
+//! }
+//!
+//! conns[0].send_to(b"to 123", SocketAddr::new(ip, 10_123))?;
+//! conns[0].send_to(b"to 456", SocketAddr::new(ip, 10_456))?;
+//! let (mut ready, mut got) = (Vec::new(), Vec::new());
+//! let mut buf = [0u8; 1500];
+//! while got.len() < 2 {
+//!     set.wait(&mut ready, Some(Duration::from_secs(1)))?;
+//!     for &token in &ready {
+//!         while let Ok((n, _from)) = conns[token].recv_from(&mut buf) {
+//!             got.push((token, buf[..n].to_vec()));
+//!         }
+//!     }
+//! }
+//! got.sort();
+//! assert_eq!(got, [(123, b"to 123".to_vec()), (456, b"to 456".to_vec())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of

@@ -189,6 +189,11 @@ impl RxQueue {
         }
     }
 
+    /// Stops waiting to have the token listed (the set found the queue ready by itself).
+    pub(crate) fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+
     /// Asks to have the token listed when a frame arrives or the queue closes, or lists it at
     /// once when a frame already waits or the queue is closed.
     pub(crate) fn arm(&self) {

@@ -18,12 +18,14 @@
 //! wake-up of the waiting thread. No allocation once the set has grown to its number of
 //! members.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use crossbeam_queue::ArrayQueue;
 use std::time::{Duration, Instant};
 
 use super::queue::RxQueue;
@@ -64,31 +66,54 @@ impl AsRef<RxQueue> for RxQueue {
     }
 }
 
-/// The ready list, shared by the set and every member's waker.
-#[derive(Debug, Default)]
+/// Default capacity of a set's ready list (tokens listed and not yet taken by `wait`).
+pub const DEFAULT_READY_CAPACITY: usize = 65_536;
+
+/// The ready list, shared by the set and every watched queue's hook.
+///
+/// Lock-free on the relay's side: a relay thread must never wait for the thread that waits on
+/// the set (which may be preempted while holding a lock, on a CPU it shares with the relay and
+/// the NIC's receive work: a lock here made the relay stall behind it). When the list is full
+/// a token is not lost: `overflow` makes the next `wait` look at every member.
+#[derive(Debug)]
 struct Shared {
-    list: Mutex<ReadyList>,
+    tokens: ArrayQueue<usize>,
+    overflow: AtomicBool,
+    /// Threads about to sleep or asleep in `wait`: a push then takes `lock` and notifies.
+    sleeping: AtomicUsize,
+    lock: Mutex<()>,
     readable: Condvar,
 }
 
 impl Shared {
+    fn new(capacity: usize) -> Shared {
+        Shared {
+            tokens: ArrayQueue::new(capacity.max(1)),
+            overflow: AtomicBool::new(false),
+            sleeping: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            readable: Condvar::new(),
+        }
+    }
+
     /// Lists `tokens` and wakes a sleeping waiter.
     fn push(&self, tokens: &[usize]) {
-        let mut list = lock(&self.list);
-        list.tokens.extend(tokens);
-        let sleeping = list.sleeping > 0;
-        drop(list);
-        if sleeping {
+        for &t in tokens {
+            if self.tokens.push(t).is_err() {
+                self.overflow.store(true, Ordering::SeqCst);
+            }
+        }
+        // The pushes above are SeqCst (crossbeam's compare-exchange), as are the waiter's
+        // increment of `sleeping` and its look at the list: one of the two sees the other.
+        if self.sleeping.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.lock);
             self.readable.notify_one();
         }
     }
-}
 
-#[derive(Debug, Default)]
-struct ReadyList {
-    tokens: VecDeque<usize>,
-    /// A thread sleeps in `wait`: a push must notify.
-    sleeping: usize,
+    fn has_news(&self) -> bool {
+        !self.tokens.is_empty() || self.overflow.load(Ordering::SeqCst)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,7 +272,6 @@ impl ReadyHook {
 /// assert_eq!(set.wait(&mut ready, Some(Duration::ZERO))?, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Default)]
 pub struct ReadySet {
     shared: Arc<Shared>,
     /// Members by token (`None`: removed; the slot is reused).
@@ -271,9 +295,19 @@ impl core::fmt::Debug for ReadySet {
 }
 
 impl ReadySet {
-    /// An empty set.
+    /// An empty set whose ready list holds [`DEFAULT_READY_CAPACITY`] tokens.
     pub fn new() -> ReadySet {
-        ReadySet::default()
+        ReadySet::with_capacity(DEFAULT_READY_CAPACITY)
+    }
+
+    /// An empty set whose ready list holds `capacity` tokens (at least 1). A set with more
+    /// conns ready at once than that still reports every one of them: the next `wait` then
+    /// looks at all its conns instead of the list (slower, never lossy).
+    pub fn with_capacity(capacity: usize) -> ReadySet {
+        ReadySet {
+            shared: Arc::new(Shared::new(capacity)),
+            members: Mutex::default(),
+        }
     }
 
     /// Watches `conn`; returns its token, the number [`wait`](Self::wait) reports it by.
@@ -297,17 +331,11 @@ impl ReadySet {
             members.slots.push(None);
         }
         members.slots[token] = Some(queue.clone());
-        // Room for every member on the ready list and the handed-out list, so that listing a
-        // token never allocates.
+        // Room for every member on the handed-out list, so that `wait` never allocates.
         let n = members.slots.len();
         let handed = members.handed_out.len();
         members.handed_out.reserve(n.saturating_sub(handed));
         drop(members);
-        {
-            let mut list = lock(&self.shared.list);
-            let len = list.tokens.len();
-            list.tokens.reserve(n.saturating_sub(len));
-        }
         queue.queue().arm();
         token
     }
@@ -347,10 +375,15 @@ impl ReadySet {
         self.rearm();
         ready.clear();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut list = lock(&self.shared.list);
+        let shared = &*self.shared;
         loop {
-            if !list.tokens.is_empty() {
-                ready.extend(list.tokens.drain(..));
+            while let Some(t) = shared.tokens.pop() {
+                ready.push(t);
+            }
+            if shared.overflow.swap(false, Ordering::SeqCst) {
+                self.scan(ready);
+            }
+            if !ready.is_empty() {
                 break;
             }
             let wait_for = match deadline {
@@ -360,29 +393,49 @@ impl ReadySet {
                     _ => return Ok(0),
                 },
             };
-            list.sleeping += 1;
-            list = match wait_for {
-                None => self
-                    .shared
-                    .readable
-                    .wait(list)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(left) => {
-                    self.shared
+            let guard = lock(&shared.lock);
+            shared.sleeping.fetch_add(1, Ordering::SeqCst);
+            // Looked at again after announcing the sleep: a push either came before (seen
+            // here) or sees `sleeping` and notifies, which needs the lock we hold until the
+            // wait has released it.
+            if !shared.has_news() {
+                drop(match wait_for {
+                    None => shared
                         .readable
-                        .wait_timeout(list, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-            list.sleeping -= 1;
+                        .wait(guard)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(left) => {
+                        shared
+                            .readable
+                            .wait_timeout(guard, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                });
+            }
+            shared.sleeping.fetch_sub(1, Ordering::SeqCst);
         }
-        drop(list);
         let mut members = lock(&self.members);
-        // Tokens of members removed meanwhile are dropped here.
+        // Tokens of members removed meanwhile are dropped here; a token can appear twice (a
+        // list overflow's scan, a removed conn's token reused), which only costs a read.
         ready.retain(|&t| members.slots.get(t).is_some_and(Option::is_some));
         members.handed_out.extend_from_slice(ready);
         Ok(ready.len())
+    }
+
+    /// After a ready-list overflow: the token of every member with a frame waiting or closed
+    /// (they are all disarmed, as a listing would have done).
+    fn scan(&self, ready: &mut Vec<usize>) {
+        let members = lock(&self.members);
+        for (t, q) in members.slots.iter().enumerate() {
+            if let Some(q) = q {
+                let q = q.queue();
+                if !q.is_empty() || q.is_closed() {
+                    q.disarm();
+                    ready.push(t);
+                }
+            }
+        }
     }
 
     fn unhook(&self, q: &WatchedQueue) {
