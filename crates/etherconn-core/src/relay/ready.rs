@@ -286,6 +286,12 @@ struct Members {
     handed_out: Vec<usize>,
 }
 
+impl Default for ReadySet {
+    fn default() -> ReadySet {
+        ReadySet::new()
+    }
+}
+
 impl core::fmt::Debug for ReadySet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ReadySet")
