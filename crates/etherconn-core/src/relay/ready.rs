@@ -236,7 +236,14 @@ impl ReadyHook {
     }
 }
 
-/// A set of conns one thread waits on together; see the [module docs](self).
+/// A set of conns one thread waits on together, the `epoll` of this library.
+///
+/// The relay lists a watched conn's token when a frame arrives for it; [`wait`](Self::wait)
+/// hands the listed tokens over and, on the next call, re-arms them. Level-triggered: a conn
+/// not drained is reported again. Readiness can be spurious (a frame another thread read
+/// first), so read non-blocking and expect `WouldBlock`; a closed conn (relay stopped, conn
+/// dropped) is reported ready, so its reader sees the error. The relay side costs one atomic
+/// swap per listing and never blocks on the waiting thread.
 ///
 /// ```
 /// use std::time::Duration;
