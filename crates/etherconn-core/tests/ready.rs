@@ -20,6 +20,16 @@ fn relay() -> Arc<dyn PacketRelay> {
 /// `n` non-blocking conns on `relay`, watched by a new set; returns conns and tokens.
 fn watched(relay: &Arc<dyn PacketRelay>, n: u64) -> (ReadySet, Vec<EtherConn>, Vec<usize>) {
     let set = ReadySet::new();
+    let (conns, tokens) = watched_by(&set, relay, n);
+    (set, conns, tokens)
+}
+
+/// `n` non-blocking conns on `relay`, watched by `set`; returns conns and tokens.
+fn watched_by(
+    set: &ReadySet,
+    relay: &Arc<dyn PacketRelay>,
+    n: u64,
+) -> (Vec<EtherConn>, Vec<usize>) {
     let conns: Vec<EtherConn> = (0..n)
         .map(|i| {
             let c = EtherConn::new(
@@ -34,7 +44,7 @@ fn watched(relay: &Arc<dyn PacketRelay>, n: u64) -> (ReadySet, Vec<EtherConn>, V
         })
         .collect();
     let tokens = conns.iter().map(|c| set.add(c)).collect();
-    (set, conns, tokens)
+    (conns, tokens)
 }
 
 fn sender(relay: &Arc<dyn PacketRelay>) -> EtherConn {
@@ -230,20 +240,7 @@ fn a_conn_moves_to_the_last_set_it_was_added_to() {
 fn a_full_ready_list_loses_no_conn() {
     let r = relay();
     let set = ReadySet::with_capacity(2);
-    let conns: Vec<EtherConn> = (0..10u64)
-        .map(|i| {
-            let c = EtherConn::new(
-                r.clone(),
-                MacAddr([2, 0, 0, 0, 2, 0]).offset(i),
-                &[],
-                EtherConnConfig::default().ethertypes(&[ET]),
-            )
-            .unwrap();
-            c.set_nonblocking(true).unwrap();
-            c
-        })
-        .collect();
-    let tokens: Vec<usize> = conns.iter().map(|c| set.add(c)).collect();
+    let (conns, tokens) = watched_by(&set, &r, 10);
     let tx = sender(&r);
     for c in &conns {
         tx.send_to(b"x", ET, c.local_mac()).unwrap();

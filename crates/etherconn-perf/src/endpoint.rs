@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use etherconn_core::relay::{ReadySet, Watchable};
 use etherconn_core::wire::{MacAddr, VlanTag};
 
 /// Datagrams per burst: what the kernel baseline gives `sendmmsg`/`recvmmsg`, and the batch
@@ -89,4 +90,48 @@ pub trait EndpointSet {
 
     /// The set's own counters (and its relay's), by name.
     fn counters(&self) -> Vec<(String, u64)>;
+}
+
+/// Which conns of a fleet have frames: a [`ReadySet`] watching every conn (token `i` is conn
+/// `i`), the tokens of its last `wait`, and how many of those a receiver has drained. Shared by
+/// the `rawsock` and `rudp` receivers.
+pub struct ReadyConns {
+    set: ReadySet,
+    ready: Vec<usize>,
+    served: usize,
+}
+
+impl ReadyConns {
+    /// Watches nothing yet.
+    pub fn new(capacity: usize) -> ReadyConns {
+        ReadyConns {
+            set: ReadySet::new(),
+            ready: Vec::with_capacity(capacity),
+            served: 0,
+        }
+    }
+
+    /// Watches `conn`, which must be the next conn by index.
+    pub fn add(&self, conn: &impl Watchable, index: usize) {
+        let token = self.set.add(conn);
+        debug_assert_eq!(token, index, "tokens follow the conns' indices");
+    }
+
+    /// The conn to read next: the next reported conn not yet drained, else (after waiting up to
+    /// `wait`, or not at all once the caller `got` something) one from a new `wait`; `None` when
+    /// nothing is ready.
+    pub fn next(&mut self, got: usize, wait: Duration) -> io::Result<Option<usize>> {
+        if self.served < self.ready.len() {
+            return Ok(Some(self.ready[self.served]));
+        }
+        let wait = if got > 0 { Duration::ZERO } else { wait };
+        self.served = 0;
+        self.set.wait(&mut self.ready, Some(wait))?;
+        Ok(self.ready.first().copied())
+    }
+
+    /// The conn [`next`](Self::next) returned is drained: move on.
+    pub fn drained(&mut self) {
+        self.served += 1;
+    }
 }

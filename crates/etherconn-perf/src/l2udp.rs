@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{PacketRelay, ReadySet, RxFrame};
+use etherconn_core::relay::{PacketRelay, RxFrame};
 use etherconn_core::wire::{arp, EtherType, MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 
 use crate::addr::{ip_index, ip_offset};
-use crate::endpoint::{EndpointSet, Peer, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
+use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Context, Failure, Result};
 
 /// How a burst reaches the relay.
@@ -73,11 +73,8 @@ pub struct L2UdpEndpoints {
     port: u16,
     answer_arp: bool,
     tx_path: TxPath,
-    /// Every conn, token `i` for conn `i`: which conns have frames.
-    ready_set: ReadySet,
-    /// Tokens from the last `ReadySet::wait`, and how many of them are served.
-    ready: Vec<usize>,
-    served: usize,
+    /// Which conns have frames.
+    ready: ReadyConns,
     frames: Box<[u8]>,
     scratch: Box<[u8]>,
     c: Counters,
@@ -105,7 +102,7 @@ impl L2UdpEndpoints {
             return Err(Failure::new("at least one endpoint is needed"));
         }
         let mut conns = Vec::with_capacity(cfg.endpoints);
-        let ready_set = ReadySet::new();
+        let ready = ReadyConns::new(cfg.endpoints);
         for i in 0..cfg.endpoints {
             let conn_cfg = EtherConnConfig::default()
                 .ethertypes(&[EtherType::IPV4, EtherType::ARP])
@@ -115,8 +112,7 @@ impl L2UdpEndpoints {
             let mac = cfg.base_mac.offset(i as u64);
             let conn = EtherConn::new(Arc::clone(&relay), mac, &cfg.vlans, conn_cfg)
                 .context(|| format!("cannot register endpoint {mac}"))?;
-            let token = ready_set.add(&conn);
-            debug_assert_eq!(token, i);
+            ready.add(&conn, i);
             conns.push(conn);
         }
         Ok(L2UdpEndpoints {
@@ -126,9 +122,7 @@ impl L2UdpEndpoints {
             port: cfg.port,
             answer_arp: cfg.answer_arp,
             tx_path: cfg.tx_path,
-            ready_set,
-            ready: Vec::with_capacity(cfg.endpoints),
-            served: 0,
+            ready,
             frames: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
             scratch: vec![0; FRAME_ROOM].into_boxed_slice(),
             c: Counters::default(),
@@ -388,7 +382,7 @@ impl EndpointSet for L2UdpEndpoints {
         Ok(sent)
     }
 
-    /// Serves the conns the [`ReadySet`] reports, draining each, until `max` datagrams; waits
+    /// Serves the conns the `ReadySet` reports, draining each, until `max` datagrams; waits
     /// up to `wait` only when nothing at all was ready. Conns left unserved when `max` is
     /// reached are served first by the next call.
     fn recv_burst(
@@ -398,29 +392,21 @@ impl EndpointSet for L2UdpEndpoints {
         on: &mut dyn FnMut(&RxDatagram<'_>),
     ) -> io::Result<usize> {
         let mut got = 0;
-        loop {
-            while self.served < self.ready.len() && got < max {
-                let i = self.ready[self.served];
-                match self.conns[i].recv_frame_timeout(Some(Duration::ZERO)) {
-                    Ok(rx) => {
-                        if self.handle(i, &rx, on) {
-                            got += 1;
-                        }
+        while got < max {
+            let Some(i) = self.ready.next(got, wait)? else {
+                break;
+            };
+            match self.conns[i].recv_frame_timeout(Some(Duration::ZERO)) {
+                Ok(rx) => {
+                    if self.handle(i, &rx, on) {
+                        got += 1;
                     }
-                    // Drained: the next ready conn.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.served += 1,
-                    Err(e) => return Err(e),
                 }
-            }
-            if got >= max {
-                return Ok(got);
-            }
-            let wait = if got > 0 { Duration::ZERO } else { wait };
-            self.served = 0;
-            if self.ready_set.wait(&mut self.ready, Some(wait))? == 0 {
-                return Ok(got);
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.drained(),
+                Err(e) => return Err(e),
             }
         }
+        Ok(got)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -9,12 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::{PacketRelay, ReadySet};
+use etherconn_core::relay::PacketRelay;
 use etherconn_core::wire::MacAddr;
 use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta};
 
 use crate::addr::{ip_index, ip_offset};
-use crate::endpoint::{EndpointSet, Peer, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
+use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Context, Failure, Result};
 use crate::l2udp::{open_rawsock_relay, relay_counters, L2UdpConfig};
 
@@ -42,11 +42,8 @@ struct Counters {
 pub struct RUdpEndpoints {
     relay: Arc<dyn PacketRelay>,
     conns: Vec<RUdpConn>,
-    /// Every conn, token `i` for conn `i`: which conns have datagrams.
-    ready_set: ReadySet,
-    /// Tokens from the last `ReadySet::wait`, and how many of them are served.
-    ready: Vec<usize>,
-    served: usize,
+    /// Which conns have datagrams.
+    ready: ReadyConns,
     /// Payloads of a send burst, then received payloads: [`BATCH`] x [`FRAME_ROOM`].
     bufs: Box<[u8]>,
     meta: [RecvMeta; BATCH],
@@ -88,7 +85,7 @@ impl RUdpEndpoints {
                     IpAddr::V6(_) => None,
                 });
         let mut conns = Vec::with_capacity(cfg.endpoints);
-        let ready_set = ReadySet::new();
+        let ready = ReadyConns::new(cfg.endpoints);
         for i in 0..cfg.endpoints {
             let mac = cfg.base_mac.offset(i as u64);
             let local = SocketAddr::new(IpAddr::V4(ip_offset(cfg.base_ip, i)), cfg.port);
@@ -97,16 +94,13 @@ impl RUdpEndpoints {
             // Read without waiting: the ReadySet does the waiting.
             conn.set_nonblocking(true)
                 .context(|| "cannot make an RUdpConn non-blocking")?;
-            let token = ready_set.add(&conn);
-            debug_assert_eq!(token, i);
+            ready.add(&conn, i);
             conns.push(conn);
         }
         Ok(RUdpEndpoints {
             relay,
             conns,
-            ready: Vec::with_capacity(cfg.endpoints),
-            ready_set,
-            served: 0,
+            ready,
             bufs: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
             meta: [RecvMeta::default(); BATCH],
             c: Counters::default(),
@@ -224,7 +218,7 @@ impl EndpointSet for RUdpEndpoints {
         Ok(sent)
     }
 
-    /// Serves the conns the [`ReadySet`] reports, draining each with non-blocking
+    /// Serves the conns the `ReadySet` reports, draining each with non-blocking
     /// `recv_batch` calls ([`BATCH`] datagrams at most per call), until `max` datagrams; waits
     /// up to `wait` only when nothing at all was ready. Conns left unserved when `max` is
     /// reached are served first by the next call.
@@ -235,26 +229,18 @@ impl EndpointSet for RUdpEndpoints {
         on: &mut dyn FnMut(&RxDatagram<'_>),
     ) -> io::Result<usize> {
         let mut got = 0;
-        loop {
-            while self.served < self.ready.len() && got < max {
-                let i = self.ready[self.served];
-                let want = (max - got).min(BATCH);
-                let n = self.pull(i, want, on)?;
-                got += n;
-                if n < want {
-                    // Drained: the next ready conn.
-                    self.served += 1;
-                }
-            }
-            if got >= max {
-                return Ok(got);
-            }
-            let wait = if got > 0 { Duration::ZERO } else { wait };
-            self.served = 0;
-            if self.ready_set.wait(&mut self.ready, Some(wait))? == 0 {
-                return Ok(got);
+        while got < max {
+            let Some(i) = self.ready.next(got, wait)? else {
+                break;
+            };
+            let want = (max - got).min(BATCH);
+            let n = self.pull(i, want, on)?;
+            got += n;
+            if n < want {
+                self.ready.drained();
             }
         }
+        Ok(got)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
