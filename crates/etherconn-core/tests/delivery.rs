@@ -229,3 +229,81 @@ fn a_dropped_batch_delivers_what_it_holds() {
     assert_eq!(w.stats().rx_delivered, 1);
     assert_eq!(w.drain()[0], vec![f]);
 }
+
+/// Two relay threads whose batches meet the same shards in opposite orders, while two threads
+/// register and remove keys in those shards: batches must take their locks in one global order,
+/// or each relay thread can hold a shard the other waits for behind a queued writer (found by
+/// review; std's `RwLock` blocks new readers while a writer waits).
+#[test]
+fn batches_and_registrations_on_many_threads_do_not_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let d = Dispatcher::new(DispatcherConfig::default());
+    let et = EtherType(0x88b5);
+    // MAC 02:..:n lands in shard n (see `shard_index`).
+    let key = |n: u8, et| L2EndpointKey::new(mac(n), VlanIds::NONE, et);
+    let entries: Vec<_> = (1..=32u8)
+        .map(|n| {
+            let e = ConnEntry::new(4, false);
+            d.register(&[key(n, et)], &e, false).unwrap();
+            e
+        })
+        .collect();
+    let frame = |n: u8| {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&mac(n).0);
+        f[12..14].copy_from_slice(&et.0.to_be_bytes());
+        f
+    };
+    let up: Vec<Vec<u8>> = (1..=32).map(frame).collect();
+    let down: Vec<Vec<u8>> = (1..=32).rev().map(frame).collect();
+    let stop = AtomicBool::new(false);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        for frames in [&up, &down] {
+            let (d, stop, done, entries) = (&d, &stop, done_tx.clone(), &entries);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut b = d.delivery();
+                    for f in frames {
+                        b.push(f, None, false);
+                    }
+                    drop(b);
+                    for e in entries {
+                        while e.queue.pop(Some(Duration::ZERO)).is_ok() {}
+                    }
+                }
+                drop(done);
+            });
+        }
+        for w in 0..2u8 {
+            let (d, stop, done) = (&d, &stop, done_tx.clone());
+            s.spawn(move || {
+                let mine = ConnEntry::new(1, false);
+                let other = EtherType(0x88b6 + u16::from(w));
+                while !stop.load(Ordering::Relaxed) {
+                    for n in (1..=32u8).rev() {
+                        let k = [key(n, other)];
+                        d.register(&k, &mine, false).unwrap();
+                        d.deregister(&k, &mine);
+                    }
+                }
+                drop(done);
+            });
+        }
+        drop(done_tx);
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        // Every thread drops its sender when it ends; a deadlock keeps them.
+        let finished = matches!(
+            done_rx.recv_timeout(Duration::from_secs(20)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+        if !finished {
+            // The scope would wait for the stuck threads forever: fail loudly instead.
+            eprintln!("deadlock: relay and registering threads did not finish");
+            std::process::abort();
+        }
+    });
+    assert!(d.stats().rx_offered > 0);
+}

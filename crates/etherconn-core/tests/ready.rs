@@ -263,3 +263,55 @@ fn a_full_ready_list_loses_no_conn() {
     set.wait(&mut ready, SECOND).unwrap();
     assert_eq!(ready, [tokens[4]]);
 }
+
+#[test]
+fn a_conn_read_elsewhere_during_an_overflow_is_not_lost() {
+    // Found by review: an overflow leaves the queues whose listing failed disarmed; one that
+    // was emptied by another reader before the scan must be armed again, or its later frames
+    // are never reported.
+    let r = relay();
+    let set = ReadySet::with_capacity(1);
+    let (conns, tokens) = watched_by(&set, &r, 2);
+    let tx = sender(&r);
+    tx.send_to(b"a", ET, conns[0].local_mac()).unwrap(); // listed: the list is full
+    tx.send_to(b"b", ET, conns[1].local_mac()).unwrap(); // not listed: overflow
+    let mut buf = [0u8; 64];
+    conns[1].recv_from(&mut buf).unwrap(); // read by someone else
+    let mut ready = Vec::new();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [tokens[0]]);
+    conns[0].recv_from(&mut buf).unwrap();
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+    tx.send_to(b"c", ET, conns[1].local_mac()).unwrap();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [tokens[1]], "conn 1 must be reported again");
+}
+
+#[test]
+fn an_endless_timeout_is_forever_not_a_panic() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 1);
+    sender(&r).send_to(b"x", ET, conns[0].local_mac()).unwrap();
+    let mut ready = Vec::new();
+    set.wait(&mut ready, Some(Duration::MAX)).unwrap();
+    assert_eq!(ready, tokens);
+    conns[0].set_nonblocking(false).unwrap();
+    conns[0].set_read_timeout(Some(Duration::MAX)).unwrap();
+    let mut buf = [0u8; 64];
+    // One byte sent, padded to the 46-byte minimum Ethernet payload.
+    assert_eq!(conns[0].recv_from(&mut buf).unwrap().0, 46);
+}
+
+#[test]
+fn a_conn_added_twice_lives_under_its_new_token() {
+    let r = relay();
+    let (set, conns, tokens) = watched(&r, 1);
+    let again = set.add(&conns[0]);
+    assert_ne!(again, tokens[0]);
+    // Removing the stale token must not unhook the conn from its new one.
+    assert!(set.remove(tokens[0]));
+    sender(&r).send_to(b"x", ET, conns[0].local_mac()).unwrap();
+    let mut ready = Vec::new();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready, [again]);
+}

@@ -295,7 +295,7 @@ impl PacketRelay for RawSocketRelay {
                 "the relay has stopped",
             ));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         match self.send_once(frame, deadline) {
             Ok(()) => {
                 RelayCounters::bump(&c.tx);
@@ -319,7 +319,7 @@ impl PacketRelay for RawSocketRelay {
                 "the relay has stopped",
             ));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut done = 0;
         while done < frames.len() {
             let chunk = &frames[done..frames.len().min(done + SEND_BATCH)];

@@ -279,7 +279,7 @@ impl RUdpConn {
     /// foreign frames arrive meanwhile.
     fn next(&self) -> io::Result<(RxFrame, UdpInfo)> {
         let wait = self.timeouts.read_wait();
-        let deadline = wait.map(|t| Instant::now() + t);
+        let deadline = wait.and_then(|t| Instant::now().checked_add(t));
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let rx = match self.ether.recv_frame_timeout(left) {

@@ -32,8 +32,10 @@ use crate::wire::{ethernet, vlan, EtherType, VlanTag};
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
 const TX_BUFFERS: usize = 1024;
 
-/// Number of shards of the exact-key table.
+/// Number of shards of the exact-key table (at most 64: a batch keeps the shards it needs in
+/// a `u64` bit set).
 pub const SHARDS: usize = 64;
+const _: () = assert!(SHARDS <= 64);
 
 /// Most frames a [`Delivery`] holds before it pushes them to their conns.
 pub const DELIVERY_BATCH: usize = 32;
@@ -447,7 +449,9 @@ impl Dispatcher {
     /// to it are classified at once and queued on their conns when the batch fills
     /// ([`DELIVERY_BATCH`] frames), when [`Delivery::flush`] is called, or when it drops.
     /// Frames reach their conns exactly as with [`deliver`](Self::deliver), in order; with many
-    /// endpoints receiving, a batch costs much less per frame.
+    /// endpoints receiving, a batch costs much less per frame. (Async readers' wakers are woken
+    /// while the batch holds its table read locks: a waker must only schedule its task, as
+    /// every async runtime's does, not run it inline.)
     pub fn delivery(&self) -> Delivery<'_> {
         Delivery {
             d: self,
@@ -680,15 +684,22 @@ impl Delivery<'_> {
         let c = d.counters();
         let frames = &self.frames;
         let mut shard_of = [0u8; DELIVERY_BATCH];
-        let mut shards: [Option<RwLockReadGuard<'_, ShardMap>>; SHARDS] = [const { None }; SHARDS];
+        let mut needed = 0u64;
         for i in start..n {
             if let Some(rx) = &frames[i] {
                 let s = shard_index(&rx.info.key);
                 shard_of[i] = s as u8;
-                if shards[s].is_none() {
-                    shards[s] = Some(read(&d.shards[s].0));
-                }
+                needed |= 1 << s;
             }
+        }
+        // Every batch locks the shards it needs in ascending order, and then the UDP tables in
+        // ascending address order: two relay threads' batches (fanout) could otherwise each hold
+        // a lock the other wants while a writer queued behind each blocks new readers.
+        let mut shards: [Option<RwLockReadGuard<'_, ShardMap>>; SHARDS] = [const { None }; SHARDS];
+        while needed != 0 {
+            let s = needed.trailing_zeros() as usize;
+            shards[s] = Some(read(&d.shards[s].0));
+            needed &= needed - 1;
         }
         let shards = &shards;
 
@@ -702,26 +713,36 @@ impl Delivery<'_> {
             e.prefetch();
         }
 
-        // Each demultiplexer is read-locked once: a second read lock taken by the same thread
-        // could wait behind a queued writer that waits for the first.
+        // Each demultiplexer is read-locked once (a second read lock taken by the same thread
+        // could wait behind a queued writer that waits for the first), in address order (see
+        // the shards above).
+        let l4_of = |i: usize| match (entries[i], &frames[i]) {
+            (Some(e), Some(rx)) if rx.info.udp.is_some() => e.l4.as_ref(),
+            _ => None,
+        };
         let mut demux: [Option<&L4Demux>; DELIVERY_BATCH] = [None; DELIVERY_BATCH];
-        let mut demux_of = [0u8; DELIVERY_BATCH];
         let mut locked = 0;
         for i in start..n {
-            let (Some(e), Some(rx)) = (entries[i], &frames[i]) else {
-                continue;
-            };
-            let (Some(l4), Some(_)) = (&e.l4, rx.info.udp) else {
-                continue;
-            };
-            let known = demux[..locked]
-                .iter()
-                .position(|m| m.is_some_and(|m| core::ptr::eq(m, l4)));
-            demux_of[i] = known.unwrap_or_else(|| {
-                demux[locked] = Some(l4);
-                locked += 1;
-                locked - 1
-            }) as u8;
+            if let Some(l4) = l4_of(i) {
+                if !demux[..locked]
+                    .iter()
+                    .flatten()
+                    .any(|m| core::ptr::eq(*m, l4))
+                {
+                    demux[locked] = Some(l4);
+                    locked += 1;
+                }
+            }
+        }
+        demux[..locked].sort_unstable_by_key(|m| m.map(|m| m as *const L4Demux as usize));
+        let mut demux_of = [0u8; DELIVERY_BATCH];
+        for (i, of) in demux_of.iter_mut().enumerate().take(n).skip(start) {
+            if let Some(l4) = l4_of(i) {
+                let at = demux[..locked]
+                    .iter()
+                    .position(|m| m.is_some_and(|m| core::ptr::eq(m, l4)));
+                *of = at.unwrap_or(0) as u8;
+            }
         }
         let mut maps: [Option<RwLockReadGuard<'_, L4Map>>; DELIVERY_BATCH] =
             [const { None }; DELIVERY_BATCH];

@@ -189,6 +189,15 @@ impl RxQueue {
         }
     }
 
+    /// Whether this queue's `ReadySet` hook is the one `is_ours` recognises.
+    pub(crate) fn hooked_to(&self, is_ours: impl FnOnce(&ReadyHook) -> bool) -> bool {
+        self.ready
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(is_ours)
+    }
+
     /// Stops waiting to have the token listed (the set found the queue ready by itself).
     pub(crate) fn disarm(&self) {
         self.armed.store(false, Ordering::SeqCst);
@@ -267,7 +276,8 @@ impl RxQueue {
             // A bare kind: no allocation for a non-blocking poller that finds nothing.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        self.wait(timeout.map(|t| Instant::now() + t))
+        // A timeout too long to add to the clock is no timeout.
+        self.wait(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
     fn wait(&self, deadline: Option<Instant>) -> io::Result<RxFrame> {

@@ -71,10 +71,11 @@ pub const DEFAULT_READY_CAPACITY: usize = 65_536;
 
 /// The ready list, shared by the set and every watched queue's hook.
 ///
-/// Lock-free on the relay's side: a relay thread must never wait for the thread that waits on
-/// the set (which may be preempted while holding a lock, on a CPU it shares with the relay and
-/// the NIC's receive work: a lock here made the relay stall behind it). When the list is full
-/// a token is not lost: `overflow` makes the next `wait` look at every member.
+/// Lock-free on the relay's side: a relay thread should not wait for the thread that waits on the
+/// set (which may be preempted while holding a lock, on a CPU it shares with the relay and the
+/// NIC's receive work). The one exception: to wake a sleeping waiter the relay takes `lock`,
+/// which the waiter holds only for the few instructions around going to sleep. When the list
+/// is full a token is not lost: `overflow` makes the next `wait` look at every member.
 #[derive(Debug)]
 struct Shared {
     tokens: ArrayQueue<usize>,
@@ -148,8 +149,9 @@ std::thread_local! {
     };
 }
 
-/// Holds back this thread's `ReadySet` wake-ups until it drops (see [`Deferred`]).
-pub(crate) struct DeferWakeups(());
+/// Holds back this thread's `ReadySet` wake-ups until it drops (see [`Deferred`]). Not `Send`:
+/// it must drop on the thread whose record it ends.
+pub(crate) struct DeferWakeups(core::marker::PhantomData<*const ()>);
 
 /// Starts holding back wake-ups; nested calls are harmless (the outermost guard notifies).
 pub(crate) fn defer_wakeups() -> Option<DeferWakeups> {
@@ -164,7 +166,7 @@ pub(crate) fn defer_wakeups() -> Option<DeferWakeups> {
                 d.sets.reserve_exact(DEFERRED_SETS);
                 d.tokens.reserve_exact(DEFERRED_TOKENS);
             }
-            Some(DeferWakeups(()))
+            Some(DeferWakeups(core::marker::PhantomData))
         })
         .ok()
         .flatten()
@@ -201,12 +203,12 @@ fn defer(shared: &Arc<Shared>, token: usize) -> bool {
             let Ok(mut d) = d.try_borrow_mut() else {
                 return false;
             };
-            if !d.active || d.tokens.len() == d.tokens.capacity() {
+            if !d.active || d.tokens.len() >= DEFERRED_TOKENS {
                 return false;
             }
             let set = match d.sets.iter().position(|s| Arc::ptr_eq(s, shared)) {
                 Some(i) => i,
-                None if d.sets.len() < d.sets.capacity() => {
+                None if d.sets.len() < DEFERRED_SETS => {
                     d.sets.push(Arc::clone(shared));
                     d.sets.len() - 1
                 }
@@ -326,8 +328,9 @@ impl ReadySet {
     /// Watches `conn`; returns its token, the number [`wait`](Self::wait) reports it by.
     /// Tokens are small integers, reused after [`remove`](Self::remove).
     ///
-    /// A conn is watched by one set at a time: adding it to another moves it there (the first
-    /// set stops hearing of it). Watching does not interfere with async reads of the conn.
+    /// A conn is watched by one set at a time: adding it to another set (or again to this one)
+    /// moves it to the new token (the old one stops hearing of it). Watching does not interfere
+    /// with async reads of the conn.
     pub fn add(&self, conn: &impl Watchable) -> usize {
         self.add_queue(conn.watched_queue())
     }
@@ -359,7 +362,7 @@ impl ReadySet {
         let mut members = lock(&self.members);
         match members.slots.get_mut(token).and_then(Option::take) {
             Some(q) => {
-                self.unhook(&q);
+                self.unhook(&q, token);
                 members.free.push(token);
                 true
             }
@@ -387,7 +390,8 @@ impl ReadySet {
     pub fn wait(&self, ready: &mut Vec<usize>, timeout: Option<Duration>) -> io::Result<usize> {
         self.rearm();
         ready.clear();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to add to the clock is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let shared = &*self.shared;
         loop {
             while let Some(t) = shared.tokens.pop() {
@@ -397,7 +401,17 @@ impl ReadySet {
                 self.scan(ready);
             }
             if !ready.is_empty() {
-                break;
+                // A token can come twice (listed, then found by an overflow's scan; or a
+                // removed conn's token reused): once is enough, and keeps `handed_out` within
+                // the room `add` reserved. Tokens of conns removed meanwhile are dropped.
+                ready.sort_unstable();
+                ready.dedup();
+                let mut members = lock(&self.members);
+                ready.retain(|&t| members.slots.get(t).is_some_and(Option::is_some));
+                if !ready.is_empty() {
+                    members.handed_out.extend_from_slice(ready);
+                    return Ok(ready.len());
+                }
             }
             let wait_for = match deadline {
                 None => None,
@@ -428,32 +442,38 @@ impl ReadySet {
             }
             shared.sleeping.fetch_sub(1, Ordering::SeqCst);
         }
-        let mut members = lock(&self.members);
-        // Tokens of members removed meanwhile are dropped here; a token can appear twice (a
-        // list overflow's scan, a removed conn's token reused), which only costs a read.
-        ready.retain(|&t| members.slots.get(t).is_some_and(Option::is_some));
-        members.handed_out.extend_from_slice(ready);
-        Ok(ready.len())
     }
 
-    /// After a ready-list overflow: the token of every member with a frame waiting or closed
-    /// (they are all disarmed, as a listing would have done).
+    /// After a ready-list overflow (whose lost listings disarmed their queues): the token of
+    /// every member with a frame waiting or closed, disarmed as a listing would have left it;
+    /// every other member is armed again, so that none stays disarmed unreported. Members
+    /// that moved to another set are left to it.
     fn scan(&self, ready: &mut Vec<usize>) {
         let members = lock(&self.members);
         for (t, q) in members.slots.iter().enumerate() {
-            if let Some(q) = q {
-                let q = q.queue();
-                if !q.is_empty() || q.is_closed() {
-                    q.disarm();
-                    ready.push(t);
-                }
+            let Some(q) = q else { continue };
+            let q = q.queue();
+            if !q.hooked_to(|h| self.owns(h, t)) {
+                continue;
+            }
+            if !q.is_empty() || q.is_closed() {
+                q.disarm();
+                ready.push(t);
+            } else {
+                // Lists it at once should a frame have arrived since the look above.
+                q.arm();
             }
         }
     }
 
-    fn unhook(&self, q: &WatchedQueue) {
-        q.queue()
-            .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared));
+    /// Unhooks `q` if it is still this set's under `token` (not moved to another set or
+    /// added again under another token).
+    fn unhook(&self, q: &WatchedQueue, token: usize) {
+        q.queue().clear_ready_hook(|h| self.owns(h, token));
+    }
+
+    fn owns(&self, hook: &ReadyHook, token: usize) -> bool {
+        Arc::ptr_eq(&hook.shared, &self.shared) && hook.token == token
     }
 
     fn rearm(&self) {
@@ -473,9 +493,11 @@ impl Drop for ReadySet {
             .members
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        for q in members.slots.iter().flatten() {
-            q.queue()
-                .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared));
+        for (t, q) in members.slots.iter().enumerate() {
+            if let Some(q) = q {
+                q.queue()
+                    .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared) && h.token == t);
+            }
         }
     }
 }
