@@ -4,8 +4,9 @@
 //! all touches every conn's queue whether it has a frame or not (100,000 cache misses per sweep
 //! with 100,000 endpoints). A `ReadySet` is told by the relay which conns have frames: each
 //! watched queue holds a hook that, when a frame arrives while the queue is armed, appends the
-//! conn's token to the set's ready list and disarms the queue. [`ReadySet::wait`] hands the ready tokens over; the thread
-//! reads those conns (non-blocking) and calls `wait` again, which re-arms them.
+//! conn's token to the set's ready list and disarms the queue. [`ReadySet::wait`] hands the
+//! ready tokens over; the thread reads those conns (non-blocking) and calls `wait` again, which
+//! re-arms them.
 //!
 //! It is level-triggered: a conn returned by `wait` and not drained is returned again by the
 //! next `wait`. Readiness can be spurious (a frame another thread read first), so read
@@ -14,9 +15,9 @@
 //!
 //! The relay's cost: nothing while a conn is not watched or not armed; when a frame arrives for
 //! an armed queue, one atomic swap on the queue's own line and a read lock of its hook; the
-//! token goes on the set's list (under the set's own lock) once per delivery batch, with one
-//! wake-up of the waiting thread. No allocation once the set has grown to its number of
-//! members.
+//! batch's tokens go on the set's lock-free list when the delivery batch ends, with at most one
+//! wake-up of the waiting thread. No allocation once a relay thread has delivered its first
+//! batch.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -24,9 +25,9 @@ use core::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use std::time::{Duration, Instant};
 
 use super::queue::RxQueue;
 
@@ -121,10 +122,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Tokens a relay thread lists, held back while it delivers a batch: the ready list's lock is
-/// shared with the waiting thread (its line moves between cores each time) and waking that
-/// thread costs a system call, so a burst of frames for many conns of one set takes the lock
-/// and wakes the waiter once, not once per frame.
+/// Tokens a relay thread lists, held back while it delivers a batch: waking the waiting thread
+/// costs a system call (and, on a CPU it shares with the relay, two context switches), so a
+/// burst of frames for many conns of one set wakes it once, not once per frame.
 struct Deferred {
     /// A batch is being delivered on this thread.
     active: bool,
