@@ -134,10 +134,11 @@ struct Deferred {
     tokens: Vec<(usize, usize)>,
 }
 
-/// Sets and tokens a thread holds back per batch; beyond them it lists at once. Reserved on the
-/// thread's first batch, so no allocation after that.
+/// Sets and tokens a thread holds back (a `Delivery` holds up to 4 batches of 32 frames' worth,
+/// so tokens have room twice over); beyond them it lists at once. Reserved on the thread's
+/// first batch, so no allocation after that.
 const DEFERRED_SETS: usize = 16;
-const DEFERRED_TOKENS: usize = 2 * super::DELIVERY_BATCH;
+const DEFERRED_TOKENS: usize = 8 * super::DELIVERY_BATCH;
 
 std::thread_local! {
     static DEFERRED: RefCell<Deferred> = const {
@@ -151,6 +152,7 @@ std::thread_local! {
 
 /// Holds back this thread's `ReadySet` wake-ups until it drops (see [`Deferred`]). Not `Send`:
 /// it must drop on the thread whose record it ends.
+#[derive(Debug)]
 pub(crate) struct DeferWakeups(core::marker::PhantomData<*const ()>);
 
 /// Starts holding back wake-ups; nested calls are harmless (the outermost guard notifies).
