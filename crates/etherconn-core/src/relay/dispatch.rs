@@ -430,6 +430,9 @@ impl Dispatcher {
     /// computed (a locally generated frame on a veth, say), so it is not verified again.
     ///
     /// A relay that receives frames in bursts should use [`delivery`](Self::delivery) instead.
+    /// (This one-frame path is kept apart from the batched one on purpose: it is the plain
+    /// statement of the dispatch rules, and `tests/delivery.rs` checks the batched path
+    /// against it.)
     pub fn deliver(&self, frame: &[u8], stripped_tag: Option<VlanTag>, udp_checksum_trusted: bool) {
         let Some(rx) = self.prepare(frame, stripped_tag, udp_checksum_trusted) else {
             return;

@@ -98,15 +98,19 @@ impl Shared {
         }
     }
 
-    /// Lists `tokens` and wakes a sleeping waiter.
-    fn push(&self, tokens: &[usize]) {
-        for &t in tokens {
-            if self.tokens.push(t).is_err() {
-                self.overflow.store(true, Ordering::SeqCst);
-            }
+    /// Lists `token` (a full list sets `overflow` instead: nothing is lost). Call
+    /// [`wake`](Self::wake) after listing.
+    fn list(&self, token: usize) {
+        if self.tokens.push(token).is_err() {
+            self.overflow.store(true, Ordering::SeqCst);
         }
-        // The pushes above are SeqCst (crossbeam's compare-exchange), as are the waiter's
-        // increment of `sleeping` and its look at the list: one of the two sees the other.
+    }
+
+    /// Wakes a sleeping waiter, after tokens were listed.
+    fn wake(&self) {
+        // The listings before are SeqCst (crossbeam's compare-exchange, or the overflow
+        // store), as are the waiter's increment of `sleeping` and its look at the list: one of
+        // the two sees the other.
         if self.sleeping.load(Ordering::SeqCst) > 0 {
             let _g = lock(&self.lock);
             self.readable.notify_one();
@@ -180,16 +184,12 @@ impl Drop for DeferWakeups {
             let mut d = d.borrow_mut();
             let d = &mut *d;
             d.active = false;
-            // Per set, its tokens in one go (a small copy on the stack: no lock is held while
-            // another set's list is locked).
-            for (i, shared) in d.sets.iter().enumerate() {
-                let mut batch = [0usize; DEFERRED_TOKENS];
-                let mut n = 0;
-                for &(_, t) in d.tokens.iter().filter(|(s, _)| *s == i) {
-                    batch[n] = t;
-                    n += 1;
-                }
-                shared.push(&batch[..n]);
+            // Every token onto its set's list, then one wake-up per set.
+            for &(set, t) in &d.tokens {
+                d.sets[set].list(t);
+            }
+            for shared in &d.sets {
+                shared.wake();
             }
             d.sets.clear();
             d.tokens.clear();
@@ -235,7 +235,8 @@ impl ReadyHook {
     /// now.
     pub(crate) fn list(&self) {
         if !defer(&self.shared, self.token) {
-            self.shared.push(&[self.token]);
+            self.shared.list(self.token);
+            self.shared.wake();
         }
     }
 }
