@@ -408,6 +408,12 @@ impl Dispatcher {
         }
     }
 
+    /// Receive buffers the pool has allocated so far (queued on conns, held by readers, or
+    /// free): the deepest the relay has had to draw on it, at most `rx_buffers`.
+    pub fn rx_buffers_allocated(&self) -> usize {
+        self.pool.allocated()
+    }
+
     /// A buffer to build an outgoing frame in, `None` when every one is in use.
     pub fn tx_buffer(&self) -> Option<PooledBuf> {
         self.tx_pool.get()
