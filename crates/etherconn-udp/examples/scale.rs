@@ -749,6 +749,25 @@ mod veth {
         None
     }
 
+    /// The application side: one thread serving every endpoint, told by a `ReadySet` which
+    /// ones have datagrams (no sweep over all of them), until `stop`; counts in `received`.
+    fn consume(fleet: &Fleet, set: &ReadySet, stop: &AtomicBool, received: &AtomicU64) {
+        let mut buf = [0u8; 2048];
+        let mut ready = Vec::with_capacity(fleet.len());
+        while !stop.load(Ordering::Relaxed) {
+            let n = set
+                .wait(&mut ready, Some(Duration::from_millis(50)))
+                .expect("wait");
+            let mut got = 0u64;
+            for &i in &ready[..n] {
+                while fleet.take(i, &mut buf).is_some() {
+                    got += 1;
+                }
+            }
+            received.fetch_add(got, Ordering::Relaxed);
+        }
+    }
+
     /// Sends `frames` in `order` from namespace `a` until `stop`, counting in `sent`.
     fn sender(
         tb: &Testbed,
@@ -791,24 +810,7 @@ mod veth {
         let stat_path = relay_thread_stat();
         let set = fleet.ready_set();
         let result = std::thread::scope(|s| {
-            let consumer = s.spawn(|| {
-                // The application side: one thread serving every endpoint, told by a
-                // `ReadySet` which ones have datagrams (no sweep over all of them).
-                let mut buf = [0u8; 2048];
-                let mut ready = Vec::with_capacity(fleet.len());
-                while !stop.load(Ordering::Relaxed) {
-                    let n = set
-                        .wait(&mut ready, Some(Duration::from_millis(50)))
-                        .expect("wait");
-                    let mut got = 0u64;
-                    for &i in &ready[..n] {
-                        while fleet.take(i, &mut buf).is_some() {
-                            got += 1;
-                        }
-                    }
-                    received.fetch_add(got, Ordering::Relaxed);
-                }
-            });
+            let consumer = s.spawn(|| consume(&fleet, &set, &stop, &received));
             let tx = sender(
                 tb,
                 frames.clone(),
@@ -938,23 +940,7 @@ mod veth {
         let stat_path = relay_thread_stat();
         let set = fleet.ready_set();
         let result = std::thread::scope(|s| {
-            s.spawn(|| {
-                // The same application side as `phase`.
-                let mut buf = [0u8; 2048];
-                let mut ready = Vec::with_capacity(fleet.len());
-                while !stop.load(Ordering::Relaxed) {
-                    let n = set
-                        .wait(&mut ready, Some(Duration::from_millis(20)))
-                        .expect("wait");
-                    let mut got = 0u64;
-                    for &i in &ready[..n] {
-                        while fleet.take(i, &mut buf).is_some() {
-                            got += 1;
-                        }
-                    }
-                    received.fetch_add(got, Ordering::Relaxed);
-                }
-            });
+            s.spawn(|| consume(&fleet, &set, &stop, &received));
             // One trial: (loss fraction, sent pps, relay CPU ns per frame).
             let trial = |rate: f64| {
                 let r0 = received.load(Ordering::Relaxed);
