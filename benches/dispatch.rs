@@ -1,7 +1,8 @@
 //! Dispatch throughput of the shared relay table: classify + key lookup + queue push + pop, per
 //! frame, with 1 or 100,000 registered endpoints and with 1 or 2 threads delivering at once
 //! (the relay's receive path takes no global lock, so two threads should not slow each other),
-//! and with one thread delivering in batches of 32 (`Dispatcher::delivery`).
+//! and with one thread delivering in batches of 32 (`Dispatcher::delivery`); and what a
+//! non-blocking poll of an empty queue costs.
 //!
 //! Run with `cargo bench --bench dispatch`.
 
@@ -122,9 +123,18 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// A non-blocking reader polling an empty queue: how every round of "read until `WouldBlock`"
+/// ends.
+fn empty_poll(c: &mut Criterion) {
+    let entry = ConnEntry::new(16, false);
+    c.bench_function("rxqueue/pop-empty-nonblocking", |b| {
+        b.iter(|| black_box(entry.queue.pop(Some(Duration::ZERO)).is_err()))
+    });
+}
+
 mod group {
     #![allow(missing_docs)]
     use super::*;
-    criterion_group!(benches, bench);
+    criterion_group!(benches, bench, empty_poll);
 }
 criterion_main!(group::benches);

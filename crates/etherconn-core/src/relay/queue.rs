@@ -266,8 +266,13 @@ impl RxQueue {
     /// Errors: `WouldBlock` when non-blocking and empty, `TimedOut` when the timeout expires,
     /// `NotConnected` when the queue is closed (the relay stopped or the conn was dropped).
     pub fn pop(&self, timeout: Option<Duration>) -> io::Result<RxFrame> {
-        if let Some(f) = self.q.pop() {
-            return Ok(f);
+        // Looked at first: a pop that finds the ring empty issues a full fence (crossbeam's
+        // check against a racing push), which waits for every store in flight. A poller
+        // reading until `WouldBlock` ends every round on an empty queue.
+        if !self.q.is_empty() {
+            if let Some(f) = self.q.pop() {
+                return Ok(f);
+            }
         }
         if self.is_closed() {
             return Err(closed_error());
