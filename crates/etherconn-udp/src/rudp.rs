@@ -15,7 +15,7 @@ use etherconn_core::{EtherConn, EtherConnConfig};
 
 use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
 use crate::error::UdpError;
-use crate::rx::{deliver, RecvMeta};
+use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_core::timeouts::Timeouts;
 
@@ -350,22 +350,7 @@ impl RUdpConn {
     /// the first, then takes those already queued without waiting; returns how many, with each
     /// one's details in `meta`.
     pub fn recv_batch(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let n = bufs.len().min(meta.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        let (rx, udp) = self.next()?;
-        meta[0] = deliver(&rx, &udp, bufs[0]);
-        drop(rx);
-        let mut got = 1;
-        while got < n {
-            let Some((rx, udp)) = self.next_queued() else {
-                break;
-            };
-            meta[got] = deliver(&rx, &udp, bufs[got]);
-            got += 1;
-        }
-        Ok(got)
+        rx::recv_batch(bufs, meta, || self.next(), || self.next_queued())
     }
 
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for

@@ -1,6 +1,7 @@
 //! The receive side every conn shares: per-datagram metadata and copying a payload out of the
 //! relay's pooled frame buffer.
 
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use etherconn_core::classify::UdpInfo;
@@ -59,4 +60,30 @@ pub(crate) fn deliver(rx: &RxFrame, udp: &UdpInfo, buf: &mut [u8]) -> RecvMeta {
         dst_mac: rx.info.dst_mac,
         ttl: rx.info.ip.map_or(0, |ip| ip.ttl),
     }
+}
+
+/// The batch receive of every conn: `first` waits (as the conn's `recv_from` does) for one
+/// datagram, then `more` takes those already queued without waiting, until it has none or
+/// `min(bufs.len(), meta.len())` are in; returns how many.
+pub(crate) fn recv_batch(
+    bufs: &mut [&mut [u8]],
+    meta: &mut [RecvMeta],
+    first: impl FnOnce() -> io::Result<(RxFrame, UdpInfo)>,
+    mut more: impl FnMut() -> Option<(RxFrame, UdpInfo)>,
+) -> io::Result<usize> {
+    let n = bufs.len().min(meta.len());
+    if n == 0 {
+        return Ok(0);
+    }
+    let (rx, udp) = first()?;
+    meta[0] = deliver(&rx, &udp, bufs[0]);
+    // Back to the pool before the next one is taken.
+    drop(rx);
+    let mut got = 1;
+    while got < n {
+        let Some((rx, udp)) = more() else { break };
+        meta[got] = deliver(&rx, &udp, bufs[got]);
+        got += 1;
+    }
+    Ok(got)
 }

@@ -18,7 +18,7 @@ use etherconn_core::{EtherConn, EtherConnConfig, L4RecvKey};
 use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
 use crate::error::UdpError;
 use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
-use crate::rx::{deliver, RecvMeta};
+use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_core::timeouts::Timeouts;
 
@@ -333,24 +333,12 @@ impl SharingRUdpConn {
     /// Receives up to `min(bufs.len(), meta.len())` datagrams: waits for the first, then takes
     /// those already queued without waiting; returns how many.
     pub fn recv_batch(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
-        let n = bufs.len().min(meta.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        let (rx, udp) = self.next(self.timeouts.read_wait())?;
-        meta[0] = deliver(&rx, &udp, bufs[0]);
-        drop(rx);
-        let mut got = 1;
-        // Checking first keeps the common empty case free of the error value a failed pop
-        // builds.
-        while got < n && !self.queue.is_empty() {
-            let Ok((rx, udp)) = self.next(Some(Duration::ZERO)) else {
-                break;
-            };
-            meta[got] = deliver(&rx, &udp, bufs[got]);
-            got += 1;
-        }
-        Ok(got)
+        rx::recv_batch(
+            bufs,
+            meta,
+            || self.next(self.timeouts.read_wait()),
+            || self.next(Some(Duration::ZERO)).ok(),
+        )
     }
 
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error.
