@@ -266,10 +266,13 @@ impl RxQueue {
     /// Errors: `WouldBlock` when non-blocking and empty, `TimedOut` when the timeout expires,
     /// `NotConnected` when the queue is closed (the relay stopped or the conn was dropped).
     pub fn pop(&self, timeout: Option<Duration>) -> io::Result<RxFrame> {
-        // Looked at first: a pop that finds the ring empty issues a full fence (crossbeam's
-        // check against a racing push), which waits for every store in flight. A poller
-        // reading until `WouldBlock` ends every round on an empty queue.
-        if !self.q.is_empty() {
+        // A non-blocking poll looks first: a pop that finds the ring empty issues a full
+        // fence (crossbeam's check against a racing push), which waits for every store in
+        // flight, and a poller reading until `WouldBlock` ends every round on an empty queue.
+        // (Not for every pop: the look reads the tail's line too, which costs a transfer
+        // when other threads push and pop the same queue at once; a reader that may wait
+        // has no use for it.)
+        if timeout != Some(Duration::ZERO) || !self.q.is_empty() {
             if let Some(f) = self.q.pop() {
                 return Ok(f);
             }
