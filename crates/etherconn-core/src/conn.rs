@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::build::{build_ethernet_frame, BuildError, L2Header};
 use crate::key::{L2EndpointKey, VlanIds};
-use crate::relay::{ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame, Watchable, WatchedQueue};
+use crate::relay::{
+    ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
+};
 use crate::timeouts::Timeouts;
 use crate::wire::vlan::{VlanStack, MAX_TAGS};
 use crate::wire::{EtherType, MacAddr, VlanTag};
@@ -331,6 +333,10 @@ fn build_error(e: BuildError) -> io::Error {
 impl Watchable for EtherConn {
     fn watched_queue(&self) -> WatchedQueue {
         WatchedQueue::new(self.entry.clone())
+    }
+
+    fn rx_queue(&self) -> &RxQueue {
+        &self.entry.queue
     }
 }
 

@@ -109,8 +109,8 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
                 set.wait(&mut ready, Some(std::time::Duration::from_secs(5)))
                     .unwrap();
                 assert!(!ready.is_empty(), "a frame was not reported");
-                for &t in &ready {
-                    while many[t].recv_from(&mut buf).is_ok() {
+                for (_, conn) in ReadySet::read_ahead(&ready, |t| &many[t]) {
+                    while conn.recv_from(&mut buf).is_ok() {
                         got += 1;
                     }
                 }

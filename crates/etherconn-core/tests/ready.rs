@@ -315,3 +315,44 @@ fn a_conn_added_twice_lives_under_its_new_token() {
     set.wait(&mut ready, SECOND).unwrap();
     assert_eq!(ready, [again]);
 }
+
+#[test]
+fn read_ahead_hands_over_every_token_in_order_with_its_conn() {
+    let relay = relay();
+    let (set, conns, tokens) = watched(&relay, 40);
+    let tx = sender(&relay);
+    // Tokens map to conns through a table the set does not know: reversed here.
+    let conn_of = |t: usize| &conns[tokens.iter().position(|&x| x == t).unwrap()];
+    for to in [1usize, 5, 6, 17, 22, 23, 30, 39] {
+        tx.send_to(&[to as u8], ET, conns[to].local_mac()).unwrap();
+    }
+    let mut ready = Vec::new();
+    set.wait(&mut ready, SECOND).unwrap();
+    assert_eq!(ready.len(), 8);
+    let mut buf = [0u8; 64];
+    let walk = ReadySet::read_ahead(&ready, conn_of);
+    assert_eq!(walk.len(), 8);
+    let mut seen = Vec::new();
+    for (t, conn) in walk {
+        assert!(
+            std::ptr::eq(conn, conn_of(t)),
+            "token {t} came with another conn"
+        );
+        let (n, _) = conn.recv_from(&mut buf).unwrap();
+        seen.push((t, buf[..n][0] as usize));
+        assert_eq!(
+            conn.recv_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+    }
+    // In the order `wait` gave, each conn holding the frame sent to it.
+    assert_eq!(seen.iter().map(|&(t, _)| t).collect::<Vec<_>>(), ready);
+    for (t, payload) in seen {
+        assert!(std::ptr::eq(conn_of(t), &conns[payload]));
+    }
+    // Fewer tokens than the read-ahead distance, and none.
+    assert_eq!(ReadySet::read_ahead(&ready[..2], conn_of).count(), 2);
+    assert_eq!(ReadySet::read_ahead(&[], conn_of).count(), 0);
+    // Reading ahead took nothing: everything was read, nothing is ready.
+    assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
+}

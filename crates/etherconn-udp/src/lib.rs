@@ -124,8 +124,10 @@
 //! let mut buf = [0u8; 1500];
 //! while got.len() < 2 {
 //!     set.wait(&mut ready, Some(Duration::from_secs(1)))?;
-//!     for &token in &ready {
-//!         while let Ok((n, _from)) = conns[token].recv_from(&mut buf) {
+//!     // `read_ahead` reads each conn's queue lines a few tokens early, so that with thousands
+//!     // of endpoints ready the reads do not wait for memory one after another.
+//!     for (token, conn) in ReadySet::read_ahead(&ready, |t| &conns[t]) {
+//!         while let Ok((n, _from)) = conn.recv_from(&mut buf) {
 //!             got.push((token, buf[..n].to_vec()));
 //!         }
 //!     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::{PacketRelay, RxFrame, Watchable, WatchedQueue};
+use etherconn_core::relay::{PacketRelay, RxFrame, RxQueue, Watchable, WatchedQueue};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
 
@@ -75,6 +75,10 @@ pub struct RUdpConn {
 impl Watchable for RUdpConn {
     fn watched_queue(&self) -> WatchedQueue {
         self.ether.watched_queue()
+    }
+
+    fn rx_queue(&self) -> &RxQueue {
+        self.ether.rx_queue()
     }
 }
 

@@ -203,6 +203,10 @@ impl Watchable for SharingRUdpConn {
     fn watched_queue(&self) -> WatchedQueue {
         WatchedQueue::new(self.queue.clone())
     }
+
+    fn rx_queue(&self) -> &RxQueue {
+        &self.queue
+    }
 }
 
 impl fmt::Debug for SharingRUdpConn {

@@ -29,7 +29,7 @@ pub use dispatch::{
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
-pub use ready::{ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY};
+pub use ready::{ReadAhead, ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY, READ_AHEAD};
 pub use stats::{RelayCounters, RelayStats, StripedCounters};
 
 use crate::key::L2EndpointKey;
