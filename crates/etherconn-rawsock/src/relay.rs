@@ -121,6 +121,18 @@ pub struct RawSocketRelay {
 }
 
 impl RawSocketRelay {
+    /// `NotConnected` (counted as a send error) once the relay has stopped.
+    fn refuse_if_stopped(&self) -> io::Result<()> {
+        if self.stopped.load(Ordering::Relaxed) {
+            RelayCounters::bump(&self.dispatcher.counters().tx_errors);
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the relay has stopped",
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens the interface and starts the receive threads.
     ///
     /// Errors: [`Error::NoSuchInterface`], [`Error::InterfaceDown`],
@@ -288,13 +300,7 @@ impl PacketRelay for RawSocketRelay {
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
         let c = self.dispatcher.counters();
-        if self.stopped.load(Ordering::Relaxed) {
-            RelayCounters::bump(&c.tx_errors);
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the relay has stopped",
-            ));
-        }
+        self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         match self.send_once(frame, deadline) {
             Ok(()) => {
@@ -312,13 +318,7 @@ impl PacketRelay for RawSocketRelay {
     /// does, then sends the rest.
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
-        if self.stopped.load(Ordering::Relaxed) {
-            RelayCounters::bump(&c.tx_errors);
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the relay has stopped",
-            ));
-        }
+        self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut done = 0;
         while done < frames.len() {
