@@ -32,6 +32,9 @@ pub use etherconn_core::relay;
 /// Waits on many conns at once (see [`relay::ReadySet`]).
 #[cfg(feature = "std")]
 pub use etherconn_core::relay::ReadySet;
+/// One receive queue for many conns (see [`relay::Inbox`]).
+#[cfg(feature = "std")]
+pub use etherconn_core::relay::{Inbox, Mail};
 pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
 #[cfg(feature = "std")]
 pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay, ReadySet};
+use etherconn_core::relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::{EtherConn, EtherConnConfig};
 
@@ -170,4 +170,67 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
     bursts(500);
     let after = ALLOCS.load(Ordering::Relaxed);
     assert_eq!(after - before, 0, "allocations in 500 warm batched bursts");
+
+    // The same bursts read through an inbox every conn is attached to (last: attaching is for
+    // good), with a reader thread asleep between bursts, so that the batch's deferred wake-up
+    // is exercised.
+    let inbox = Inbox::with_capacity(256);
+    for (i, c) in many.iter().enumerate() {
+        inbox.attach(c, i).unwrap();
+    }
+    let mut mail = Vec::with_capacity(100);
+    // Round `r` is asked for by storing r + 1 in `asked` (usize::MAX: stop); the delivering
+    // thread waits by yielding, the reader by sleeping in `recv`.
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut done = 0;
+            loop {
+                let a = asked.load(Ordering::Acquire);
+                if a == usize::MAX {
+                    return;
+                }
+                if a == done {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let r = a - 1;
+                let mut batch = relay.dispatcher().delivery();
+                for k in 0..100 {
+                    batch.push(&frames[(r + k * 7) % frames.len()], None, false);
+                }
+                drop(batch);
+                done = a;
+            }
+        });
+        let mut read = |n: usize| {
+            for r in 0..n {
+                asked.store(r + 1, Ordering::Release);
+                let mut got = 0;
+                while got < 100 {
+                    let k = inbox
+                        .recv(&mut mail, 100, Some(std::time::Duration::from_secs(5)))
+                        .unwrap();
+                    assert!(k > 0, "a frame was not handed over");
+                    for m in &mail {
+                        let Mail::Frame { token, frame } = m else {
+                            panic!("{m:?}")
+                        };
+                        assert!(many[*token].keys().contains(&frame.info.key));
+                        got += 1;
+                    }
+                }
+                assert_eq!(got, 100);
+                // The frames' buffers back to the pool before the next burst (the pool grows
+                // to the most frames ever in flight, on first use).
+                mail.clear();
+            }
+        };
+        read(50);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        read(500);
+        let after = ALLOCS.load(Ordering::Relaxed);
+        asked.store(usize::MAX, Ordering::Release);
+        assert_eq!(after - before, 0, "allocations in 500 warm inbox bursts");
+    });
 }

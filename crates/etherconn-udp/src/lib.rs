@@ -137,6 +137,55 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Example: every endpoint's datagrams through one inbox
+//!
+//! With tens of thousands of endpoints receiving, reading each endpoint costs cache misses on
+//! its queue for every datagram. An [`Inbox`](etherconn_core::relay::Inbox) is one queue the
+//! relay fills with every attached endpoint's datagrams, each tagged with the token it was
+//! attached under: one thread takes them in arrival order, in batches, and
+//! [`read_datagram`] copies each one out as `recv_from` would. Over veth with 100,000
+//! endpoints receiving, it keeps up with one endpoint's rate (docs/scale.md).
+//!
+//! ```
+//! use std::net::{IpAddr, SocketAddr};
+//! use std::time::Duration;
+//! use etherconn_core::relay::{Inbox, LoopbackRelay, Mail};
+//! use etherconn_udp::{read_datagram, SharedConfig, SharedEtherConn, SharingConfig};
+//!
+//! let relay = LoopbackRelay::new(Default::default());
+//! let mac = "02:00:00:00:00:01".parse()?;
+//! let shared = SharedEtherConn::new(relay.clone(), mac, &[], SharedConfig::default().resolver(move |_| Some(mac)))?;
+//! let ip: IpAddr = "192.0.2.1".parse()?;
+//! let conns = (0..500u16)
+//!     .map(|i| shared.bind(SocketAddr::new(ip, 10_000 + i), SharingConfig::default()))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! let inbox = Inbox::new();
+//! for (i, c) in conns.iter().enumerate() {
+//!     inbox.attach(c, i)?; // token i: the index into `conns`
+//! }
+//!
+//! conns[0].send_to(b"to 123", SocketAddr::new(ip, 10_123))?;
+//! conns[0].send_to(b"to 456", SocketAddr::new(ip, 10_456))?;
+//! let mut mail = Vec::with_capacity(64);
+//! let mut buf = [0u8; 1500];
+//! let mut got = Vec::new();
+//! while got.len() < 2 {
+//!     inbox.recv(&mut mail, 64, Some(Duration::from_secs(1)))?;
+//!     for m in &mail {
+//!         match m {
+//!             Mail::Frame { token, frame } => {
+//!                 let meta = read_datagram(frame, &mut buf).expect("a UDP datagram");
+//!                 assert_eq!(meta.remote, conns[0].local_addr()?);
+//!                 got.push((*token, buf[..meta.len].to_vec()));
+//!             }
+//!             Mail::Closed { token } => println!("endpoint {token} closed"),
+//!         }
+//!     }
+//! }
+//! assert_eq!(got, [(123, b"to 123".to_vec()), (456, b"to 456".to_vec())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of
@@ -166,6 +215,6 @@ pub use config::{
 };
 pub use error::UdpError;
 pub use rudp::RUdpConn;
-pub use rx::RecvMeta;
+pub use rx::{read_datagram, RecvMeta};
 pub use sharing::{SharedEtherConn, SharingRUdpConn};
 pub use tx::BATCH_SIZE;

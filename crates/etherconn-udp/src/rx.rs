@@ -45,6 +45,16 @@ impl Default for RecvMeta {
     }
 }
 
+/// Copies the UDP payload of a frame an [`Inbox`](etherconn_core::relay::Inbox) handed over
+/// into `buf`, as the conn's `recv_batch` would have; `None` when the frame is not a UDP
+/// datagram (an attached `RUdpConn` also gets its `EtherConn`'s ARP, say). A datagram longer
+/// than `buf` is cut (`truncated`).
+///
+/// To read the payload in place instead, take `frame.info.udp` and slice `frame.frame()`.
+pub fn read_datagram(frame: &RxFrame, buf: &mut [u8]) -> Option<RecvMeta> {
+    frame.info.udp.map(|udp| deliver(frame, &udp, buf))
+}
+
 /// Copies the payload of `rx` (a UDP datagram described by `udp`) into `buf`.
 pub(crate) fn deliver(rx: &RxFrame, udp: &UdpInfo, buf: &mut [u8]) -> RecvMeta {
     // The classifier keeps spans inside the frame; an empty payload is the safe reading if not.

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::{PacketRelay, ReadySet};
+use etherconn_core::relay::{Inbox, Mail, PacketRelay, ReadySet};
 use etherconn_core::wire::MacAddr;
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_testbed::{Side, Testbed};
@@ -354,5 +354,98 @@ fn ready_set_finds_the_conns_the_kernel_sent_to() {
     }
     assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
     drop((conns, shared));
+    bed.finish();
+}
+
+/// An `Inbox` over 2,000 `SharingRUdpConn`s on 20 MACs: every datagram the kernel sends comes
+/// out once, under the token of the conn it was addressed to, with the kernel socket as its
+/// source; dropping the conns reports each closed.
+#[test]
+fn inbox_hands_over_the_kernels_datagrams_under_their_conns_tokens() {
+    if !etherconn_testbed::require_root(
+        "inbox_hands_over_the_kernels_datagrams_under_their_conns_tokens",
+    ) {
+        return;
+    }
+    let bed = Bed::new("ecudp-i-");
+    let inbox = Inbox::new();
+    let mut shared = Vec::new();
+    let mut conns: Vec<SharingRUdpConn> = Vec::new();
+    for m in 0..20u8 {
+        let mac = MacAddr([0x02, 0xec, 0x66, 0, 3, m]);
+        let ip: IpAddr = format!("10.66.0.{}", 100 + m).parse().unwrap();
+        bed.neighbour(ip, mac);
+        let s = SharedEtherConn::new(bed.relay(), mac, &[], SharedConfig::default()).unwrap();
+        for p in 0..100u16 {
+            let c = s
+                .bind(SocketAddr::new(ip, 44000 + p), SharingConfig::default())
+                .unwrap();
+            inbox.attach(&c, conns.len()).unwrap();
+            conns.push(c);
+        }
+        shared.push(s);
+    }
+
+    // One datagram to each of 500 conns spread over all of them, then a second round.
+    let targets: Vec<usize> = (0..500).map(|k| (k * 37) % conns.len()).collect();
+    let client = bed.kernel_socket(A4);
+    let from = client.local_addr().unwrap();
+    let mut got: Vec<Vec<String>> = vec![Vec::new(); conns.len()];
+    let mut mail = Vec::with_capacity(64);
+    let mut buf = [0u8; 256];
+    for round in 0..2 {
+        for &i in &targets {
+            let to = conns[i].local_addr().unwrap();
+            client
+                .send_to(format!("{round} for {to}").as_bytes(), to)
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        while got.iter().map(Vec::len).sum::<usize>() < (round + 1) * targets.len() {
+            assert!(std::time::Instant::now() < deadline, "datagrams missing");
+            inbox.recv(&mut mail, 64, Some(WAIT)).unwrap();
+            for m in &mail {
+                let Mail::Frame { token, frame } = m else {
+                    panic!("unexpected {m:?}");
+                };
+                let meta = etherconn_udp::read_datagram(frame, &mut buf).expect("UDP");
+                assert_eq!(meta.remote, from);
+                assert_eq!(meta.local, conns[*token].local_addr().unwrap());
+                got[*token].push(String::from_utf8(buf[..meta.len].to_vec()).unwrap());
+            }
+        }
+    }
+    for (i, msgs) in got.iter().enumerate() {
+        let local = conns[i].local_addr().unwrap();
+        let want: Vec<String> = if targets.contains(&i) {
+            (0..2).map(|r| format!("{r} for {local}")).collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(msgs, &want, "conn {i}");
+    }
+    // Nothing else came, and a conn's own read says where its datagrams went.
+    assert_eq!(inbox.recv(&mut mail, 64, Some(Duration::ZERO)).unwrap(), 0);
+    let e = conns[0].recv_from(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+
+    let n = conns.len();
+    drop(conns);
+    let mut closed = std::collections::HashSet::new();
+    while closed.len() < n {
+        assert!(
+            inbox.recv(&mut mail, 64, Some(WAIT)).unwrap() > 0,
+            "close reports missing"
+        );
+        for m in &mail {
+            assert!(matches!(m, Mail::Closed { .. }), "{m:?}");
+            assert!(
+                closed.insert(m.token()),
+                "token {} reported twice",
+                m.token()
+            );
+        }
+    }
+    drop(shared);
     bed.finish();
 }

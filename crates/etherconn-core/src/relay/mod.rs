@@ -11,6 +11,8 @@
 //! in a fanout group and an AF_XDP relay one per NIC queue, all delivering concurrently.
 
 mod dispatch;
+mod doorbell;
+mod inbox;
 mod loopback;
 mod pool;
 mod queue;
@@ -26,6 +28,7 @@ use alloc::sync::Arc;
 pub use dispatch::{
     ConnEntry, Delivery, Dispatcher, DispatcherConfig, L4Demux, DELIVERY_BATCH, SHARDS,
 };
+pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
@@ -53,6 +56,9 @@ pub enum RelayError {
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The conn already delivers to an [`Inbox`].
+    #[error("the conn is already attached to an inbox")]
+    InInbox,
 }
 
 impl From<RelayError> for io::Error {
@@ -63,6 +69,7 @@ impl From<RelayError> for io::Error {
             }
             RelayError::Stopped => io::ErrorKind::NotConnected,
             RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+            RelayError::InInbox => io::ErrorKind::AlreadyExists,
         };
         io::Error::new(kind, e)
     }

@@ -3,12 +3,13 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::inbox::InboxHook;
 use super::pool::{FrameSlot, PooledBuf};
 use super::ready::ReadyHook;
 
@@ -76,6 +77,8 @@ pub struct RxQueue {
     /// next frame; the push (or close) that clears it lists `ready`'s token.
     armed: AtomicBool,
     ready: RwLock<Option<ReadyHook>>,
+    /// Set once, by [`Inbox::attach`](super::Inbox::attach): pushes go there instead.
+    inbox: OnceLock<InboxHook>,
 }
 
 impl RxQueue {
@@ -91,6 +94,7 @@ impl RxQueue {
             has_waker: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             ready: RwLock::new(None),
+            inbox: OnceLock::new(),
         }
     }
 
@@ -115,6 +119,11 @@ impl RxQueue {
     /// read-modify-write would wait for each line in turn. See `Delivery`.
     #[inline]
     pub(crate) fn prefetch(&self) {
+        if self.inbox.get().is_some() {
+            // A push only reads `closed` (on the same line, or the next).
+            core::hint::black_box(self.closed.load(Ordering::Relaxed));
+            return;
+        }
         core::hint::black_box(self.q.len());
         core::hint::black_box(self.waiters.load(Ordering::Relaxed));
         core::hint::black_box(self.armed.load(Ordering::Relaxed));
@@ -127,6 +136,9 @@ impl RxQueue {
         // close racing with the push may still let one frame in; the reader drains it first.
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
+        }
+        if let Some(inbox) = self.inbox.get() {
+            return inbox.push(frame);
         }
         if self.q.push(frame).is_err() {
             return Err(PushError::Full);
@@ -198,6 +210,40 @@ impl RxQueue {
             .is_some_and(is_ours)
     }
 
+    /// Sends every later push to `hook`'s inbox; a queue already attached is refused. A closed
+    /// queue reports its close at once.
+    pub(crate) fn set_inbox(&self, hook: InboxHook) -> Result<(), super::RelayError> {
+        self.inbox
+            .set(hook)
+            .map_err(|_| super::RelayError::InInbox)?;
+        // Paired with `close`: its SeqCst store of `closed`, then its look at the inbox. One
+        // of the two sees the other (a fence on each side); both may, and the hook reports
+        // once.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if self.is_closed() {
+            self.report_close_to_inbox();
+        }
+        // Readers waiting for frames that will not come now get the error.
+        self.wake_every_reader();
+        Ok(())
+    }
+
+    fn report_close_to_inbox(&self) {
+        if let Some(inbox) = self.inbox.get() {
+            inbox.report_close();
+        }
+    }
+
+    /// The error of a read that finds nothing because the frames go to an inbox.
+    fn in_inbox(&self) -> Option<io::Error> {
+        self.inbox.get().map(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this conn's frames go to an Inbox: read them there",
+            )
+        })
+    }
+
     /// Stops waiting to have the token listed (the set found the queue ready by itself).
     pub(crate) fn disarm(&self) {
         self.armed.store(false, Ordering::SeqCst);
@@ -224,6 +270,9 @@ impl RxQueue {
         if self.is_closed() {
             return Poll::Ready(Err(closed_error()));
         }
+        if let Some(e) = self.in_inbox() {
+            return Poll::Ready(Err(e));
+        }
         {
             let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {
@@ -246,6 +295,13 @@ impl RxQueue {
     /// Closes the queue: pushes fail and blocked readers return an error once it is drained.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        self.report_close_to_inbox();
+        self.wake_every_reader();
+    }
+
+    /// Wakes every reader (blocked, async, or a `ReadySet`'s) to look again.
+    fn wake_every_reader(&self) {
         self.disarm_and_list();
         {
             let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -280,6 +336,9 @@ impl RxQueue {
         if self.is_closed() {
             return Err(closed_error());
         }
+        if let Some(e) = self.in_inbox() {
+            return Err(e);
+        }
         if timeout == Some(Duration::ZERO) {
             // A bare kind: no allocation for a non-blocking poller that finds nothing.
             return Err(io::ErrorKind::WouldBlock.into());
@@ -304,6 +363,10 @@ impl RxQueue {
             if self.is_closed() {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Err(closed_error());
+            }
+            if let Some(e) = self.in_inbox() {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                return Err(e);
             }
             let woken = match deadline {
                 None => self.cv.wait(guard).unwrap_or_else(PoisonError::into_inner),

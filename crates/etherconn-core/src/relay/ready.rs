@@ -23,12 +23,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::doorbell::{lock, Doorbell};
 use super::queue::RxQueue;
 
 /// The receive queue of a conn, as a [`ReadySet`] holds it (see [`Watchable`]).
@@ -128,17 +129,15 @@ pub const DEFAULT_READY_CAPACITY: usize = 65_536;
 ///
 /// Lock-free on the relay's side: a relay thread should not wait for the thread that waits on the
 /// set (which may be preempted while holding a lock, on a CPU it shares with the relay and the
-/// NIC's receive work). The one exception: to wake a sleeping waiter the relay takes `lock`,
-/// which the waiter holds only for the few instructions around going to sleep. When the list
+/// NIC's receive work). The one exception: to wake a sleeping waiter the relay rings `bell`,
+/// whose lock the waiter holds only for the few instructions around going to sleep. When the list
 /// is full a token is not lost: `overflow` makes the next `wait` look at every member.
 #[derive(Debug)]
 struct Shared {
     tokens: ArrayQueue<usize>,
     overflow: AtomicBool,
-    /// Threads about to sleep or asleep in `wait`: a push then takes `lock` and notifies.
-    sleeping: AtomicUsize,
-    lock: Mutex<()>,
-    readable: Condvar,
+    /// Where `wait` sleeps.
+    bell: Doorbell,
 }
 
 impl Shared {
@@ -146,9 +145,7 @@ impl Shared {
         Shared {
             tokens: ArrayQueue::new(capacity.max(1)),
             overflow: AtomicBool::new(false),
-            sleeping: AtomicUsize::new(0),
-            lock: Mutex::new(()),
-            readable: Condvar::new(),
+            bell: Doorbell::default(),
         }
     }
 
@@ -163,12 +160,8 @@ impl Shared {
     /// Wakes a sleeping waiter, after tokens were listed.
     fn wake(&self) {
         // The listings before are SeqCst (crossbeam's compare-exchange, or the overflow
-        // store), as are the waiter's increment of `sleeping` and its look at the list: one of
-        // the two sees the other.
-        if self.sleeping.load(Ordering::SeqCst) > 0 {
-            let _g = lock(&self.lock);
-            self.readable.notify_one();
-        }
+        // store), as the bell needs.
+        self.bell.ring();
     }
 
     fn has_news(&self) -> bool {
@@ -176,13 +169,10 @@ impl Shared {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Tokens a relay thread lists, held back while it delivers a batch: waking the waiting thread
-/// costs a system call (and, on a CPU it shares with the relay, two context switches), so a
-/// burst of frames for many conns of one set wakes it once, not once per frame.
+/// Tokens a relay thread lists, and inboxes' doorbells it rings, held back while it delivers
+/// a batch: waking the waiting thread costs a system call (and, on a CPU it shares with the
+/// relay, two context switches), so a burst of frames for many conns of one set, or for one
+/// inbox, wakes it once, not once per frame.
 struct Deferred {
     /// A batch is being delivered on this thread.
     active: bool,
@@ -190,6 +180,8 @@ struct Deferred {
     sets: Vec<Arc<Shared>>,
     /// (index in `sets`, token).
     tokens: Vec<(usize, usize)>,
+    /// Doorbells to ring (of inboxes).
+    bells: Vec<Arc<Doorbell>>,
 }
 
 /// Sets and tokens a thread holds back (a `Delivery` holds up to 4 batches of 32 frames' worth,
@@ -204,6 +196,7 @@ std::thread_local! {
             active: false,
             sets: Vec::new(),
             tokens: Vec::new(),
+            bells: Vec::new(),
         })
     };
 }
@@ -225,6 +218,7 @@ pub(crate) fn defer_wakeups() -> Option<DeferWakeups> {
             if d.sets.capacity() == 0 {
                 d.sets.reserve_exact(DEFERRED_SETS);
                 d.tokens.reserve_exact(DEFERRED_TOKENS);
+                d.bells.reserve_exact(DEFERRED_SETS);
             }
             Some(DeferWakeups(core::marker::PhantomData))
         })
@@ -245,8 +239,12 @@ impl Drop for DeferWakeups {
             for shared in &d.sets {
                 shared.wake();
             }
+            for bell in &d.bells {
+                bell.ring();
+            }
             d.sets.clear();
             d.tokens.clear();
+            d.bells.clear();
         });
     }
 }
@@ -271,6 +269,29 @@ fn defer(shared: &Arc<Shared>, token: usize) -> bool {
                 None => return false,
             };
             d.tokens.push((set, token));
+            true
+        })
+        .unwrap_or(false)
+}
+
+/// Holds back ringing `bell` until this thread's batch ends; `false` when no batch is under
+/// way (or the record is full): ring it now.
+pub(crate) fn defer_ring(bell: &Arc<Doorbell>) -> bool {
+    DEFERRED
+        .try_with(|d| {
+            let Ok(mut d) = d.try_borrow_mut() else {
+                return false;
+            };
+            if !d.active {
+                return false;
+            }
+            if d.bells.iter().any(|b| Arc::ptr_eq(b, bell)) {
+                return true;
+            }
+            if d.bells.len() >= DEFERRED_SETS {
+                return false;
+            }
+            d.bells.push(Arc::clone(bell));
             true
         })
         .unwrap_or(false)
@@ -478,27 +499,7 @@ impl ReadySet {
                     _ => return Ok(0),
                 },
             };
-            let guard = lock(&shared.lock);
-            shared.sleeping.fetch_add(1, Ordering::SeqCst);
-            // Looked at again after announcing the sleep: a push either came before (seen
-            // here) or sees `sleeping` and notifies, which needs the lock we hold until the
-            // wait has released it.
-            if !shared.has_news() {
-                drop(match wait_for {
-                    None => shared
-                        .readable
-                        .wait(guard)
-                        .unwrap_or_else(PoisonError::into_inner),
-                    Some(left) => {
-                        shared
-                            .readable
-                            .wait_timeout(guard, left)
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0
-                    }
-                });
-            }
-            shared.sleeping.fetch_sub(1, Ordering::SeqCst);
+            shared.bell.sleep_unless(|| shared.has_news(), wait_for);
         }
     }
 

@@ -1,0 +1,263 @@
+//! One receive queue for many conns: the relay queues every frame of an attached conn on the
+//! inbox, tagged with the conn's token, instead of on the conn's own queue.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::doorbell::{lock, Doorbell};
+use super::queue::{PushError, RxFrame};
+use super::ready::Watchable;
+use super::RelayError;
+
+/// Default capacity of an [`Inbox`], in frames.
+pub const DEFAULT_INBOX_CAPACITY: usize = 4096;
+
+/// What [`Inbox::recv`] hands over.
+#[derive(Debug)]
+pub enum Mail {
+    /// A frame for the conn attached under `token`.
+    Frame {
+        /// The conn's token.
+        token: usize,
+        /// The frame, classified (`frame.info`); for a UDP datagram, `frame.info.udp` has the
+        /// addresses and the payload's span.
+        frame: RxFrame,
+    },
+    /// The conn attached under `token` closed (dropped, or its relay stopped): it gets no more
+    /// frames. Comes after every frame the conn got before it closed.
+    Closed {
+        /// The conn's token.
+        token: usize,
+    },
+}
+
+impl Mail {
+    /// The token of the conn this is about.
+    pub fn token(&self) -> usize {
+        match self {
+            Mail::Frame { token, .. } | Mail::Closed { token } => *token,
+        }
+    }
+}
+
+/// One receive queue that many conns deliver into, each frame tagged with the token its conn
+/// was attached under: the completion queue of this library.
+///
+/// A [`ReadySet`](super::ReadySet) tells a thread which conns have frames, and the thread then
+/// reads each conn's own queue; with thousands of conns receiving, that is several cache misses
+/// per frame on each side (the conn, its queue's head, tail and slot), on lines the relay and
+/// the reader pass back and forth. An inbox is one ring both sides keep hot: the relay looks up
+/// the conn and queues the frame here; the reader takes frames of every conn in arrival order.
+/// Over veth with 100,000 UDP endpoints receiving, see docs/scale.md for what that changes.
+///
+/// A conn attached to an inbox stays attached for its life (until dropped). Its frames,
+/// classified once by the relay, come out of [`recv`](Self::recv) as they arrived, including
+/// frames a conn's own read would filter: an `RUdpConn`'s `recv_from` passes only UDP
+/// datagrams for its address (unless `accept_any`), an inbox hands over everything its
+/// `EtherConn` receives. Reading the conn itself still returns what was queued on it before it
+/// was attached, and then fails with `InvalidInput`. A full inbox drops the frame and the relay
+/// counts it in `rx_queue_full`.
+///
+/// ```
+/// use std::time::Duration;
+/// use etherconn_core::relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail};
+/// use etherconn_core::wire::{EtherType, MacAddr};
+/// use etherconn_core::{EtherConn, EtherConnConfig};
+///
+/// let relay = LoopbackRelay::new(DispatcherConfig::default());
+/// let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);
+/// let conns: Vec<EtherConn> = (1..=100u64)
+///     .map(|i| EtherConn::new(relay.clone(), MacAddr([2, 0, 0, 0, 0, 0]).offset(i), &[], cfg.clone()))
+///     .collect::<Result<_, _>>()?;
+/// let inbox = Inbox::new();
+/// for (i, c) in conns.iter().enumerate() {
+///     inbox.attach(c, i)?; // the token is the index here
+/// }
+///
+/// // Conn 0 sends to conns 7 and 42.
+/// for to in [7, 42] {
+///     conns[0].send_to(b"hello", EtherType(0x88b5), conns[to].local_mac())?;
+/// }
+/// let mut mail = Vec::with_capacity(64);
+/// let n = inbox.recv(&mut mail, 64, Some(Duration::from_secs(1)))?;
+/// assert_eq!(n, 2);
+/// let mut got = Vec::new();
+/// for m in &mail {
+///     if let Mail::Frame { token, frame } = m {
+///         assert_eq!(&frame.payload()[..5], b"hello");
+///         got.push(*token);
+///     }
+/// }
+/// assert_eq!(got, [7, 42]);
+///
+/// // Dropping a conn is reported after its frames.
+/// conns[0].send_to(b"bye", EtherType(0x88b5), conns[9].local_mac())?;
+/// drop(conns);
+/// inbox.recv(&mut mail, 64, Some(Duration::from_secs(1)))?;
+/// assert!(matches!(mail[0], Mail::Frame { token: 9, .. }));
+/// assert!(mail[1..].iter().all(|m| matches!(m, Mail::Closed { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    frames: ArrayQueue<(usize, RxFrame)>,
+    /// Tokens of attached conns that closed, not yet handed over.
+    closed: Mutex<Vec<usize>>,
+    has_closed: AtomicBool,
+    /// Shared with the relay threads that defer ringing it to the end of their batch.
+    bell: Arc<Doorbell>,
+}
+
+impl Shared {
+    fn has_news(&self) -> bool {
+        !self.frames.is_empty() || self.has_closed.load(Ordering::SeqCst)
+    }
+}
+
+/// What an attached queue holds of its inbox.
+#[derive(Debug)]
+pub(crate) struct InboxHook {
+    shared: Arc<Shared>,
+    token: usize,
+    /// The conn's close was reported (a close and an attach racing may both try).
+    close_reported: AtomicBool,
+}
+
+impl InboxHook {
+    /// Queues `frame` under the conn's token; a full inbox drops it.
+    #[inline]
+    pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
+        if self.shared.frames.push((self.token, frame)).is_err() {
+            return Err(PushError::Full);
+        }
+        // Rung at the end of the relay's batch (like a `ReadySet`'s listing), so that a reader
+        // gets a batch's frames at once rather than being woken for the first.
+        let bell = &self.shared.bell;
+        if bell.wanted() && !super::ready::defer_ring(bell) {
+            bell.ring();
+        }
+        Ok(())
+    }
+
+    /// Reports that the conn closed, once.
+    pub(crate) fn report_close(&self) {
+        if self.close_reported.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.shared.closed).push(self.token);
+        self.shared.has_closed.store(true, Ordering::SeqCst);
+        self.shared.bell.ring();
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Inbox {
+        Inbox::new()
+    }
+}
+
+impl Inbox {
+    /// An inbox holding up to [`DEFAULT_INBOX_CAPACITY`] frames.
+    pub fn new() -> Inbox {
+        Inbox::with_capacity(DEFAULT_INBOX_CAPACITY)
+    }
+
+    /// An inbox holding up to `capacity` frames (at least 1), allocated now.
+    pub fn with_capacity(capacity: usize) -> Inbox {
+        Inbox {
+            shared: Arc::new(Shared {
+                frames: ArrayQueue::new(capacity.max(1)),
+                closed: Mutex::new(Vec::new()),
+                has_closed: AtomicBool::new(false),
+                bell: Arc::new(Doorbell::default()),
+            }),
+        }
+    }
+
+    /// How many frames it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.shared.frames.capacity()
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.shared.frames.len()
+    }
+
+    /// Whether no frame is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.shared.frames.is_empty()
+    }
+
+    /// From now on, queues `conn`'s frames here under `token` (any number the caller picks;
+    /// several conns may share one). Fails with [`RelayError::Attached`] when the conn is
+    /// already attached to an inbox. A conn that is already closed is reported closed at once.
+    pub fn attach(&self, conn: &(impl Watchable + ?Sized), token: usize) -> Result<(), RelayError> {
+        let hook = InboxHook {
+            shared: Arc::clone(&self.shared),
+            token,
+            close_reported: AtomicBool::new(false),
+        };
+        conn.rx_queue().set_inbox(hook)
+    }
+
+    /// Replaces the contents of `mail` with up to `max` frames and close reports, waiting up to
+    /// `timeout` (`None`: forever; zero: not at all) for the first; returns how many (0 when
+    /// the timeout expired or `max` is 0). Frames come in the order the relay queued them; a
+    /// conn's close report comes after its frames.
+    ///
+    /// `mail` only grows up to `max`: give it that capacity once and receiving allocates
+    /// nothing.
+    pub fn recv(
+        &self,
+        mail: &mut Vec<Mail>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        mail.clear();
+        if max == 0 {
+            return Ok(0);
+        }
+        // A timeout too long to add to the clock is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let shared = &*self.shared;
+        loop {
+            while mail.len() < max {
+                match shared.frames.pop() {
+                    Some((token, frame)) => mail.push(Mail::Frame { token, frame }),
+                    None => break,
+                }
+            }
+            // Close reports only once the frames ran out: a conn's last frames, queued before
+            // its close was reported, are then all in `mail`.
+            if mail.len() < max && shared.has_closed.swap(false, Ordering::SeqCst) {
+                let mut closed = lock(&shared.closed);
+                let take = closed.len().min(max - mail.len());
+                mail.extend(closed.drain(..take).map(|token| Mail::Closed { token }));
+                if !closed.is_empty() {
+                    shared.has_closed.store(true, Ordering::SeqCst);
+                }
+            }
+            if !mail.is_empty() {
+                return Ok(mail.len());
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(0),
+                },
+            };
+            shared.bell.sleep_unless(|| shared.has_news(), left);
+        }
+    }
+}
