@@ -336,3 +336,56 @@ fn a_ready_set_watching_an_attached_conn_reports_it_once_then_not_again() {
     let mut mail = Vec::new();
     assert_eq!(inbox.recv(&mut mail, 8, SECOND).unwrap(), 1);
 }
+
+#[test]
+fn a_close_report_never_overtakes_its_conns_frames_while_the_reader_races() {
+    // One thread makes conns, sends each 3 frames and drops it; the reader, taking a few at a
+    // time, must see every conn's 3 frames before its close report.
+    let relay = relay();
+    let a = sender(&relay);
+    let inbox = Inbox::with_capacity(4096);
+    const CONNS: usize = 3000;
+    thread::scope(|s| {
+        s.spawn(|| {
+            for t in 0..CONNS {
+                let c = EtherConn::new(
+                    relay.clone(),
+                    MacAddr([2, 0, 0, 2, 0, 0]).offset(t as u64),
+                    &[],
+                    EtherConnConfig::default().ethertypes(&[ET]),
+                )
+                .unwrap();
+                inbox.attach(&c, t).unwrap();
+                for k in 0..3u8 {
+                    a.send_to(&[k; 46], ET, c.local_mac()).unwrap();
+                }
+                drop(c);
+            }
+        });
+        let mut frames_of = vec![0u8; CONNS];
+        let mut closed = 0;
+        let mut mail = Vec::with_capacity(3);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while closed < CONNS {
+            assert!(Instant::now() < deadline, "{closed} of {CONNS} closes seen");
+            inbox.recv(&mut mail, 3, SECOND).unwrap();
+            for m in &mail {
+                match m {
+                    Mail::Frame { token, frame } => {
+                        assert_eq!(frame.payload()[0], frames_of[*token], "conn {token}");
+                        frames_of[*token] += 1;
+                    }
+                    Mail::Closed { token } => {
+                        assert_eq!(
+                            frames_of[*token], 3,
+                            "conn {token} closed before its frames"
+                        );
+                        frames_of[*token] = u8::MAX;
+                        closed += 1;
+                    }
+                }
+            }
+        }
+    });
+    assert_eq!(relay.stats().rx_queue_full, 0);
+}

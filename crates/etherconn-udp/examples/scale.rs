@@ -1552,7 +1552,7 @@ fn main() {
         }
     }
     for (veth, rate, how) in [
-        ("veth:shared-1000x100", "rate:shared-1000x100", "ReadySet"),
+        ("veth:shared-1000x100", "rate:shared-1000x100", "a ReadySet"),
         (
             "veth-inbox:shared-1000x100",
             "rate-inbox:shared-1000x100",
@@ -1565,7 +1565,7 @@ fn main() {
                 get(veth, &format!("veth_N_{what}_kpps")),
             ) {
                 println!(
-                    "  veth, read through a {how}: {what} {b:.0} kpps with 100,000 endpoints vs \
+                    "  veth, read through {how}: {what} {b:.0} kpps with 100,000 endpoints vs \
                      {a:.0} kpps with 1: N/1 = {:.3}",
                     b / a
                 );
@@ -1590,7 +1590,7 @@ fn main() {
                 _ => "",
             };
             println!(
-                "  veth, read through a {how}, RFC 2544 throughput (loss <= {:.1}%): {b:.0} kpps \
+                "  veth, read through {how}, RFC 2544 throughput (loss <= {:.1}%): {b:.0} kpps \
                  with 100,000 endpoints vs {a:.0} kpps with 1: N/1 = {r:.3} (target >= 0.90): \
                  {ok}{note}",
                 LOSS_TOLERANCE * 100.0

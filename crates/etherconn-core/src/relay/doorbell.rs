@@ -47,8 +47,11 @@ impl Doorbell {
     /// look again.
     pub(crate) fn sleep_unless(&self, has_news: impl FnOnce() -> bool, timeout: Option<Duration>) {
         let guard = lock(&self.lock);
-        self.sleeping.fetch_add(1, Ordering::SeqCst);
+        // Cleared before the sleep is announced: a ringer that sees the announcement (its
+        // SeqCst load reads our increment, a release) then sees the cleared flag too, so a
+        // stale `rung` from an earlier ring cannot make it skip us.
         self.rung.store(false, Ordering::SeqCst);
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
         if !has_news() {
             drop(match timeout {
                 None => self.cv.wait(guard).unwrap_or_else(PoisonError::into_inner),

@@ -231,17 +231,25 @@ impl Inbox {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let shared = &*self.shared;
         loop {
+            // The close reports made before the frames are taken: a conn's frames queued
+            // before its report are then in the ring, and handed over first. (Reports made
+            // while the ring is read wait for the next round: their conns' last frames may
+            // come after the point we read to.)
+            let reported = if shared.has_closed.swap(false, Ordering::SeqCst) {
+                lock(&shared.closed).len()
+            } else {
+                0
+            };
             while mail.len() < max {
                 match shared.frames.pop() {
                     Some((token, frame)) => mail.push(Mail::Frame { token, frame }),
                     None => break,
                 }
             }
-            // Close reports only once the frames ran out: a conn's last frames, queued before
-            // its close was reported, are then all in `mail`.
-            if mail.len() < max && shared.has_closed.swap(false, Ordering::SeqCst) {
+            if reported > 0 {
                 let mut closed = lock(&shared.closed);
-                let take = closed.len().min(max - mail.len());
+                // Only once the ring ran dry (room left in `mail`).
+                let take = reported.min(max - mail.len());
                 mail.extend(closed.drain(..take).map(|token| Mail::Closed { token }));
                 if !closed.is_empty() {
                     shared.has_closed.store(true, Ordering::SeqCst);
