@@ -199,7 +199,7 @@ impl Inbox {
     }
 
     /// From now on, queues `conn`'s frames here under `token` (any number the caller picks;
-    /// several conns may share one). Fails with [`RelayError::Attached`] when the conn is
+    /// several conns may share one). Fails with [`RelayError::InInbox`] when the conn is
     /// already attached to an inbox. A conn that is already closed is reported closed at once.
     pub fn attach(&self, conn: &(impl Watchable + ?Sized), token: usize) -> Result<(), RelayError> {
         let hook = InboxHook {
