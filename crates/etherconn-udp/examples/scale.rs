@@ -548,41 +548,13 @@ pub fn dispatch_one_thread_to(
     batch: usize,
     dest: impl Fn(usize) -> usize,
 ) -> Rate {
-    let d = fleet.relay.dispatcher();
     let mut buf = [0u8; 2048];
-    let before = d.stats();
-    let mut in_deliver = Duration::ZERO;
-    let mut done = 0u64;
-    let mut at = 0usize;
-    let cpu0 = thread_cpu();
-    let t0 = Instant::now();
-    while done < total {
-        let end = (at + batch).min(order.len());
-        let chunk = &order[at..end];
-        at = if end == order.len() { 0 } else { end };
-        let t = Instant::now();
-        // As a relay thread delivers what its receive ring handed over: in one batch.
-        let mut batch = d.delivery();
-        for &j in chunk {
-            batch.push(frames.get(j as usize), None, false);
-        }
-        drop(batch);
-        in_deliver += t.elapsed();
+    deliver_and_receive(fleet, frames, order, total, batch, |chunk| {
         for &j in chunk {
             let got = fleet.take(dest(j as usize), &mut buf);
             assert!(got.is_some(), "frame {j} was not delivered");
         }
-        done += chunk.len() as u64;
-    }
-    let wall = t0.elapsed();
-    let cpu = thread_cpu().zip(cpu0).map(|(b, a)| b - a);
-    check_counters(before, d.stats(), done);
-    Rate {
-        frames: done,
-        wall,
-        cpu,
-        deliver: Some(in_deliver),
-    }
+    })
 }
 
 /// [`dispatch_one_thread`] with every endpoint attached to `inbox` (token = endpoint index):
@@ -596,27 +568,10 @@ pub fn dispatch_one_thread_inbox(
     total: u64,
     batch: usize,
 ) -> Rate {
-    let d = fleet.relay.dispatcher();
     let n = fleet.len();
     let mut buf = [0u8; 2048];
     let mut mail = Vec::with_capacity(batch);
-    let before = d.stats();
-    let mut in_deliver = Duration::ZERO;
-    let mut done = 0u64;
-    let mut at = 0usize;
-    let cpu0 = thread_cpu();
-    let t0 = Instant::now();
-    while done < total {
-        let end = (at + batch).min(order.len());
-        let chunk = &order[at..end];
-        at = if end == order.len() { 0 } else { end };
-        let t = Instant::now();
-        let mut delivery = d.delivery();
-        for &j in chunk {
-            delivery.push(frames.get(j as usize), None, false);
-        }
-        drop(delivery);
-        in_deliver += t.elapsed();
+    deliver_and_receive(fleet, frames, order, total, batch, |chunk| {
         let got = inbox
             .recv(&mut mail, batch, Some(Duration::ZERO))
             .expect("recv");
@@ -628,6 +583,40 @@ pub fn dispatch_one_thread_inbox(
             assert_eq!(*token, j as usize % n, "frame {j} under the wrong token");
             etherconn_udp::read_datagram(frame, &mut buf).expect("a UDP datagram");
         }
+    })
+}
+
+/// The single-thread loop: `total` frames in `order`, cycling, `batch` at a time delivered
+/// through the relay's dispatcher and then handed (as frame indices) to `receive`; checks that
+/// the relay lost none.
+fn deliver_and_receive(
+    fleet: &Fleet,
+    frames: &Frames,
+    order: &[u32],
+    total: u64,
+    batch: usize,
+    mut receive: impl FnMut(&[u32]),
+) -> Rate {
+    let d = fleet.relay.dispatcher();
+    let before = d.stats();
+    let mut in_deliver = Duration::ZERO;
+    let mut done = 0u64;
+    let mut at = 0usize;
+    let cpu0 = thread_cpu();
+    let t0 = Instant::now();
+    while done < total {
+        let end = (at + batch).min(order.len());
+        let chunk = &order[at..end];
+        at = if end == order.len() { 0 } else { end };
+        let t = Instant::now();
+        // As a relay thread delivers what its receive ring handed over: in one batch.
+        let mut delivery = d.delivery();
+        for &j in chunk {
+            delivery.push(frames.get(j as usize), None, false);
+        }
+        drop(delivery);
+        in_deliver += t.elapsed();
+        receive(chunk);
         done += chunk.len() as u64;
     }
     let wall = t0.elapsed();

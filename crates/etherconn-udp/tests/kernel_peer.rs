@@ -280,6 +280,20 @@ fn sharing_conns_on_one_mac_against_kernel_udp() {
     bed.finish();
 }
 
+/// Checks that conn `i` got "0 for ADDR" and "1 for ADDR" (its own address) if it is one of
+/// `targets`, and nothing otherwise.
+fn assert_each_got_its_two(got: &[Vec<String>], conns: &[SharingRUdpConn], targets: &[usize]) {
+    for (i, msgs) in got.iter().enumerate() {
+        let local = conns[i].local_addr().unwrap();
+        let want: Vec<String> = if targets.contains(&i) {
+            (0..2).map(|r| format!("{r} for {local}")).collect()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(msgs, &want, "conn {i}");
+    }
+}
+
 /// A `ReadySet` over 200 `SharingRUdpConn`s finds the ones the kernel sends to: every datagram
 /// is read from the conn it was addressed to, once, and no other conn is reported with data.
 #[test]
@@ -343,15 +357,7 @@ fn ready_set_finds_the_conns_the_kernel_sent_to() {
             }
         }
     }
-    for (i, msgs) in got.iter().enumerate() {
-        let local = conns[i].local_addr().unwrap();
-        let want: Vec<String> = if targets.contains(&i) {
-            (0..2).map(|r| format!("{r} for {local}")).collect()
-        } else {
-            Vec::new()
-        };
-        assert_eq!(msgs, &want, "conn {i}");
-    }
+    assert_each_got_its_two(&got, &conns, &targets);
     assert_eq!(set.wait(&mut ready, Some(Duration::ZERO)).unwrap(), 0);
     drop((conns, shared));
     bed.finish();
@@ -415,15 +421,7 @@ fn inbox_hands_over_the_kernels_datagrams_under_their_conns_tokens() {
             }
         }
     }
-    for (i, msgs) in got.iter().enumerate() {
-        let local = conns[i].local_addr().unwrap();
-        let want: Vec<String> = if targets.contains(&i) {
-            (0..2).map(|r| format!("{r} for {local}")).collect()
-        } else {
-            Vec::new()
-        };
-        assert_eq!(msgs, &want, "conn {i}");
-    }
+    assert_each_got_its_two(&got, &conns, &targets);
     // Nothing else came, and a conn's own read says where its datagrams went.
     assert_eq!(inbox.recv(&mut mail, 64, Some(Duration::ZERO)).unwrap(), 0);
     let e = conns[0].recv_from(&mut buf).unwrap_err();

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::Instant;
 
 /// A sleeping place for readers and a bell for the relay threads that feed them.
 ///
@@ -42,10 +42,21 @@ impl Doorbell {
         }
     }
 
-    /// Sleeps until rung or until `timeout` passes (`None`: no limit), unless `has_news`
-    /// (which must read the news with `SeqCst` loads) finds some first. Wakes may be spurious:
-    /// look again.
-    pub(crate) fn sleep_unless(&self, has_news: impl FnOnce() -> bool, timeout: Option<Duration>) {
+    /// Sleeps until rung or until `deadline` (`None`: no limit), unless `has_news` (which must
+    /// read the news with `SeqCst` loads) finds some first; `false`, without sleeping, when the
+    /// deadline has passed. Wakes may be spurious: look again.
+    pub(crate) fn sleep_until(
+        &self,
+        has_news: impl FnOnce() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return false,
+            },
+        };
         let guard = lock(&self.lock);
         // Cleared before the sleep is announced: a ringer that sees the announcement (its
         // SeqCst load reads our increment, a release) then sees the cleared flag too, so a
@@ -64,6 +75,7 @@ impl Doorbell {
             });
         }
         self.sleeping.fetch_sub(1, Ordering::SeqCst);
+        true
     }
 }
 

@@ -258,14 +258,9 @@ impl Inbox {
             if !mail.is_empty() {
                 return Ok(mail.len());
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(0),
-                },
-            };
-            shared.bell.sleep_unless(|| shared.has_news(), left);
+            if !shared.bell.sleep_until(|| shared.has_news(), deadline) {
+                return Ok(0);
+            }
         }
     }
 }

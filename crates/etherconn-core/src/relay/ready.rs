@@ -492,14 +492,9 @@ impl ReadySet {
                     return Ok(ready.len());
                 }
             }
-            let wait_for = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(0),
-                },
-            };
-            shared.bell.sleep_unless(|| shared.has_news(), wait_for);
+            if !shared.bell.sleep_until(|| shared.has_news(), deadline) {
+                return Ok(0);
+            }
         }
     }
 
