@@ -1227,6 +1227,8 @@ fn scenarios() -> Vec<(&'static str, Layout)> {
         ("active:shared-1000x100", SHARED_1000X100),
         ("profile:one", Layout::Shared { macs: 1, ports: 1 }),
         ("profile:shared-1000x100", SHARED_1000X100),
+        ("profile-inbox:one", Layout::Shared { macs: 1, ports: 1 }),
+        ("profile-inbox:shared-1000x100", SHARED_1000X100),
         ("veth:shared-1000x100", SHARED_1000X100),
         ("rate:shared-1000x100", SHARED_1000X100),
         ("veth-inbox:shared-1000x100", SHARED_1000X100),
@@ -1305,17 +1307,23 @@ fn child(name: &str, opts: &Opts, seed: u64) {
                 emit("inbox_one_thread", r);
             }
         }
-        "profile" => {
-            // Only the single-thread receive loop on one fleet, for a profiler:
-            // `perf record` or `valgrind --tool=cachegrind` on
-            // `scale --child profile:shared-1000x100 1 --frames 200000`.
+        "profile" | "profile-inbox" => {
+            // Only the single-thread receive loop on one fleet (read from each endpoint, or
+            // through an inbox), for a profiler: `perf record` or `valgrind --tool=cachegrind`
+            // on `scale --child profile:shared-1000x100 1 --frames 200000`.
             let depth = (layout.endpoints() == 1).then_some(WINDOW as usize);
             let fleet = register(loopback(), layout, depth).fleet;
             fleet.set_nonblocking();
             let f = frames(layout, FRAME_SET);
             let order = shuffled(FRAME_SET, seed);
-            let r = dispatch_one_thread(&fleet, &f, &order, opts.frames, BATCH);
+            let r = if kind == "profile-inbox" {
+                let inbox = fleet.inbox(BATCH);
+                dispatch_one_thread_inbox(&fleet, &inbox, &f, &order, opts.frames, BATCH)
+            } else {
+                dispatch_one_thread(&fleet, &f, &order, opts.frames, BATCH)
+            };
             result("profile_cpu_ns", r.cpu_ns().unwrap_or(f64::NAN));
+            result("profile_deliver_ns", r.deliver_ns().unwrap_or(f64::NAN));
         }
         "active" => {
             // Every endpoint registered, traffic to only `k` of them (spread over the fleet):

@@ -391,17 +391,22 @@ impl Dispatcher {
     }
 
     /// Stops delivery and wakes every blocked reader with an error.
+    ///
+    /// Each table is write-locked while its conns are closed: a delivery holds its tables'
+    /// read locks from the lookup to the push, so a push in flight lands before the close (and
+    /// an `Inbox` reports the close after that frame), never after it. One lock at a time, so
+    /// no lock order is at stake.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         for s in &self.shards {
-            for e in read(&s.0).values() {
+            for e in write(&s.0).values() {
                 e.close();
             }
         }
-        if let Some(d) = read(&self.default).as_ref() {
+        if let Some(d) = write(&self.default).as_ref() {
             d.close();
         }
-        for members in read(&self.multicast).values() {
+        for members in write(&self.multicast).values() {
             for m in members {
                 m.close();
             }

@@ -2,7 +2,7 @@
 //! inbox, tagged with the conn's token, instead of on the conn's own queue.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,9 +58,10 @@ impl Mail {
 /// classified once by the relay, come out of [`recv`](Self::recv) as they arrived, including
 /// frames a conn's own read would filter: an `RUdpConn`'s `recv_from` passes only UDP
 /// datagrams for its address (unless `accept_any`), an inbox hands over everything its
-/// `EtherConn` receives. Reading the conn itself still returns what was queued on it before it
-/// was attached, and then fails with `InvalidInput`. A full inbox drops the frame and the relay
-/// counts it in `rx_queue_full`.
+/// `EtherConn` receives. Reading the conn itself fails with `InvalidInput` (what was queued on
+/// it moves to the inbox at the attach). A full inbox drops the frame, and the relay counts it
+/// in `rx_queue_full` ([`dropped`](Self::dropped) counts them too). Once the inbox is dropped,
+/// its conns' frames are dropped and counted by the relay as `rx_miss`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -115,6 +116,11 @@ struct Shared {
     has_closed: AtomicBool,
     /// Shared with the relay threads that defer ringing it to the end of their batch.
     bell: Arc<Doorbell>,
+    /// Frames refused for want of room.
+    dropped: AtomicU64,
+    /// The `Inbox` was dropped: attached conns' frames are refused (counted by the relay as
+    /// misses), not kept for nobody.
+    gone: AtomicBool,
 }
 
 impl Shared {
@@ -136,8 +142,17 @@ impl InboxHook {
     /// Queues `frame` under the conn's token; a full inbox drops it.
     #[inline]
     pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
-        if self.shared.frames.push((self.token, frame)).is_err() {
+        let shared = &*self.shared;
+        if shared.gone.load(Ordering::Relaxed) {
+            return Err(PushError::Closed);
+        }
+        if shared.frames.push((self.token, frame)).is_err() {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(PushError::Full);
+        }
+        if shared.gone.load(Ordering::SeqCst) {
+            // Dropped meanwhile: free what its drain may have missed.
+            while shared.frames.pop().is_some() {}
         }
         // Rung at the end of the relay's batch (like a `ReadySet`'s listing), so that a reader
         // gets a batch's frames at once rather than being woken for the first.
@@ -156,6 +171,15 @@ impl InboxHook {
         lock(&self.shared.closed).push(self.token);
         self.shared.has_closed.store(true, Ordering::SeqCst);
         self.shared.bell.ring();
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        // Attached conns keep the shared part alive: refuse their frames from now on and give
+        // back the buffers of those waiting.
+        self.shared.gone.store(true, Ordering::SeqCst);
+        while self.shared.frames.pop().is_some() {}
     }
 }
 
@@ -179,6 +203,8 @@ impl Inbox {
                 closed: Mutex::new(Vec::new()),
                 has_closed: AtomicBool::new(false),
                 bell: Arc::new(Doorbell::default()),
+                dropped: AtomicU64::new(0),
+                gone: AtomicBool::new(false),
             }),
         }
     }
@@ -198,9 +224,20 @@ impl Inbox {
         self.shared.frames.is_empty()
     }
 
+    /// Frames dropped because the inbox was full, since it was made. (The relay also counts
+    /// those it was delivering in `rx_queue_full`; this count includes the frames a conn had
+    /// queued that found no room when they were moved here at `attach`.)
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
     /// From now on, queues `conn`'s frames here under `token` (any number the caller picks;
-    /// several conns may share one). Fails with [`RelayError::InInbox`] when the conn is
-    /// already attached to an inbox. A conn that is already closed is reported closed at once.
+    /// several conns may share one), starting with those already queued on the conn, which
+    /// are moved here. Fails with [`RelayError::InInbox`] when the conn is already attached to
+    /// an inbox. A conn that is already closed is reported closed at once.
+    ///
+    /// The frames moved at the attach may come after a few the relay delivered while they were
+    /// being moved; from then on, a conn's frames come in the order the relay received them.
     pub fn attach(&self, conn: &(impl Watchable + ?Sized), token: usize) -> Result<(), RelayError> {
         let hook = InboxHook {
             shared: Arc::clone(&self.shared),
@@ -214,6 +251,10 @@ impl Inbox {
     /// `timeout` (`None`: forever; zero: not at all) for the first; returns how many (0 when
     /// the timeout expired or `max` is 0). Frames come in the order the relay queued them; a
     /// conn's close report comes after its frames.
+    ///
+    /// Several threads may read one inbox; each frame goes to one of them. The order above then
+    /// holds for what each one gets, not across them: one may return a conn's close report
+    /// while another still holds that conn's last frames.
     ///
     /// `mail` only grows up to `max`: give it that capacity once and receiving allocates
     /// nothing.
@@ -235,7 +276,11 @@ impl Inbox {
             // before its report are then in the ring, and handed over first. (Reports made
             // while the ring is read wait for the next round: their conns' last frames may
             // come after the point we read to.)
-            let reported = if shared.has_closed.swap(false, Ordering::SeqCst) {
+            // (Looked at before swapping: a reader should not write a line the relay reads on
+            // every round.)
+            let reported = if shared.has_closed.load(Ordering::SeqCst)
+                && shared.has_closed.swap(false, Ordering::SeqCst)
+            {
                 lock(&shared.closed).len()
             } else {
                 0
@@ -249,7 +294,8 @@ impl Inbox {
             if reported > 0 {
                 let mut closed = lock(&shared.closed);
                 // Only once the ring ran dry (room left in `mail`).
-                let take = reported.min(max - mail.len());
+                // (Another reader may have taken some of them meanwhile.)
+                let take = reported.min(max - mail.len()).min(closed.len());
                 mail.extend(closed.drain(..take).map(|token| Mail::Closed { token }));
                 if !closed.is_empty() {
                     shared.has_closed.store(true, Ordering::SeqCst);
