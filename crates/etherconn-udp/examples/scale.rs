@@ -1553,7 +1553,7 @@ fn main() {
         (
             "veth-inbox:shared-1000x100",
             "rate-inbox:shared-1000x100",
-            "Inbox",
+            "an Inbox",
         ),
     ] {
         for what in ["delivered", "received"] {
