@@ -126,7 +126,7 @@ impl RxQueue {
     #[inline]
     pub(crate) fn prefetch(&self) {
         if self.inbox.get().is_some() {
-            // A push only reads `closed` (on the same line, or the next).
+            // A push then reads only `closed`, on the hook's line.
             core::hint::black_box(self.closed.load(Ordering::Relaxed));
             return;
         }
@@ -244,7 +244,7 @@ impl RxQueue {
     }
 
     /// Moves every frame queued here to `inbox` (one that finds it full is dropped, as a push
-    /// would be; the relay's counters do not see it, as they do not see a reader's drops).
+    /// would be, and counted in [`Inbox::dropped`](super::Inbox::dropped), not by the relay).
     fn forward_to(&self, inbox: &InboxHook) {
         while let Some(f) = self.q.pop() {
             let _ = inbox.push(f);
