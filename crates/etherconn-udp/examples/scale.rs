@@ -1194,14 +1194,19 @@ mod veth {
         result
     }
 
-    /// A testbed with IPv6 off on both ends (no kernel chatter on the link).
-    pub fn testbed() -> Testbed {
+    /// A testbed with IPv6 off on both ends (no kernel chatter on the link), if running as
+    /// root; otherwise `None`, with a line saying the `kind` scenario was skipped.
+    pub fn testbed_as_root(kind: &str) -> Option<Testbed> {
+        if !etherconn_testbed::is_root() {
+            println!("S not root: {kind} scenario skipped");
+            return None;
+        }
         let tb = Testbed::new("ecscale-").expect("create namespaces (root needed)");
         for side in [Side::A, Side::B] {
             let key = format!("net.ipv6.conf.{}.disable_ipv6", tb.ifname(side));
             let _ = tb.set_sysctl(side, &key, "1");
         }
-        tb
+        Some(tb)
     }
 }
 
@@ -1352,11 +1357,9 @@ fn child(name: &str, opts: &Opts, seed: u64) {
         }
         #[cfg(target_os = "linux")]
         "veth" | "veth-inbox" => {
-            if !etherconn_testbed::is_root() {
-                println!("S not root: veth scenario skipped");
+            let Some(tb) = veth::testbed_as_root(kind) else {
                 return;
-            }
-            let tb = veth::testbed();
+            };
             for _ in 0..2 {
                 for (tag, l) in [("1", single_of(layout)), ("N", layout)] {
                     let r = veth::phase(&tb, l, veth::Reader::of(kind), opts.veth_secs, seed);
@@ -1377,11 +1380,9 @@ fn child(name: &str, opts: &Opts, seed: u64) {
         }
         #[cfg(target_os = "linux")]
         "rate" | "rate-inbox" => {
-            if !etherconn_testbed::is_root() {
-                println!("S not root: rate scenario skipped");
+            let Some(tb) = veth::testbed_as_root(kind) else {
                 return;
-            }
-            let tb = veth::testbed();
+            };
             for (tag, l) in [("1", single_of(layout)), ("N", layout)] {
                 let r = veth::no_loss_rate(
                     &tb,

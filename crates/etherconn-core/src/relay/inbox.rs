@@ -275,9 +275,8 @@ impl Inbox {
             // The close reports made before the frames are taken: a conn's frames queued
             // before its report are then in the ring, and handed over first. (Reports made
             // while the ring is read wait for the next round: their conns' last frames may
-            // come after the point we read to.)
-            // (Looked at before swapping: a reader should not write a line the relay reads on
-            // every round.)
+            // come after the point we read to.) The flag is looked at before it is swapped, so
+            // that a round with no report writes nothing the relay reads.
             let reported = if shared.has_closed.load(Ordering::SeqCst)
                 && shared.has_closed.swap(false, Ordering::SeqCst)
             {

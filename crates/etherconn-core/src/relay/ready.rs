@@ -252,49 +252,46 @@ impl Drop for DeferWakeups {
 /// Holds `token` back for `shared`'s list until this thread's batch ends; `false` when no batch
 /// is under way (or the record is full): list it now.
 fn defer(shared: &Arc<Shared>, token: usize) -> bool {
-    DEFERRED
-        .try_with(|d| {
-            let Ok(mut d) = d.try_borrow_mut() else {
-                return false;
-            };
-            if !d.active || d.tokens.len() >= DEFERRED_TOKENS {
-                return false;
-            }
-            let set = match d.sets.iter().position(|s| Arc::ptr_eq(s, shared)) {
-                Some(i) => i,
-                None if d.sets.len() < DEFERRED_SETS => {
-                    d.sets.push(Arc::clone(shared));
-                    d.sets.len() - 1
-                }
-                None => return false,
-            };
-            d.tokens.push((set, token));
-            true
-        })
-        .unwrap_or(false)
+    in_batch(|d| {
+        if d.tokens.len() >= DEFERRED_TOKENS {
+            return false;
+        }
+        let Some(set) = index_in(&mut d.sets, shared) else {
+            return false;
+        };
+        d.tokens.push((set, token));
+        true
+    })
 }
 
 /// Holds back ringing `bell` until this thread's batch ends; `false` when no batch is under
 /// way (or the record is full): ring it now.
 pub(crate) fn defer_ring(bell: &Arc<Doorbell>) -> bool {
+    in_batch(|d| index_in(&mut d.bells, bell).is_some())
+}
+
+/// `record` applied to this thread's record of held-back wake-ups, if a batch is under way;
+/// `false` otherwise.
+fn in_batch(record: impl FnOnce(&mut Deferred) -> bool) -> bool {
     DEFERRED
-        .try_with(|d| {
-            let Ok(mut d) = d.try_borrow_mut() else {
-                return false;
-            };
-            if !d.active {
-                return false;
-            }
-            if d.bells.iter().any(|b| Arc::ptr_eq(b, bell)) {
-                return true;
-            }
-            if d.bells.len() >= DEFERRED_SETS {
-                return false;
-            }
-            d.bells.push(Arc::clone(bell));
-            true
+        .try_with(|d| match d.try_borrow_mut() {
+            Ok(mut d) if d.active => record(&mut d),
+            _ => false,
         })
         .unwrap_or(false)
+}
+
+/// The index of `item` in `list`, added if it is not there and the list (reserved for
+/// [`DEFERRED_SETS`]) has room; `None` when it is full.
+fn index_in<T>(list: &mut Vec<Arc<T>>, item: &Arc<T>) -> Option<usize> {
+    if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, item)) {
+        return Some(i);
+    }
+    if list.len() >= DEFERRED_SETS {
+        return None;
+    }
+    list.push(Arc::clone(item));
+    Some(list.len() - 1)
 }
 
 /// What a watched queue holds of its set: where to list its token. Listing happens at most
