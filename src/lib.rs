@@ -27,17 +27,18 @@
 #![forbid(unsafe_code)]
 
 pub use etherconn_core as core;
+pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
+/// The relay runtime (feature `std`): `PacketRelay`, the dispatch table, queues, `EtherConn`.
 #[cfg(feature = "std")]
-pub use etherconn_core::relay;
+pub use etherconn_relay as relay;
 /// Waits on many conns at once (see [`relay::ReadySet`]).
 #[cfg(feature = "std")]
-pub use etherconn_core::relay::ReadySet;
+pub use etherconn_relay::ReadySet;
+#[cfg(feature = "std")]
+pub use etherconn_relay::{EtherConn, EtherConnConfig, L2Peer};
 /// One receive queue for many conns (see [`relay::Inbox`]).
 #[cfg(feature = "std")]
-pub use etherconn_core::relay::{Inbox, Mail};
-pub use etherconn_core::{bpf, build, classify, key, wire, L2EndpointKey, L4RecvKey, VlanIds};
-#[cfg(feature = "std")]
-pub use etherconn_core::{EtherConn, EtherConnConfig, L2Peer};
+pub use etherconn_relay::{Inbox, Mail};
 /// UDP endpoints over etherconn's L2 endpoints (feature `std`).
 #[cfg(feature = "std")]
 pub use etherconn_udp as udp;

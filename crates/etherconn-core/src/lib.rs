@@ -11,9 +11,10 @@
 //! - [`build`]: writes Ethernet + VLAN stack + IPv4/IPv6 + UDP frames into a caller's buffer.
 //! - [`key`]: [`L2EndpointKey`] and [`L4RecvKey`], the keys the relays dispatch on.
 //! - [`bpf`]: a classic BPF program builder for the relays' receive filter.
-//! - `relay` (feature `std`): the `PacketRelay` trait every backend implements, the shared
-//!   dispatch table, per-conn receive queues, pooled buffers and counters; and `EtherConn`,
-//!   one L2 endpoint on a relay.
+//!
+//! It has no threads, locks or queues and builds without `std` with its default features. The
+//! relay runtime built on it (the `PacketRelay` trait, the dispatch table, per-conn queues,
+//! `EtherConn`) is the `etherconn-relay` crate.
 //!
 //! # Example: classify a received frame
 //!
@@ -58,15 +59,7 @@ extern crate alloc;
 pub mod bpf;
 pub mod build;
 pub mod classify;
-#[cfg(feature = "std")]
-mod conn;
 pub mod key;
-#[cfg(feature = "std")]
-pub mod relay;
-#[cfg(feature = "std")]
-pub mod timeouts;
 pub mod wire;
 
-#[cfg(feature = "std")]
-pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use key::{L2EndpointKey, L4RecvKey, VlanIds};

@@ -27,10 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{PacketRelay, RelayStats, RxFrame};
 use etherconn_core::wire::vlan::VlanStack;
 use etherconn_core::wire::{EtherType, MacAddr};
-use etherconn_core::{EtherConn, EtherConnConfig, VlanIds};
+use etherconn_core::VlanIds;
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RelayStats, RxFrame};
 
 use crate::client::{ClientState, FailReason, Step, Timing};
 use crate::mac::client_mac;
@@ -209,7 +210,7 @@ pub enum FleetError {
     /// The relay refused the receiving conn (another conn is its default conn, or it
     /// stopped).
     #[error("cannot register the fleet's receiving conn: {0}")]
-    Register(#[source] etherconn_core::relay::RelayError),
+    Register(#[source] etherconn_relay::RelayError),
     /// The relay stopped while the fleet ran.
     #[error("the relay stopped during the run: {0}")]
     RelayStopped(#[source] io::Error),

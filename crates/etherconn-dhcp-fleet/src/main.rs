@@ -106,9 +106,9 @@ impl Cli {
 
 #[cfg(target_os = "linux")]
 fn run(cli: &Cli) -> Result<bool, String> {
-    use etherconn_core::relay::PacketRelay;
     use etherconn_core::wire::EtherType;
     use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+    use etherconn_relay::PacketRelay;
 
     let config = cli.config()?;
     // DHCP is IPv4 only: the kernel filter drops ARP and IPv6 before they cost a copy.

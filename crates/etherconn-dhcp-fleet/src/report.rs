@@ -3,8 +3,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use etherconn_core::relay::RelayStats;
 use etherconn_core::wire::MacAddr;
+use etherconn_relay::RelayStats;
 use serde::{Serialize, Serializer};
 
 use crate::client::FailReason;

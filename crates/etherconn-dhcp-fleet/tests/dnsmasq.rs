@@ -19,10 +19,10 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etherconn_core::relay::PacketRelay;
 use etherconn_core::wire::{EtherType, MacAddr};
 use etherconn_dhcp_fleet::{Fleet, FleetConfig, FleetReport};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_relay::PacketRelay;
 use etherconn_testbed::{Side, Testbed};
 
 const PREFIX: &str = "ecdhcp-";

@@ -15,10 +15,10 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{LoopbackRelay, PacketRelay};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
 use etherconn_dhcp_fleet::{FailReason, Fleet, FleetConfig, FleetReport, VlanPlan};
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{LoopbackRelay, PacketRelay};
 
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const SERVER_MAC: MacAddr = MacAddr([0x0a, 0, 0, 0, 0, 1]);

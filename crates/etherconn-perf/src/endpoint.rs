@@ -11,8 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use etherconn_core::relay::{ReadySet, Watchable};
 use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_relay::{ReadySet, Watchable};
 
 /// Datagrams per burst: what the kernel baseline gives `sendmmsg`/`recvmmsg`, and the batch
 /// the relay's `send_batch` gets.

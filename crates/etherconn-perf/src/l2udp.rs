@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{PacketRelay, RxFrame};
 use etherconn_core::wire::{arp, EtherType, MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RxFrame};
 
 use crate::addr::{ip_index, ip_offset};
 use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::PacketRelay;
 use etherconn_core::wire::MacAddr;
+use etherconn_relay::PacketRelay;
 use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta};
 
 use crate::addr::{ip_index, ip_offset};

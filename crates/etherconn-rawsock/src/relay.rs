@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
-use etherconn_core::relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
 use etherconn_core::wire::{EtherType, Tpid, VlanTag};
+use etherconn_relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
 
 use crate::error::{Error, Result};
 use crate::ring::RxMeta;
@@ -87,13 +87,13 @@ fn to_sock_filter(program: &Program) -> Vec<SockFilter> {
         .collect()
 }
 
-/// The AF_PACKET relay: one interface, any number of [`EtherConn`](etherconn_core::EtherConn)s.
+/// The AF_PACKET relay: one interface, any number of [`EtherConn`](etherconn_relay::EtherConn)s.
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use etherconn_core::relay::PacketRelay;
+/// use etherconn_relay::PacketRelay;
 /// use etherconn_core::wire::{EtherType, VlanTag};
-/// use etherconn_core::{EtherConn, EtherConnConfig};
+/// use etherconn_relay::{EtherConn, EtherConnConfig};
 /// use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 ///
 /// let relay: Arc<dyn PacketRelay> = RawSocketRelay::new("eth0", RawSocketRelayConfig::default())?;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{PacketRelay, RelayError, RelayStats, RxFrame};
 use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
 use etherconn_rawsock::{Error, RawSocketRelay, RawSocketRelayConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RelayError, RelayStats, RxFrame};
 use etherconn_testbed::{Side, Testbed};
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -37,12 +37,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{
+use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_relay::{
     DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet, RelayStats, RxFrame,
     RxQueue, Watchable,
 };
-use etherconn_core::wire::{MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
 use etherconn_udp::{SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn};
 
 // ---------------------------------------------------------------------------------------------
@@ -965,11 +965,7 @@ mod veth {
         let sent = Arc::new(AtomicU64::new(0));
         let received = AtomicU64::new(0);
         let stat_path = relay_thread_stat();
-        let source = Source::new(
-            &fleet,
-            reader,
-            etherconn_core::relay::DEFAULT_INBOX_CAPACITY,
-        );
+        let source = Source::new(&fleet, reader, etherconn_relay::DEFAULT_INBOX_CAPACITY);
         let result = std::thread::scope(|s| {
             let consumer = s.spawn(|| source.consume(&fleet, &stop, &received));
             let tx = sender(

@@ -9,7 +9,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! use std::sync::Arc;
-//! use etherconn_core::relay::{LoopbackRelay, PacketRelay};
+//! use etherconn_relay::{LoopbackRelay, PacketRelay};
 //! use etherconn_udp::{AsyncRUdpConn, RUdpConfig, RUdpConn};
 //!
 //! let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());

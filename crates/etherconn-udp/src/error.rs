@@ -3,8 +3,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use etherconn_core::relay::RelayError;
 use etherconn_core::L4RecvKey;
+use etherconn_relay::RelayError;
 
 /// Why a UDP endpoint could not be created, or why a datagram was refused.
 ///

@@ -21,7 +21,7 @@
 //! use std::net::SocketAddr;
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use etherconn_core::relay::{LoopbackRelay, PacketRelay};
+//! use etherconn_relay::{LoopbackRelay, PacketRelay};
 //! use etherconn_core::wire::{MacAddr, VlanTag};
 //! use etherconn_udp::{RUdpConfig, RUdpConn};
 //!
@@ -65,7 +65,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::net::{IpAddr, SocketAddr};
 //! use std::sync::Arc;
-//! use etherconn_core::relay::PacketRelay;
+//! use etherconn_relay::PacketRelay;
 //! use etherconn_core::wire::{MacAddr, VlanTag};
 //! use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 //! use etherconn_udp::{SharedConfig, SharedEtherConn, SharingConfig};
@@ -95,13 +95,13 @@
 //!
 //! # Example: one thread serving many endpoints
 //!
-//! A [`ReadySet`](etherconn_core::relay::ReadySet) tells one thread which of its endpoints
+//! A [`ReadySet`](etherconn_relay::ReadySet) tells one thread which of its endpoints
 //! have datagrams, so it neither blocks in one endpoint's `recv_from` nor polls them all.
 //!
 //! ```
 //! use std::net::{IpAddr, SocketAddr};
 //! use std::time::Duration;
-//! use etherconn_core::relay::{LoopbackRelay, PacketRelay, ReadySet};
+//! use etherconn_relay::{LoopbackRelay, PacketRelay, ReadySet};
 //! use etherconn_udp::{SharedConfig, SharedEtherConn, SharingConfig};
 //!
 //! let relay = LoopbackRelay::new(Default::default());
@@ -140,7 +140,7 @@
 //! # Example: every endpoint's datagrams through one inbox
 //!
 //! With tens of thousands of endpoints receiving, reading each endpoint costs cache misses on
-//! its queue for every datagram. An [`Inbox`](etherconn_core::relay::Inbox) is one queue the
+//! its queue for every datagram. An [`Inbox`](etherconn_relay::Inbox) is one queue the
 //! relay fills with every attached endpoint's datagrams, each tagged with the token it was
 //! attached under: one thread takes them in arrival order, in batches, and
 //! [`read_datagram`] copies each one out as `recv_from` would. Over veth with 100,000
@@ -149,7 +149,7 @@
 //! ```
 //! use std::net::{IpAddr, SocketAddr};
 //! use std::time::Duration;
-//! use etherconn_core::relay::{Inbox, LoopbackRelay, Mail};
+//! use etherconn_relay::{Inbox, LoopbackRelay, Mail};
 //! use etherconn_udp::{read_datagram, SharedConfig, SharedEtherConn, SharingConfig};
 //!
 //! let relay = LoopbackRelay::new(Default::default());

@@ -9,15 +9,15 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::{PacketRelay, RxFrame, RxQueue, Watchable, WatchedQueue};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RxFrame, RxQueue, Watchable, WatchedQueue};
 
 use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
 use crate::error::UdpError;
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
-use etherconn_core::timeouts::Timeouts;
+use etherconn_relay::timeouts::Timeouts;
 
 /// First port of the ephemeral range (IANA, RFC 6335), used when binding port 0.
 pub(crate) const EPHEMERAL_FIRST: u16 = 49152;
@@ -71,7 +71,7 @@ pub struct RUdpConn {
 }
 
 /// An `RUdpConn` can be waited on with others in a
-/// [`ReadySet`](etherconn_core::relay::ReadySet).
+/// [`ReadySet`](etherconn_relay::ReadySet).
 impl Watchable for RUdpConn {
     fn watched_queue(&self) -> WatchedQueue {
         self.ether.watched_queue()

@@ -5,8 +5,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::RxFrame;
 use etherconn_core::wire::MacAddr;
+use etherconn_relay::RxFrame;
 
 /// What [`recv_batch`](crate::RUdpConn::recv_batch) reports about each datagram it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ impl Default for RecvMeta {
     }
 }
 
-/// Copies the UDP payload of a frame an [`Inbox`](etherconn_core::relay::Inbox) handed over
+/// Copies the UDP payload of a frame an [`Inbox`](etherconn_relay::Inbox) handed over
 /// into `buf`, as the conn's `recv_batch` would have; `None` when the frame is not a UDP
 /// datagram (an attached `RUdpConn` also gets its `EtherConn`'s ARP, say). A datagram longer
 /// than `buf` is cut (`truncated`).

@@ -9,18 +9,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::relay::{
+use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_core::L4RecvKey;
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{
     L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
 };
-use etherconn_core::wire::{MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig, L4RecvKey};
 
 use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
 use crate::error::UdpError;
 use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
-use etherconn_core::timeouts::Timeouts;
+use etherconn_relay::timeouts::Timeouts;
 
 /// One L2 endpoint (a MAC and a VLAN stack) carrying many UDP endpoints, the
 /// [`SharingRUdpConn`]s bound on it.
@@ -198,7 +199,7 @@ pub struct SharingRUdpConn {
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
-/// [`ReadySet`](etherconn_core::relay::ReadySet).
+/// [`ReadySet`](etherconn_relay::ReadySet).
 impl Watchable for SharingRUdpConn {
     fn watched_queue(&self) -> WatchedQueue {
         WatchedQueue::new(self.queue.clone())

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etherconn_core::build::{build_udp_frame, max_udp_payload, UdpFrame};
-use etherconn_core::relay::{PacketRelay, PooledBuf};
 use etherconn_core::wire::{ethernet, ipv4, ipv6, udp, vlan, MacAddr, VlanTag};
+use etherconn_relay::{PacketRelay, PooledBuf};
 use smallvec::SmallVec;
 
 use crate::config::{multicast_mac, NextHopResolver};

@@ -15,9 +15,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::relay::{Inbox, Mail, PacketRelay, ReadySet};
 use etherconn_core::wire::MacAddr;
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_relay::{Inbox, Mail, PacketRelay, ReadySet};
 use etherconn_testbed::{Side, Testbed};
 use etherconn_udp::{
     RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn,

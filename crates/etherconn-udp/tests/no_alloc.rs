@@ -10,8 +10,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
 use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
 use etherconn_udp::{
     RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn,
     DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH,

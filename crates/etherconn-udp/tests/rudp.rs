@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etherconn_core::relay::{PacketRelay, RelayError};
 use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RelayError};
 use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta, UdpError, BATCH_SIZE};
 
 fn qinq() -> [VlanTag; 2] {
@@ -716,7 +716,7 @@ fn port_zero_picks_an_ephemeral_port_and_spoofed_sources_arrive_as_sent() {
 #[cfg(feature = "tokio")]
 #[test]
 fn async_endpoints_share_one_runtime_thread() {
-    use etherconn_core::relay::LoopbackRelay;
+    use etherconn_relay::LoopbackRelay;
     use etherconn_udp::{
         AsyncRUdpConn, AsyncSharingRUdpConn, SharedConfig, SharedEtherConn, SharingConfig,
     };

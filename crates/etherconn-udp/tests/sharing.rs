@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etherconn_core::relay::{PacketRelay, RelayError};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig, L4RecvKey};
+use etherconn_core::L4RecvKey;
+use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{PacketRelay, RelayError};
 use etherconn_udp::{
     broadcast_resolver, RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn,
     SharingConfig, SharingRUdpConn, UdpError, BATCH_SIZE,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay};
 use etherconn_core::wire::{ipv4, MacAddr, VlanTag};
+use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay};
 use etherconn_udp::UdpError;
 
 pub const WAIT: Duration = Duration::from_secs(2);

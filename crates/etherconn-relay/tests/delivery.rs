@@ -13,10 +13,10 @@ use proptest::prelude::*;
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::key::{L2EndpointKey, L4RecvKey, VlanIds};
-use etherconn_core::relay::{
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
+use etherconn_relay::{
     ConnEntry, Dispatcher, DispatcherConfig, RelayStats, RxQueue, DELIVERY_BATCH,
 };
-use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, n])

@@ -5,7 +5,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::stripe::{self, Padded, STRIPES};
-use crate::classify::Invalid;
+use etherconn_core::classify::Invalid;
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {

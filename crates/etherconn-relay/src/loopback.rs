@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use alloc::sync::Arc;
+use std::sync::Arc;
 
 use super::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
 
@@ -14,8 +14,8 @@ use super::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use etherconn_core::relay::{LoopbackRelay, PacketRelay};
-/// use etherconn_core::{EtherConn, EtherConnConfig};
+/// use etherconn_relay::{LoopbackRelay, PacketRelay};
+/// use etherconn_relay::{EtherConn, EtherConnConfig};
 /// use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 ///
 /// let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());

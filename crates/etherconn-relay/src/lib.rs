@@ -1,15 +1,45 @@
-//! The relay layer: what every backend (AF_PACKET, AF_XDP, libpcap) shares.
+//! The relay runtime of etherconn: what every backend (AF_PACKET, AF_XDP, libpcap) shares.
 //!
 //! A backend owns the interface I/O and hands every frame it receives to the dispatcher, in
 //! batches ([`Dispatcher::delivery`]) when frames come in bursts, as from a receive ring, or one
-//! at a time ([`Dispatcher::deliver`]); everything after that (classification, the key table, per-conn queues, pooled
-//! buffers, counters) is here, so that dispatch behaves the same whichever backend runs it.
-//! Sending goes the other way: an [`EtherConn`](crate::EtherConn) builds a frame in a pooled
-//! buffer and hands it to [`PacketRelay::send`].
+//! at a time ([`Dispatcher::deliver`]); everything after that (classification with
+//! [`etherconn_core::classify`], the key table, per-conn queues, pooled buffers, counters) is
+//! here, so that dispatch behaves the same whichever backend runs it. Sending goes the other
+//! way: an [`EtherConn`] builds a frame in a pooled buffer and hands it to
+//! [`PacketRelay::send`].
 //!
 //! The trait does not assume one receive thread: an AF_PACKET relay may run several threads
 //! in a fanout group and an AF_XDP relay one per NIC queue, all delivering concurrently.
+//!
+//! The parsing this crate relies on lives in `etherconn-core`, which has no threads, locks or
+//! queues; this crate adds them.
+//!
+//! # Example: two endpoints on an in-process relay
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use etherconn_core::wire::EtherType;
+//! use etherconn_relay::{DispatcherConfig, EtherConn, EtherConnConfig, LoopbackRelay, PacketRelay};
+//!
+//! // A relay whose "wire" loops back into itself: no interface, no privileges.
+//! let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(DispatcherConfig::default());
+//! // Two endpoints for a local experimental EtherType (IEEE 802 reserves 0x88b5 for that).
+//! let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);
+//! let a = EtherConn::new(relay.clone(), "02:00:00:00:00:01".parse()?, &[], cfg.clone())?;
+//! let b = EtherConn::new(relay.clone(), "02:00:00:00:00:02".parse()?, &[], cfg)?;
+//! a.send_to(b"hello", EtherType(0x88b5), b.local_mac())?;
+//! b.set_read_timeout(Some(Duration::from_secs(1)))?;
+//! let mut buf = [0u8; 1514];
+//! let (n, from) = b.recv_from(&mut buf)?;
+//! assert_eq!(from.mac, a.local_mac());
+//! assert_eq!(&buf[..5], b"hello");
+//! # let _ = n;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
 
+mod conn;
 mod dispatch;
 mod doorbell;
 mod inbox;
@@ -19,12 +49,14 @@ mod queue;
 mod ready;
 mod stats;
 mod stripe;
+pub mod timeouts;
 
 use std::io;
 use std::time::Duration;
 
-use alloc::sync::Arc;
+use std::sync::Arc;
 
+pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::{
     ConnEntry, Delivery, Dispatcher, DispatcherConfig, L4Demux, DELIVERY_BATCH, SHARDS,
 };
@@ -35,7 +67,7 @@ pub use queue::{RxFrame, RxQueue};
 pub use ready::{ReadAhead, ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY, READ_AHEAD};
 pub use stats::{RelayCounters, RelayStats, StripedCounters};
 
-use crate::key::L2EndpointKey;
+use etherconn_core::key::L2EndpointKey;
 
 /// Why a relay refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +78,7 @@ pub enum RelayError {
     KeyInUse(L2EndpointKey),
     /// The UDP key is registered to another endpoint of the shared L2 endpoint.
     #[error("UDP endpoint key {0} is already registered")]
-    L4KeyInUse(crate::key::L4RecvKey),
+    L4KeyInUse(etherconn_core::key::L4RecvKey),
     /// Another conn is the default conn.
     #[error("another conn is already the default conn")]
     DefaultInUse,

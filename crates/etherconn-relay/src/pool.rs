@@ -1,16 +1,16 @@
 //! Pooled frame buffers, so that steady-state receive and send allocate nothing.
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
-use alloc::vec;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::boxed::Box;
+use std::sync::Arc;
+use std::vec;
 
 use crossbeam_queue::ArrayQueue;
 
 use super::stripe::{self, Padded, STRIPES};
-use crate::classify::Classified;
+use etherconn_core::classify::Classified;
 
 /// A bounded pool of equal-sized frame buffers.
 ///

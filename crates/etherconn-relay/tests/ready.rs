@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay, ReadySet};
 use etherconn_core::wire::{EtherType, MacAddr};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, ReadySet};
+use etherconn_relay::{EtherConn, EtherConnConfig};
 
 const ET: EtherType = EtherType(0x88b5);
 const SECOND: Option<Duration> = Some(Duration::from_secs(1));

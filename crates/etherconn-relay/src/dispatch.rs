@@ -11,12 +11,12 @@
 //! frames, then looks them all up, then reads every destination queue's line, and only then
 //! pushes, so that the misses of the whole batch are outstanding together.
 
-use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::vec::Vec;
 
 use ahash::RandomState;
 
@@ -25,9 +25,9 @@ use super::queue::{PushError, RxFrame, RxQueue};
 use super::stats::{RelayCounters, RelayStats, StripedCounters};
 use super::stripe::Padded;
 use super::RelayError;
-use crate::classify::{classify_with, Options};
-use crate::key::{L2EndpointKey, L4RecvKey, VlanIds};
-use crate::wire::{ethernet, vlan, EtherType, VlanTag};
+use etherconn_core::classify::{classify_with, Options};
+use etherconn_core::key::{L2EndpointKey, L4RecvKey, VlanIds};
+use etherconn_core::wire::{ethernet, vlan, EtherType, VlanTag};
 
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
 const TX_BUFFERS: usize = 1024;
@@ -498,8 +498,8 @@ impl Dispatcher {
         RelayCounters::bump(&c.rx_offered);
         let mut buf = self.buffer()?;
         let Some(len) = copy_frame(&mut buf, frame, stripped_tag) else {
-            c.count_invalid(&crate::classify::Invalid::Truncated {
-                layer: crate::classify::Layer::Ethernet,
+            c.count_invalid(&etherconn_core::classify::Invalid::Truncated {
+                layer: etherconn_core::classify::Layer::Ethernet,
             });
             return None;
         };
@@ -606,7 +606,7 @@ impl Dispatcher {
 /// A batch of received frames on their way to their conns; see [`Dispatcher::delivery`].
 ///
 /// ```
-/// use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay};
+/// use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay};
 ///
 /// let relay = LoopbackRelay::new(DispatcherConfig::default());
 /// let frames: Vec<Vec<u8>> = vec![vec![0xff; 60]; 3];

@@ -425,7 +425,7 @@ fn closed_error() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::pool::BufferPool;
+    use crate::pool::BufferPool;
     use std::sync::Arc;
 
     fn frame(pool: &Arc<BufferPool>, tag: u8) -> RxFrame {

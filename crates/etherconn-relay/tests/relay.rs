@@ -7,9 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_ethernet_frame, L2Header};
-use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RelayError};
 use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RelayError};
+use etherconn_relay::{EtherConn, EtherConnConfig};
 
 const ET: EtherType = EtherType(0x88b5);
 
@@ -320,8 +320,8 @@ fn concurrent_readers_and_a_writer_lose_nothing_under_capacity() {
 #[test]
 fn shared_l2_endpoint_demultiplexes_udp_by_l4_key() {
     use etherconn_core::build::{build_udp_frame, UdpFrame};
-    use etherconn_core::relay::RxQueue;
     use etherconn_core::L4RecvKey;
+    use etherconn_relay::RxQueue;
 
     let r = relay();
     let shared = conn(

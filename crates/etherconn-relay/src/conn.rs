@@ -1,19 +1,19 @@
 //! [`EtherConn`]: one L2 endpoint (a MAC, a VLAN stack and a set of EtherTypes) on a relay.
 
-use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
+use std::vec::Vec;
 
-use crate::build::{build_ethernet_frame, BuildError, L2Header};
-use crate::key::{L2EndpointKey, VlanIds};
-use crate::relay::{
+use crate::timeouts::Timeouts;
+use crate::{
     ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
 };
-use crate::timeouts::Timeouts;
-use crate::wire::vlan::{VlanStack, MAX_TAGS};
-use crate::wire::{EtherType, MacAddr, VlanTag};
+use etherconn_core::build::{build_ethernet_frame, BuildError, L2Header};
+use etherconn_core::key::{L2EndpointKey, VlanIds};
+use etherconn_core::wire::vlan::{VlanStack, MAX_TAGS};
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 
 /// Options for [`EtherConn::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct EtherConnConfig {
 impl Default for EtherConnConfig {
     fn default() -> Self {
         EtherConnConfig {
-            ethertypes: alloc::vec![EtherType::ARP, EtherType::IPV4, EtherType::IPV6],
+            ethertypes: vec![EtherType::ARP, EtherType::IPV4, EtherType::IPV6],
             recv_multicast: false,
             default_conn: false,
             replace: false,
@@ -329,7 +329,7 @@ fn build_error(e: BuildError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
-/// An `EtherConn` can be waited on with others in a [`ReadySet`](crate::relay::ReadySet).
+/// An `EtherConn` can be waited on with others in a [`ReadySet`](crate::ReadySet).
 impl Watchable for EtherConn {
     fn watched_queue(&self) -> WatchedQueue {
         WatchedQueue::new(self.entry.clone())

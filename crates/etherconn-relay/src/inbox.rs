@@ -65,9 +65,9 @@ impl Mail {
 ///
 /// ```
 /// use std::time::Duration;
-/// use etherconn_core::relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail};
+/// use etherconn_relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail};
 /// use etherconn_core::wire::{EtherType, MacAddr};
-/// use etherconn_core::{EtherConn, EtherConnConfig};
+/// use etherconn_relay::{EtherConn, EtherConnConfig};
 ///
 /// let relay = LoopbackRelay::new(DispatcherConfig::default());
 /// let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);

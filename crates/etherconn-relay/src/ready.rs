@@ -19,13 +19,13 @@
 //! wake-up of the waiting thread. No allocation once a relay thread has delivered its first
 //! batch.
 
-use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use std::vec::Vec;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -324,9 +324,9 @@ impl ReadyHook {
 ///
 /// ```
 /// use std::time::Duration;
-/// use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, ReadySet};
+/// use etherconn_relay::{DispatcherConfig, LoopbackRelay, ReadySet};
 /// use etherconn_core::wire::{EtherType, MacAddr};
-/// use etherconn_core::{EtherConn, EtherConnConfig};
+/// use etherconn_relay::{EtherConn, EtherConnConfig};
 ///
 /// let relay = LoopbackRelay::new(DispatcherConfig::default());
 /// let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);
@@ -508,9 +508,9 @@ impl ReadySet {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use etherconn_core::relay::{DispatcherConfig, LoopbackRelay, ReadySet};
+    /// # use etherconn_relay::{DispatcherConfig, LoopbackRelay, ReadySet};
     /// # use etherconn_core::wire::{EtherType, MacAddr};
-    /// # use etherconn_core::{EtherConn, EtherConnConfig};
+    /// # use etherconn_relay::{EtherConn, EtherConnConfig};
     /// # let relay = LoopbackRelay::new(DispatcherConfig::default());
     /// # let cfg = EtherConnConfig::default().ethertypes(&[EtherType(0x88b5)]);
     /// # let conns: Vec<EtherConn> = (1..=100u64)

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etherconn_core::relay::{
+use etherconn_core::wire::{EtherType, MacAddr};
+use etherconn_relay::{
     DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet, RelayError,
 };
-use etherconn_core::wire::{EtherType, MacAddr};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig};
 
 const ET: EtherType = EtherType(0x88b5);
 const SECOND: Option<Duration> = Some(Duration::from_secs(1));
@@ -114,7 +114,7 @@ fn an_async_reader_of_the_conn_is_told_when_it_is_attached() {
     use std::task::{Context, Poll, Waker};
     let relay = relay();
     let cs = conns(&relay, 1);
-    let q = etherconn_core::relay::Watchable::rx_queue(&cs[0]);
+    let q = etherconn_relay::Watchable::rx_queue(&cs[0]);
     let mut cx = Context::from_waker(Waker::noop());
     assert!(q.poll_pop(&mut cx).is_pending());
     Inbox::new().attach(&cs[0], 0).unwrap();

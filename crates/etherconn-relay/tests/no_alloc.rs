@@ -6,9 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use etherconn_core::relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet};
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
-use etherconn_core::{EtherConn, EtherConnConfig};
+use etherconn_relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet};
+use etherconn_relay::{EtherConn, EtherConnConfig};
 
 struct Counting;
 
