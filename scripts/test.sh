@@ -4,7 +4,7 @@
 # Installs the system packages the tests need (scripts/setup-debian.sh), then runs, in order:
 # the golden-frame checks (scapy regeneration, tshark cross-check), rustfmt, clippy with
 # warnings denied, every test target, the doctests, rustdoc with warnings denied, and a build of
-# etherconn-core without its default features (the no_std, parser-only configuration).
+# etherconn-core with its default features (the no_std, parser-only configuration).
 #
 # Run it as root: the relay tests create network namespaces and veth pairs. As root it sets
 # ETHERCONN_REQUIRE_ROOT_TESTS=1 so that a root-only test fails instead of skipping.
@@ -88,9 +88,16 @@ cargo test -p etherconn-udp --features tokio
 section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# The host target with std available still proves that etherconn-core compiles without its std
-# feature; a bare-metal target would need `rustup target add`, which this environment cannot do.
-section "cargo build -p etherconn-core --no-default-features (no_std, parser only)"
-cargo build -p etherconn-core --no-default-features
+# etherconn-core's default features are no_std. The host target with std available still proves
+# that it compiles without std (a bare-metal target would need `rustup target add`, which this
+# environment cannot do); the dependency tree proves the parser pulls in no relay runtime.
+section "etherconn-core alone: no_std build, and no runtime crate in its dependency tree"
+cargo build -p etherconn-core
+core_deps="$(cargo tree -p etherconn-core -e normal --prefix none)"
+echo "$core_deps"
+if grep -Eq '^(ahash|crossbeam|etherconn-relay)' <<<"$core_deps"; then
+    echo "etherconn-core depends on a runtime crate with its default features" >&2
+    exit 1
+fi
 
 printf '\n==== all checks passed in %ds ====\n' "$((SECONDS - started))"

@@ -206,8 +206,8 @@ impl Testbed {
     }
 
     /// Moves the kernel's receive work for frames arriving at `rx` onto a NAPI kernel thread of
-    /// `rx`'s own (DESIGN.md 8): by default veth runs it on the *sending* core, so a receive
-    /// figure measures sender-core time.
+    /// `rx`'s own: by default veth runs it on the *sending* core, so a receive figure measures
+    /// sender-core time (docs/performance-tool.md, "veth caveats").
     ///
     /// Runs `ethtool -K <tx if> tso off`, `ethtool -K <rx if> gro on` and writes 1 to
     /// `/sys/class/net/<rx if>/threaded`. Pin the thread with [`Testbed::pin_napi_threads`].
