@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::error::BpfError;
 use super::insn::{Instruction, Program};
-use super::opcode::{BPF_JA, BPF_JMP, BPF_MAXINSNS};
+use super::opcode::{BPF_JA, BPF_JMP};
 
 /// A forward-jump target inside an [`Assembler`].
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +24,7 @@ enum Fixup {
 }
 
 /// Emits instructions with symbolic forward jumps and resolves them, refusing any jump its
-/// field cannot hold rather than emitting a wrong program.
+/// field cannot hold, and any program the kernel would refuse, rather than emitting it.
 #[derive(Default)]
 pub(super) struct Assembler {
     insns: Vec<Instruction>,
@@ -85,13 +85,9 @@ impl Assembler {
         })
     }
 
+    /// Resolves the jumps and checks the result as the kernel will: the length limit, jumps
+    /// past the end and the final return are [`Program::validate`]'s rules, not repeated here.
     pub(super) fn finish(mut self) -> Result<Program, BpfError> {
-        if self.insns.len() > BPF_MAXINSNS {
-            return Err(BpfError::BadLength {
-                len: self.insns.len(),
-                max: BPF_MAXINSNS,
-            });
-        }
         for at in 0..self.insns.len() {
             match self.fixups[at] {
                 Fixup::None => {}
@@ -110,7 +106,7 @@ impl Assembler {
             }
         }
         let program = Program::from_instructions(self.insns);
-        debug_assert_eq!(program.validate(), Ok(()));
+        program.validate()?;
         Ok(program)
     }
 }
@@ -118,7 +114,7 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bpf::opcode::{BPF_IMM, BPF_JEQ, BPF_K, BPF_LD, BPF_RET};
+    use crate::bpf::opcode::{BPF_IMM, BPF_JEQ, BPF_K, BPF_LD, BPF_MAXINSNS, BPF_RET};
 
     #[test]
     fn assembler_refuses_long_and_backward_jumps() {
@@ -144,6 +140,42 @@ mod tests {
         assert_eq!(
             asm.finish(),
             Err(BpfError::JumpOutOfRange { at: 1, target: 0 })
+        );
+    }
+
+    #[test]
+    fn assembler_refuses_what_the_kernel_refuses() {
+        let mut asm = Assembler::default();
+        asm.stmt(BPF_LD | BPF_IMM, 0);
+        assert_eq!(
+            asm.finish(),
+            Err(BpfError::InvalidInstruction {
+                at: 0,
+                reason: "the last instruction does not return"
+            })
+        );
+
+        // A label bound after the last instruction: encodable, but past the end.
+        let mut asm = Assembler::default();
+        let end = asm.label();
+        asm.ja(end);
+        asm.stmt(BPF_RET | BPF_K, 1);
+        asm.bind(end);
+        assert_eq!(
+            asm.finish(),
+            Err(BpfError::JumpOutOfRange { at: 0, target: 2 })
+        );
+
+        let mut asm = Assembler::default();
+        for _ in 0..=BPF_MAXINSNS {
+            asm.stmt(BPF_RET | BPF_K, 0);
+        }
+        assert_eq!(
+            asm.finish(),
+            Err(BpfError::BadLength {
+                len: BPF_MAXINSNS + 1,
+                max: BPF_MAXINSNS
+            })
         );
     }
 }
