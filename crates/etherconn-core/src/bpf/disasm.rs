@@ -5,7 +5,7 @@ use alloc::string::String;
 use core::fmt;
 
 use super::insn::{Instruction, Program};
-use super::opcode::{decode, is_ancillary, AluOp, JmpOp, Op, Src, SKF_AD_OFF};
+use super::opcode::{decode, is_ancillary, AluOp, JmpOp, Op, Src, SKF_AD_MAX, SKF_AD_OFF};
 
 /// One instruction per line in the style of `tcpdump -d`, jump targets being absolute
 /// instruction numbers; the alternate form (`{:#}`) prints the `tcpdump -dd` C array lines.
@@ -26,8 +26,9 @@ impl fmt::Display for Program {
     }
 }
 
-/// Linux `bpf_asm` names of the ancillary offsets, indexed by offset / 4.
-const ANCILLARY_NAMES: [&str; 16] = [
+/// Linux `bpf_asm` names of the ancillary offsets, indexed by offset / 4; sized by
+/// [`SKF_AD_MAX`] so that the validator and this table cannot disagree on how many there are.
+const ANCILLARY_NAMES: [&str; (SKF_AD_MAX / 4) as usize] = [
     "proto",
     "type",
     "ifidx",

@@ -10,15 +10,16 @@ use super::opcode::{
     BPF_ABS, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SKF_AD_OFF,
     SKF_AD_VLAN_TAG_PRESENT,
 };
-use crate::wire::vlan::MAX_TAGS;
+use crate::wire::vlan::{self, MAX_TAGS};
 use crate::wire::EtherType;
 
-/// The TPIDs the filter skips over.
+/// The TPIDs the filter skips over: those [`EtherType::is_vlan_tpid`] names (a test holds the two
+/// together; a `const` cannot be built by filtering).
 const VLAN_TPIDS: [EtherType; 3] = [EtherType::VLAN, EtherType::QINQ, EtherType::QINQ_LEGACY];
 /// Offset of the EtherType (or first TPID) in an Ethernet frame.
 const ETHERTYPE_OFFSET: u32 = 12;
 /// Length of one VLAN tag.
-const TAG_LEN: u32 = 4;
+const TAG_LEN: u32 = vlan::HEADER_LEN as u32;
 
 /// The most distinct EtherTypes [`ethertype_filter`] puts in one program: a conditional jump
 /// skips at most 255 instructions, and one of them must skip the EtherType comparisons and
@@ -386,6 +387,15 @@ mod tests {
 
     fn tpid() -> impl Strategy<Value = u16> {
         prop_oneof![Just(0x8100u16), Just(0x88a8), Just(0x9100), any::<u16>()]
+    }
+
+    #[test]
+    fn skipped_tpids_are_the_wire_modules_tpids() {
+        let wire: Vec<u16> = (0..=u16::MAX)
+            .filter(|&v| EtherType(v).is_vlan_tpid())
+            .collect();
+        let skipped: Vec<u16> = VLAN_TPIDS.iter().map(|t| t.0).collect();
+        assert_eq!(skipped, wire);
     }
 
     proptest! {
