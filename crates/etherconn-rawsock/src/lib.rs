@@ -65,7 +65,7 @@ pub use error::{Error, Result};
 #[cfg(target_os = "linux")]
 pub use relay::{RawSocketRelay, RawSocketRelayConfig};
 #[cfg(target_os = "linux")]
-pub use ring::{PacketType, RingConfig, RxMeta, RxRing, RxVlan};
+pub use ring::{PacketType, RingConfig, RxMeta, RxRing};
 #[cfg(target_os = "linux")]
 pub use socket::{Fanout, FanoutMode, PacketSocket, PacketStats, SocketConfig, StopHandle};
 #[cfg(target_os = "linux")]

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
-use etherconn_core::wire::{EtherType, Tpid, VlanTag};
+use etherconn_core::wire::EtherType;
 use etherconn_relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
 
 use crate::error::{Error, Result};
@@ -256,15 +256,12 @@ fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
     let mut batch = dispatcher.delivery();
     loop {
         let polled = sock.poll_batch(Duration::from_millis(100), |frame: &[u8], meta: RxMeta| {
-            let stripped = meta
-                .vlan
-                .map(|v| VlanTag::from_tci(Tpid::new(v.tpid).unwrap_or(Tpid::DOT1Q), v.tci));
             // A frame from a local sender (a veth peer) may carry only a partial UDP checksum
             // that the kernel will never complete; one the driver verified needs no second
             // check.
             let trusted =
                 meta.status & (sys::TP_STATUS_CSUMNOTREADY | sys::TP_STATUS_CSUM_VALID) != 0;
-            batch.push(frame, stripped, trusted);
+            batch.push(frame, meta.vlan, trusted);
         });
         // Nothing waits in the batch while the thread polls for more.
         batch.flush();

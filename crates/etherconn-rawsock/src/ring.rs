@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use etherconn_core::wire::vlan::restore_tag;
+use etherconn_core::wire::{Tpid, VlanTag};
+
 use crate::error::{Error, Result};
 use crate::sys::{self, offsets, RxRingMap, Socket};
 
@@ -94,40 +97,6 @@ impl Default for RingConfig {
     }
 }
 
-/// An outer VLAN tag that the kernel removed from a received frame (VLAN offload) and reported
-/// in the ring's frame header instead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RxVlan {
-    /// Tag control information: PCP (3 bits), DEI (1 bit), VLAN ID (12 bits).
-    pub tci: u16,
-    /// Tag protocol identifier: 0x8100 (802.1Q), 0x88a8 (802.1ad), ...
-    pub tpid: u16,
-}
-
-impl RxVlan {
-    /// The VLAN ID (0 for a priority-only tag).
-    pub fn id(self) -> u16 {
-        self.tci & 0x0fff
-    }
-
-    /// The priority code point.
-    pub fn pcp(self) -> u8 {
-        (self.tci >> 13) as u8
-    }
-
-    /// The drop eligible indicator.
-    pub fn dei(self) -> bool {
-        self.tci & 0x1000 != 0
-    }
-
-    /// The tag as it was on the wire: TPID then TCI, big-endian.
-    pub fn to_bytes(self) -> [u8; 4] {
-        let [a, b] = self.tpid.to_be_bytes();
-        let [c, d] = self.tci.to_be_bytes();
-        [a, b, c, d]
-    }
-}
-
 /// How a received frame was addressed, from the kernel's point of view (`sll_pkttype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PacketType {
@@ -164,8 +133,8 @@ impl From<u8> for PacketType {
 pub struct RxMeta {
     /// The outer VLAN tag if the kernel moved it out of the frame (it then is not in the
     /// bytes). Reported for VLAN ID 0 too. Further tags (the inner one of QinQ) stay in the
-    /// bytes.
-    pub vlan: Option<RxVlan>,
+    /// bytes. Its TPID is 0x8100 (802.1Q) when the kernel does not report one.
+    pub vlan: Option<VlanTag>,
     /// Length of the frame as received, without an offloaded tag (see [`RxMeta::wire_len`]).
     pub len: u32,
     /// Number of bytes delivered (less than `len` if the frame was truncated).
@@ -193,22 +162,11 @@ impl RxMeta {
     }
 
     /// Writes `frame` (as delivered with this metadata) into `out` with the offloaded VLAN tag
-    /// put back after the MAC addresses, as it was on the wire. Returns the length written, or
-    /// `None` if `out` is too small or `frame` is shorter than two MAC addresses. Without an
-    /// offloaded tag this is a plain copy.
+    /// put back after the MAC addresses, as it was on the wire ([`restore_tag`]). Returns the
+    /// length written, or `None` if `out` is too small or `frame` is shorter than an Ethernet
+    /// header. Without an offloaded tag this is a plain copy.
     pub fn restore_vlan(&self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
-        let Some(vlan) = self.vlan else {
-            out.get_mut(..frame.len())?.copy_from_slice(frame);
-            return Some(frame.len());
-        };
-        let total = frame.len().checked_add(4)?;
-        if frame.len() < 12 || out.len() < total {
-            return None;
-        }
-        out[..12].copy_from_slice(&frame[..12]);
-        out[12..16].copy_from_slice(&vlan.to_bytes());
-        out[16..total].copy_from_slice(&frame[12..]);
-        Some(total)
+        restore_tag(frame, self.vlan, out).ok()
     }
 }
 
@@ -294,6 +252,26 @@ fn ne_u16(b: &[u8], at: usize) -> u16 {
 
 const FRAME_HEADERS: usize = sys::TPACKET3_SLL_OFFSET + offsets::SLL_SIZE;
 
+/// The tag the kernel moved out of a frame, from the frame header's `tp_status`,
+/// `tp_vlan_tci` and `tp_vlan_tpid`; `None` without `TP_STATUS_VLAN_VALID`.
+///
+/// Without `TP_STATUS_VLAN_TPID_VALID` the kernel leaves `tp_vlan_tpid` at 0 (kernels before
+/// 3.14 have no such field) and the tag is 802.1Q, 0x8100. The kernel only offloads 0x8100 and
+/// 0x88a8 tags; any other TPID it might report is taken as 0x8100 too, because [`Tpid`] holds
+/// only the TPIDs etherconn dispatches on.
+fn offloaded_tag(status: u32, tci: u32, tpid: u16) -> Option<VlanTag> {
+    if status & sys::TP_STATUS_VLAN_VALID == 0 {
+        return None;
+    }
+    let tpid = if status & sys::TP_STATUS_VLAN_TPID_VALID != 0 {
+        Tpid::new(tpid).unwrap_or(Tpid::DOT1Q)
+    } else {
+        Tpid::DOT1Q
+    };
+    // The TCI is 16 bits; the kernel's field is a u32 for alignment.
+    Some(VlanTag::from_tci(tpid, tci as u16))
+}
+
 /// Walks the frames of one user-owned block. Every offset comes from the kernel, but each is
 /// still checked against the block so that a bad one ends the walk instead of panicking.
 fn walk_block<F>(block: &[u8], f: &mut F) -> usize
@@ -322,14 +300,11 @@ where
             break;
         };
         let status = ne_u32(hdr, offsets::STATUS);
-        let vlan = (status & sys::TP_STATUS_VLAN_VALID != 0).then(|| RxVlan {
-            tci: ne_u32(hdr, offsets::VLAN_TCI) as u16,
-            tpid: if status & sys::TP_STATUS_VLAN_TPID_VALID != 0 {
-                ne_u16(hdr, offsets::VLAN_TPID)
-            } else {
-                0x8100
-            },
-        });
+        let vlan = offloaded_tag(
+            status,
+            ne_u32(hdr, offsets::VLAN_TCI),
+            ne_u16(hdr, offsets::VLAN_TPID),
+        );
         let sll = &hdr[sys::TPACKET3_SLL_OFFSET..];
         let meta = RxMeta {
             vlan,
@@ -417,17 +392,40 @@ mod tests {
         assert_eq!(seen[1].0, b);
         let v = seen[1].1.vlan.unwrap();
         assert_eq!(
-            (v.tci, v.tpid, v.id(), v.pcp(), v.dei()),
+            (v.tci(), v.tpid.get(), v.id.get(), v.pcp, v.dei),
             (0xa064, 0x88a8, 100, 5, false)
         );
         assert_eq!(seen[1].1.wire_len(), 68);
         // VLAN ID 0 with VLAN_VALID is a tag; without TPID_VALID it is 802.1Q.
         assert_eq!(
-            seen[2].1.vlan,
-            Some(RxVlan {
-                tci: 0,
-                tpid: 0x8100
-            })
+            seen[2].1.vlan.map(|v| (v.tci(), v.tpid.get())),
+            Some((0, 0x8100))
+        );
+    }
+
+    #[test]
+    fn offloaded_tag_reads_the_kernel_fields() {
+        let valid = sys::TP_STATUS_VLAN_VALID;
+        let tpid_valid = valid | sys::TP_STATUS_VLAN_TPID_VALID;
+        assert_eq!(offloaded_tag(0, 0xa064, 0x88a8), None);
+        assert_eq!(
+            offloaded_tag(tpid_valid, 0xa064, 0x88a8),
+            Some(VlanTag::from_tci(Tpid::QINQ, 0xa064))
+        );
+        // No TPID reported (tp_vlan_tpid 0, as from an old kernel): 802.1Q.
+        assert_eq!(
+            offloaded_tag(valid, 0x0064, 0),
+            Some(VlanTag::from_tci(Tpid::DOT1Q, 0x0064))
+        );
+        // Without TPID_VALID the field is not looked at.
+        assert_eq!(
+            offloaded_tag(valid, 0x0064, 0x88a8),
+            Some(VlanTag::from_tci(Tpid::DOT1Q, 0x0064))
+        );
+        // A TPID the kernel never offloads falls back to 802.1Q rather than dropping the tag.
+        assert_eq!(
+            offloaded_tag(tpid_valid, 0x0064, 0x0800),
+            Some(VlanTag::from_tci(Tpid::DOT1Q, 0x0064))
         );
     }
 
@@ -449,10 +447,7 @@ mod tests {
     #[test]
     fn restore_vlan_puts_the_tag_back() {
         let meta = RxMeta {
-            vlan: Some(RxVlan {
-                tci: 0xa064,
-                tpid: 0x8100,
-            }),
+            vlan: Some(VlanTag::from_tci(Tpid::DOT1Q, 0xa064)),
             len: 14,
             snaplen: 14,
             status: 0,

@@ -27,7 +27,7 @@ use super::stripe::Padded;
 use super::RelayError;
 use etherconn_core::classify::{classify_with, Options};
 use etherconn_core::key::{L2EndpointKey, L4RecvKey, VlanIds};
-use etherconn_core::wire::{ethernet, vlan, EtherType, VlanTag};
+use etherconn_core::wire::{vlan, EtherType, VlanTag};
 
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
 const TX_BUFFERS: usize = 1024;
@@ -863,22 +863,5 @@ fn shard_index(key: &L2EndpointKey) -> usize {
 /// Copies `frame` into `buf`, re-inserting `stripped_tag` after the MAC addresses; `None` when
 /// the frame is shorter than an Ethernet header or does not fit.
 fn copy_frame(buf: &mut [u8], frame: &[u8], stripped_tag: Option<VlanTag>) -> Option<usize> {
-    if frame.len() < ethernet::HEADER_LEN {
-        return None;
-    }
-    match stripped_tag {
-        None => {
-            buf.get_mut(..frame.len())?.copy_from_slice(frame);
-            Some(frame.len())
-        }
-        Some(tag) => {
-            let len = frame.len() + vlan::HEADER_LEN;
-            let out = buf.get_mut(..len)?;
-            out[..12].copy_from_slice(&frame[..12]);
-            out[12..14].copy_from_slice(&tag.tpid.get().to_be_bytes());
-            out[14..16].copy_from_slice(&tag.tci().to_be_bytes());
-            out[16..].copy_from_slice(&frame[12..]);
-            Some(len)
-        }
-    }
+    vlan::restore_tag(frame, stripped_tag, buf).ok()
 }

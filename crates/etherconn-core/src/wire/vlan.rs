@@ -7,7 +7,7 @@
 use core::fmt;
 
 use super::error::check_len;
-use super::{be16, put_be16, Error, EtherType, Result};
+use super::{be16, ethernet, put_be16, Error, EtherType, Result};
 
 /// A 12-bit VLAN identifier (0 to 4095).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug)]
@@ -359,6 +359,74 @@ impl fmt::Display for Repr {
     }
 }
 
+/// Why [`restore_tag`] wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreTagError {
+    /// The frame is shorter than an Ethernet header, so it has no EtherType for a tag to
+    /// precede.
+    #[error("frame of {0} bytes is shorter than an Ethernet header")]
+    FrameTooShort(usize),
+    /// The output buffer cannot hold the frame (with its tag).
+    #[error("buffer too small: frame needs {needed} bytes, buffer has {available}")]
+    BufferTooSmall {
+        /// Bytes the restored frame needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        available: usize,
+    },
+}
+
+/// Where a tag goes: after the destination and source MAC addresses.
+const TAG_OFFSET: usize = 12;
+
+/// Writes `frame` into the start of `out` as it was on the wire, with `stripped` (the outer tag
+/// a receiver moved out of the frame, as Linux does with VLAN offload and reports in the
+/// `AF_PACKET` ring header or `PACKET_AUXDATA`) put back after the two MAC addresses: TPID,
+/// then TCI, both big-endian. Without a tag it is a plain copy.
+///
+/// Returns the length written: `frame.len()`, plus [`HEADER_LEN`] with a tag. `frame` must hold
+/// at least an Ethernet header and `out` the whole result; otherwise nothing is written.
+///
+/// ```
+/// use etherconn_core::wire::vlan::restore_tag;
+/// use etherconn_core::wire::VlanTag;
+///
+/// let frame = [0xaa; 14]; // two MACs and an EtherType, all 0xaa
+/// let mut out = [0u8; 18];
+/// let tag = VlanTag::dot1q(100).unwrap();
+/// assert_eq!(restore_tag(&frame, Some(tag), &mut out), Ok(18));
+/// assert_eq!(out[12..16], [0x81, 0x00, 0x00, 0x64]);
+/// ```
+pub fn restore_tag(
+    frame: &[u8],
+    stripped: Option<VlanTag>,
+    out: &mut [u8],
+) -> core::result::Result<usize, RestoreTagError> {
+    if frame.len() < ethernet::HEADER_LEN {
+        return Err(RestoreTagError::FrameTooShort(frame.len()));
+    }
+    // A slice is at most isize::MAX bytes long, so adding a tag's 4 cannot overflow.
+    let needed = frame.len() + if stripped.is_some() { HEADER_LEN } else { 0 };
+    let available = out.len();
+    let out = out
+        .get_mut(..needed)
+        .ok_or(RestoreTagError::BufferTooSmall { needed, available })?;
+    match stripped {
+        None => out.copy_from_slice(frame),
+        Some(tag) => {
+            let (macs, rest) = frame.split_at(TAG_OFFSET);
+            let (out_macs, out_rest) = out.split_at_mut(TAG_OFFSET);
+            let (out_tag, out_rest) = out_rest.split_at_mut(HEADER_LEN);
+            out_macs.copy_from_slice(macs);
+            out_tag[..2].copy_from_slice(&tag.tpid.get().to_be_bytes());
+            out_tag[2..].copy_from_slice(&tag.tci().to_be_bytes());
+            out_rest.copy_from_slice(rest);
+        }
+    }
+    Ok(needed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +479,94 @@ mod tests {
         assert_eq!(s.wire_len(), 8);
         assert_eq!(s.as_slice()[1].pcp, 3);
         assert!(VlanStack::from_slice(&[t, t, t]).is_err());
+    }
+
+    /// Two MACs (01..06, 07..0c), EtherType IPv4, two payload bytes.
+    const UNTAGGED: [u8; 16] = [
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x08, 0x00, 0xde,
+        0xad,
+    ];
+
+    #[test]
+    fn restore_tag_puts_the_tag_after_the_macs() {
+        // PCP 5, DEI 0, id 100 under 802.1ad.
+        let tag = VlanTag::from_tci(Tpid::QINQ, 0xa064);
+        let mut out = [0xffu8; 24];
+        assert_eq!(restore_tag(&UNTAGGED, Some(tag), &mut out), Ok(20));
+        // The MACs, the tag, then EtherType and payload unchanged; past the frame untouched.
+        assert_eq!(out[..12], UNTAGGED[..12]);
+        assert_eq!(out[12..16], [0x88, 0xa8, 0xa0, 0x64]);
+        assert_eq!(out[16..20], [0x08, 0x00, 0xde, 0xad]);
+        assert_eq!(out[20..], [0xff; 4]);
+        // A priority tag (id 0) with DEI, 802.1Q, on a bare Ethernet header.
+        let tag = VlanTag::from_tci(Tpid::DOT1Q, 0x7000);
+        let mut out = [0u8; 18];
+        assert_eq!(restore_tag(&UNTAGGED[..14], Some(tag), &mut out), Ok(18));
+        assert_eq!(out[12..], [0x81, 0x00, 0x70, 0x00, 0x08, 0x00]);
+    }
+
+    #[test]
+    fn restore_tag_without_a_tag_copies() {
+        let mut out = [0u8; 16];
+        assert_eq!(restore_tag(&UNTAGGED, None, &mut out), Ok(16));
+        assert_eq!(out, UNTAGGED);
+        assert_eq!(
+            restore_tag(&UNTAGGED, None, &mut out[..15]),
+            Err(RestoreTagError::BufferTooSmall {
+                needed: 16,
+                available: 15
+            })
+        );
+    }
+
+    #[test]
+    fn restore_tag_rejects_short_frames_and_small_buffers() {
+        let tag = VlanTag::dot1q(100).unwrap();
+        let mut out = [0x55u8; 32];
+        // Shorter than an Ethernet header: two MACs alone, or less.
+        for len in [0, 11, 12, 13] {
+            assert_eq!(
+                restore_tag(&UNTAGGED[..len], Some(tag), &mut out),
+                Err(RestoreTagError::FrameTooShort(len))
+            );
+            assert_eq!(
+                restore_tag(&UNTAGGED[..len], None, &mut out),
+                Err(RestoreTagError::FrameTooShort(len))
+            );
+        }
+        // Room for the frame but not for the tag.
+        assert_eq!(
+            restore_tag(&UNTAGGED, Some(tag), &mut out[..19]),
+            Err(RestoreTagError::BufferTooSmall {
+                needed: 20,
+                available: 19
+            })
+        );
+        assert_eq!(
+            restore_tag(&UNTAGGED, Some(tag), &mut []),
+            Err(RestoreTagError::BufferTooSmall {
+                needed: 20,
+                available: 0
+            })
+        );
+        // Nothing was written by any failed call.
+        assert_eq!(out, [0x55; 32]);
+    }
+
+    #[test]
+    fn restore_tag_undoes_stripping() {
+        // A QinQ frame whose outer tag a receiver stripped: the inner tag stays in the bytes.
+        let wire = [
+            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00, 0x00, 0x64,
+            0x08, 0x00, 0x45,
+        ];
+        let outer = Packet::new_checked(&wire[14..]).unwrap();
+        let tag = Repr::parse(&outer).unwrap().tag(Tpid::QINQ);
+        let mut stripped = [0u8; 19];
+        stripped[..12].copy_from_slice(&wire[..12]);
+        stripped[12..].copy_from_slice(&wire[16..]);
+        let mut out = [0u8; 23];
+        assert_eq!(restore_tag(&stripped, Some(tag), &mut out), Ok(23));
+        assert_eq!(out, wire);
     }
 }
