@@ -22,6 +22,7 @@ use crate::addr::max_payload;
 use crate::cli::BenchArgs;
 use crate::error::{Context, Failure, Result};
 use crate::report::{Machine, Measurement, Report};
+use crate::testbed::quiet_testbed;
 use crate::{sys, Outcome};
 
 /// What `bench` says when not run as root.
@@ -50,9 +51,6 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
         eprintln!("etherconn-perf: one CPU only; sender and receiver both run on CPU 0");
         args.rx_cpu = 0;
     }
-    // Namespaces of earlier runs that were killed (SIGKILL) before they could clean up.
-    let _ = etherconn_testbed::remove_stale_namespaces(NETNS_PREFIX);
-
     let tb = setup_testbed(&args)?;
     let cases = plan(&args);
     let mut progress = Progress::new(cases.len() * args.repeat as usize);
@@ -109,16 +107,7 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
 }
 
 fn setup_testbed(args: &BenchArgs) -> Result<Testbed> {
-    let tb = Testbed::new(NETNS_PREFIX).context(|| "cannot create the namespace testbed")?;
-    for side in [Side::A, Side::B] {
-        // No router solicitations or MLD reports in the measurements.
-        for key in [
-            "net.ipv6.conf.all.disable_ipv6",
-            "net.ipv6.conf.default.disable_ipv6",
-        ] {
-            let _ = tb.set_sysctl(side, key, "1");
-        }
-    }
+    let tb = quiet_testbed(NETNS_PREFIX)?;
     let setup = || -> std::io::Result<()> {
         tb.add_addr(Side::A, &format!("{KERNEL_A}/24"))?;
         tb.add_addr(Side::B, &format!("{KERNEL_B}/24"))?;
