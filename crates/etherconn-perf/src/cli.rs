@@ -11,8 +11,9 @@ use crate::l2udp::TxPath;
 const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
 
 /// Measures etherconn's relays against kernel UDP sockets on a namespace + veth testbed it
-/// makes itself (`bench`, the default), and serves (`echo`) or drives (`send`) UDP echo over
-/// etherconn endpoints on an existing interface.
+/// makes itself (`bench`, the default), serves (`echo`) or drives (`send`) UDP echo over
+/// etherconn endpoints on an existing interface, and measures what 100,000 endpoints on one
+/// relay cost (`scale`).
 #[derive(Debug, Parser)]
 #[command(
     name = "etherconn-perf",
@@ -40,6 +41,10 @@ pub enum Command {
     /// Send UDP datagrams from N etherconn endpoints to a peer (such as `echo`) and count the
     /// echoes that come back.
     Send(SendArgs),
+    /// Measure what 100,000 endpoints on one relay cost: registration time and memory, receive
+    /// throughput against one endpoint in process and (root) over a veth pair. Every run of a
+    /// scenario is a fresh process; medians and spreads are printed, then the targets.
+    Scale(ScaleArgs),
 }
 
 /// Which backends `bench` measures.
@@ -196,6 +201,35 @@ pub struct SendArgs {
     pub json: bool,
 }
 
+/// Options of `scale`.
+#[derive(Clone, Debug, Args)]
+pub struct ScaleArgs {
+    /// Runs of each scenario, each in a fresh process (veth and rate scenarios: at most 3).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub reps: u32,
+    /// Frames per throughput measurement of the in-process scenarios (dispatch, active,
+    /// profile).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frames: u64,
+    /// Seconds of each veth phase; each trial of a rate search lasts a third of it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = parse_seconds)]
+    pub veth_secs: f64,
+    /// Run only the scenarios whose name contains PATTERN (repeatable). Without it, every
+    /// scenario but the profile ones.
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// List the scenarios and their fleets.
+    #[arg(long)]
+    pub list: bool,
+    /// Run one scenario once in this process and print its figures as `R name value` lines
+    /// (what every run of a scenario is; alone, for a profiler).
+    #[arg(long, num_args = 2, value_names = ["NAME", "SEED"])]
+    pub child: Option<Vec<String>>,
+    /// Print one JSON object on stdout (the text goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl SendArgs {
     /// Address of endpoint 0.
     pub fn base_ip(&self) -> Ipv4Addr {
@@ -310,5 +344,45 @@ mod tests {
         };
         assert_eq!(s.rate, Some(1000));
         assert_eq!(s.base_ip(), Ipv4Addr::new(10, 0, 0, 2));
+    }
+
+    #[test]
+    fn scale_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "etherconn-perf",
+            "scale",
+            "--only",
+            "veth",
+            "--only",
+            "rate",
+            "--reps",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Scale(s)) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!(s.only, ["veth", "rate"]);
+        assert_eq!((s.reps, s.frames, s.veth_secs), (3, 1_000_000, 3.0));
+        assert!(s.child.is_none() && !s.list && !s.json);
+        let cli = Cli::try_parse_from([
+            "etherconn-perf",
+            "scale",
+            "--child",
+            "profile:one",
+            "1",
+            "--frames",
+            "3000000",
+        ])
+        .unwrap();
+        let Some(Command::Scale(s)) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!(s.child.unwrap(), ["profile:one", "1"]);
+        assert_eq!(s.frames, 3_000_000);
+        assert!(
+            Cli::try_parse_from(["etherconn-perf", "scale", "--child", "reg:ether-10k"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["etherconn-perf", "scale", "--reps", "0"]).is_err());
     }
 }

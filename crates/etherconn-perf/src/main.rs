@@ -6,11 +6,12 @@
 //! sudo etherconn-perf bench --endpoints 1,1000 --payload 64,512,1400 --json
 //! sudo etherconn-perf echo --iface eth1 --ip 192.0.2.10/24 --mac 02:ec:00:00:00:10 --endpoints 100
 //! sudo etherconn-perf send --iface eth1 --dst 192.0.2.10:9000 --mac 02:ec:00:00:01:00 --ip 192.0.2.100
+//! etherconn-perf scale --only reg --only dispatch     # 100,000 endpoints on one relay
 //! ```
 //!
 //! The etherconn side is reached through one small trait, [`endpoint::EndpointSet`], so that a
 //! backend (AF_XDP, libpcap) or the UDP layer (`RUdpConn`, in `rudp.rs`) is one more file. See
-//! `docs/performance-tool.md`.
+//! `docs/performance-tool.md`, and `docs/scale.md` for `scale`.
 
 mod addr;
 mod bench;
@@ -24,14 +25,20 @@ mod l2udp;
 mod payload;
 mod report;
 mod rudp;
+mod scale;
 mod send;
 mod sys;
+mod testbed;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+
+// Counts heap bytes only once `scale` asks it to (`sys::count_heap`).
+#[global_allocator]
+static ALLOC: sys::CountingAlloc = sys::CountingAlloc;
 
 /// How a command ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Echo(args)) => echo::run(&args),
         Some(Command::Send(args)) => send::run(&args),
+        Some(Command::Scale(args)) => scale::run(&args),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

@@ -1,12 +1,14 @@
 //! The system calls `std` does not wrap: CPU affinity, stop signals, forced socket buffer sizes
-//! and batched UDP I/O (`sendmmsg`/`recvmmsg`). All of the tool's `unsafe` is here.
+//! and batched UDP I/O (`sendmmsg`/`recvmmsg`); and the counting global allocator. All of the
+//! tool's `unsafe` is here.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 /// The most messages one [`send_mmsg_v4`] or [`recv_mmsg_v4`] call takes.
 pub const MAX_MMSG: usize = 64;
@@ -40,6 +42,68 @@ pub fn install_stop_signals() -> io::Result<()> {
 /// Whether SIGINT or SIGTERM arrived since [`install_stop_signals`].
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
+}
+
+/// The tool's global allocator: the system allocator, which also counts the heap bytes live
+/// once [`count_heap`] has been called (`scale`'s memory per endpoint).
+///
+/// Counting is off until asked for so that `bench`, `echo` and `send` pay one load of a flag
+/// that does not change under them per allocation, not an atomic add on a cache line that
+/// every thread writes.
+pub struct CountingAlloc;
+
+static COUNT_HEAP: AtomicBool = AtomicBool::new(false);
+
+/// Bytes allocated minus bytes freed since counting started. Blocks allocated before and freed
+/// after take it below what is live (even below 0), so only the difference of two readings
+/// means anything.
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+impl CountingAlloc {
+    #[inline]
+    fn count(grown: usize, shrunk: usize) {
+        if COUNT_HEAP.load(Ordering::Relaxed) {
+            // A Layout's size is at most isize::MAX, so neither cast wraps.
+            LIVE_BYTES.fetch_add(grown as isize - shrunk as isize, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
+// the memory handed out.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::count(layout.size(), 0);
+        // SAFETY: the caller's obligations for `alloc` are passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::count(layout.size(), 0);
+        // SAFETY: as for `alloc`; forwarding keeps calloc's lazily zeroed pages, so the RSS
+        // figures are those of a program using the system allocator directly.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::count(0, layout.size());
+        // SAFETY: `ptr` came from `System` with this layout, via the methods above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::count(new_size, layout.size());
+        // SAFETY: as for `dealloc`, and `new_size` is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Starts counting heap bytes in [`CountingAlloc`], for good.
+pub fn count_heap() {
+    COUNT_HEAP.store(true, Ordering::SeqCst);
+}
+
+/// Heap bytes allocated minus freed by the whole process (every thread) since [`count_heap`];
+/// compare two readings.
+pub fn live_heap_bytes() -> isize {
+    LIVE_BYTES.load(Ordering::Relaxed)
 }
 
 /// Pins the calling thread (only it) to CPU `cpu`. Threads it spawns afterwards inherit the

@@ -14,14 +14,12 @@ use std::time::Duration;
 use etherconn_testbed::{leftover_namespaces, process_prefix, require_root, Side, Testbed};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_etherconn-perf");
+mod common;
+
+use common::{find, stdout_json, text, BIN};
 
 /// The tests load both CPUs; one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Runs `etherconn-perf args...` to completion, asserting it succeeded and left no namespace.
 fn run_bench(args: &[&str]) -> (Value, Output) {
@@ -44,23 +42,11 @@ fn run_bench(args: &[&str]) -> (Value, Output) {
         Vec::<String>::new(),
         "bench left namespaces behind"
     );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        )
-    });
-    (json, out)
+    (stdout_json(&out), out)
 }
 
 fn result<'a>(json: &'a Value, backend: &str) -> &'a Value {
-    json["results"]
-        .as_array()
-        .expect("results array")
-        .iter()
-        .find(|r| r["backend"] == backend)
-        .unwrap_or_else(|| panic!("no {backend} result in {json:#}"))
+    find(json, "results", "backend", backend)
 }
 
 fn num(v: &Value, key: &str) -> f64 {

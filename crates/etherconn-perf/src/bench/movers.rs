@@ -1,0 +1,266 @@
+//! The two ends of a measurement: a receiving thread and a sending thread, each opening its
+//! backend's endpoint set inside its namespace, and what they share with and hand back to the
+//! thread coordinating them.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use etherconn_core::wire::MacAddr;
+
+use super::plan::{
+    Backend, Case, DST_PORT, KERNEL_A, KERNEL_B, RX_IP, RX_MAC, SRC_PORT, TX_IP, TX_MAC,
+};
+use crate::addr::ip_offset;
+use crate::endpoint::{EndpointSet, Peer, TxSpec, BATCH};
+use crate::kernel::KernelUdp;
+use crate::l2udp::{L2UdpConfig, L2UdpEndpoints};
+use crate::payload::{self, Checker};
+use crate::rudp::{PeerRange, RUdpEndpoints};
+use crate::sys;
+
+/// How long a receiver waits for a datagram before it looks at its stop flag again.
+const RX_WAIT: Duration = Duration::from_millis(20);
+
+/// Flags and counters the measuring threads share with the main thread.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    /// Set when the senders may start.
+    pub(super) go: AtomicBool,
+    /// Set when the sender must stop.
+    pub(super) stop_tx: AtomicBool,
+    /// Set when the receiver must stop (after the drain).
+    pub(super) stop_rx: AtomicBool,
+    /// Datagrams sent so far.
+    pub(super) tx: AtomicU64,
+    /// Datagrams received so far.
+    pub(super) rx: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn stop_all(&self) {
+        self.stop_tx.store(true, Ordering::SeqCst);
+        self.stop_rx.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What the sender hands back.
+#[derive(Debug)]
+pub(super) struct TxReport {
+    /// Failed send calls.
+    pub(super) errors: u64,
+    /// The last of their errors.
+    pub(super) last_error: Option<String>,
+    /// The sending set's counters.
+    pub(super) counters: Vec<(String, u64)>,
+}
+
+/// What the receiver hands back.
+#[derive(Debug)]
+pub(super) struct RxReport {
+    /// The receiving set's backend name.
+    pub(super) backend: &'static str,
+    /// Sequence and content checks of every datagram received.
+    pub(super) checker: Checker,
+    /// The receiving set's counters, and `misaddressed`.
+    pub(super) counters: Vec<(String, u64)>,
+}
+
+/// How a measuring thread says its set is open (or why it is not).
+pub(super) type Ready = mpsc::Sender<std::result::Result<(), String>>;
+
+/// Opens the receiving set (in namespace B, pinned), says ready, and counts and checks what
+/// arrives until told to stop.
+pub(super) fn receiver(
+    case: Case,
+    ifname: &str,
+    cfg: &L2UdpConfig,
+    cpu: usize,
+    shared: &Shared,
+    ready: &Ready,
+) -> std::result::Result<RxReport, String> {
+    let mut set = open_and_report(case.backend, End::Receiver, ifname, cfg, cpu, ready)?;
+    let mut checker = Checker::new(set.endpoint_count(), case.payload);
+    let tags: Vec<u16> = cfg.vlans.iter().map(|t| t.id.get()).collect();
+    let want_tags = if case.backend == Backend::Kernel {
+        &[][..]
+    } else {
+        &tags[..]
+    };
+    let mut misaddressed = 0u64;
+    while !shared.stop_rx.load(Ordering::Relaxed) {
+        let n = set
+            .recv_burst(BATCH, RX_WAIT, &mut |d| {
+                // Light checks of what the set reports besides the payload.
+                let tags_ok = d.vlans.len() == want_tags.len()
+                    && d.vlans
+                        .iter()
+                        .zip(want_tags)
+                        .all(|(t, &id)| t.id.get() == id);
+                if !tags_ok || d.to.port() != DST_PORT {
+                    misaddressed += 1;
+                }
+                checker.check(d.endpoint, d.payload);
+            })
+            .map_err(|e| format!("receive failed: {e}"))?;
+        if n > 0 {
+            shared.rx.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+    let mut counters = set.counters();
+    counters.push(("misaddressed".to_owned(), misaddressed));
+    Ok(RxReport {
+        backend: set.backend(),
+        checker,
+        counters,
+    })
+}
+
+/// Opens the sending set (in namespace A, pinned), says ready, waits for the start, and sends
+/// bursts round robin over its endpoints (endpoint `i` to receiving endpoint `i`) until told
+/// to stop.
+pub(super) fn sender(
+    case: Case,
+    ifname: &str,
+    cfg: &L2UdpConfig,
+    cpu: usize,
+    shared: &Shared,
+    ready: &Ready,
+) -> std::result::Result<TxReport, String> {
+    let mut set = open_and_report(case.backend, End::Sender, ifname, cfg, cpu, ready)?;
+    let count = set.endpoint_count();
+    // Destinations for endpoint i, repeated so that any BATCH consecutive specs are a slice.
+    let specs: Vec<TxSpec> = (0..count + BATCH)
+        .map(|i| {
+            let e = i % count;
+            let to = match case.backend {
+                Backend::Kernel => Peer {
+                    mac: MacAddr::UNSPECIFIED,
+                    addr: SocketAddr::V4(SocketAddrV4::new(KERNEL_B, DST_PORT)),
+                },
+                Backend::Rawsock | Backend::Rudp => Peer {
+                    mac: RX_MAC.offset(e as u64),
+                    addr: SocketAddr::V4(SocketAddrV4::new(ip_offset(RX_IP, e), DST_PORT)),
+                },
+            };
+            TxSpec { from: e, to }
+        })
+        .collect();
+    while !shared.go.load(Ordering::SeqCst) {
+        if shared.stop_tx.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut seq = vec![0u64; count];
+    let (mut at, mut errors, mut in_a_row) = (0usize, 0u64, 0u32);
+    let mut last_error = None;
+    while !shared.stop_tx.load(Ordering::Relaxed) {
+        let burst = &specs[at..at + BATCH];
+        let result = set.send_burst(burst, &mut |k, buf| {
+            let e = burst[k].from;
+            let s = seq[e];
+            seq[e] += 1;
+            payload::write(buf, case.payload, s, 0)
+        });
+        let sent = match result {
+            Ok(sent) => {
+                in_a_row = 0;
+                sent
+            }
+            Err(e) => {
+                errors += 1;
+                in_a_row += 1;
+                if in_a_row >= 10_000 {
+                    return Err(format!("sending keeps failing: {e}"));
+                }
+                last_error = Some(e.to_string());
+                std::thread::yield_now();
+                0
+            }
+        };
+        // Unsent datagrams get their sequence numbers back, to be sent again.
+        for spec in burst[sent..].iter().rev() {
+            seq[spec.from] -= 1;
+        }
+        if sent > 0 {
+            shared.tx.fetch_add(sent as u64, Ordering::Relaxed);
+            at = (at + sent) % count;
+        }
+    }
+    Ok(TxReport {
+        errors,
+        last_error,
+        counters: set.counters(),
+    })
+}
+
+/// Which end of the pair a set is.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Receiver,
+    Sender,
+}
+
+impl End {
+    /// The endpoints at the other end.
+    fn peers(self, count: usize) -> PeerRange {
+        let (base_mac, base_ip) = match self {
+            End::Receiver => (TX_MAC, TX_IP),
+            End::Sender => (RX_MAC, RX_IP),
+        };
+        PeerRange {
+            base_mac,
+            base_ip,
+            count,
+        }
+    }
+
+    /// This end's kernel UDP socket address.
+    fn kernel_addr(self) -> SocketAddrV4 {
+        match self {
+            End::Receiver => SocketAddrV4::new(KERNEL_B, DST_PORT),
+            End::Sender => SocketAddrV4::new(KERNEL_A, SRC_PORT),
+        }
+    }
+}
+
+/// [`open_set`], then tells the coordinating thread whether it worked.
+fn open_and_report(
+    backend: Backend,
+    end: End,
+    ifname: &str,
+    cfg: &L2UdpConfig,
+    cpu: usize,
+    ready: &Ready,
+) -> std::result::Result<Box<dyn EndpointSet>, String> {
+    let opened = open_set(backend, end, ifname, cfg, cpu);
+    let _ = ready.send(opened.as_ref().map(|_| ()).map_err(Clone::clone));
+    opened
+}
+
+/// Pins the calling thread to `cpu` and opens `backend`'s endpoint set as `end`.
+fn open_set(
+    backend: Backend,
+    end: End,
+    ifname: &str,
+    cfg: &L2UdpConfig,
+    cpu: usize,
+) -> std::result::Result<Box<dyn EndpointSet>, String> {
+    let kernel_addr = end.kernel_addr();
+    sys::pin_current_thread(cpu).map_err(|e| format!("cannot pin to CPU {cpu}: {e}"))?;
+    Ok(match backend {
+        Backend::Kernel => Box::new(
+            KernelUdp::bind(kernel_addr)
+                .map_err(|e| format!("cannot bind a UDP socket to {kernel_addr}: {e}"))?,
+        ),
+        Backend::Rawsock => {
+            Box::new(L2UdpEndpoints::open_rawsock(ifname, cfg).map_err(|e| e.to_string())?)
+        }
+        Backend::Rudp => Box::new(
+            RUdpEndpoints::open_rawsock(ifname, cfg, end.peers(cfg.endpoints))
+                .map_err(|e| e.to_string())?,
+        ),
+    })
+}
