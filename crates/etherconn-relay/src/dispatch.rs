@@ -15,7 +15,7 @@ use core::net::SocketAddr;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard};
 use std::vec::Vec;
 
 use ahash::RandomState;
@@ -24,7 +24,9 @@ use super::pool::{BufferPool, PooledBuf};
 use super::queue::{PushError, RxFrame, RxQueue};
 use super::stats::{RelayCounters, RelayStats, StripedCounters};
 use super::stripe::Padded;
-use super::RelayError;
+use crate::error::RelayError;
+use crate::locks::{read, write};
+use crate::wake::{defer_wakeups, DeferWakeups, DEFERRED_TOKENS};
 use etherconn_core::classify::{classify_with, Options};
 use etherconn_core::key::{L2EndpointKey, L4RecvKey, VlanIds};
 use etherconn_core::wire::{ethernet, vlan, EtherType, VlanTag};
@@ -48,6 +50,9 @@ pub const DELIVERY_BATCH: usize = 32;
 /// gave runs of 315k-947k, median 880k, and left the other rows unchanged. Holding the whole
 /// ring drain instead starved the receiver (1000 `EtherConn`s: 1.15 M -> 0.47 M pps).
 const HOLD_BATCHES: usize = 4;
+
+// The per-thread record of held-back listings has room for every frame held, twice over.
+const _: () = assert!(DEFERRED_TOKENS >= 2 * HOLD_BATCHES * DELIVERY_BATCH);
 
 /// What a conn registers: its receive queue and how it wants frames.
 #[derive(Debug)]
@@ -246,14 +251,6 @@ pub struct Dispatcher {
     counters: StripedCounters,
     config: DispatcherConfig,
     stopped: AtomicBool,
-}
-
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Dispatcher {
@@ -627,7 +624,7 @@ pub struct Delivery<'d> {
     /// `ReadySet` listings held back since the first frame pushed, across up to
     /// [`HOLD_BATCHES`] automatic flushes, until then or the public `flush` (or drop). (This
     /// also makes a `Delivery` belong to the thread that made it: it is not `Send`.)
-    wakeups: Option<super::ready::DeferWakeups>,
+    wakeups: Option<DeferWakeups>,
     /// Automatic flushes since the listings were last released.
     held: usize,
 }
@@ -652,7 +649,7 @@ impl Delivery<'_> {
         udp_checksum_trusted: bool,
     ) {
         if self.wakeups.is_none() {
-            self.wakeups = super::ready::defer_wakeups();
+            self.wakeups = defer_wakeups();
         }
         if let Some(rx) = self.d.prepare(frame, stripped_tag, udp_checksum_trusted) {
             self.frames[self.n] = Some(rx);

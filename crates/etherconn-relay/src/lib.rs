@@ -44,6 +44,7 @@ mod dispatch;
 mod doorbell;
 mod error;
 mod inbox;
+mod locks;
 mod loopback;
 mod pool;
 mod queue;
@@ -52,6 +53,7 @@ mod relay;
 mod stats;
 mod stripe;
 pub mod timeouts;
+mod wake;
 
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::{
