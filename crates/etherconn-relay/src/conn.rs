@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::vec::Vec;
 
-use crate::dispatch::{ConnEntry, L4Demux};
+use crate::dispatch::demux::L4Demux;
+use crate::dispatch::table::ConnEntry;
 use crate::error::RelayError;
 use crate::queue::{RxFrame, RxQueue};
 use crate::ready::{Watchable, WatchedQueue};

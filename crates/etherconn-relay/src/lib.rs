@@ -39,6 +39,26 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// The modules build on each other in this order (each imports only modules before it; this
+// root file only declares them and re-exports their public items):
+//
+//   stripe, locks, error, timeouts   (no module of this crate)
+//   pool, stats                      (stripe)
+//   doorbell                         (locks)
+//   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
+//   queue/frame                      (pool)
+//   queue/hooks                      (queue/frame, doorbell, locks, wake)
+//   queue                            (queue/frame, queue/hooks, error)
+//   ready                            (queue, queue/hooks, wake, locks)
+//   inbox                            (queue, queue/hooks, ready, error, locks)
+//   dispatch/demux                   (queue, error, locks)
+//   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
+//   dispatch                         (dispatch/table, pool, queue, stats, error)
+//   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
+//   relay                            (dispatch, stats)
+//   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
+//                                     timeouts)
+//   loopback                         (relay, dispatch, stats)
 mod conn;
 mod dispatch;
 mod doorbell;
@@ -56,9 +76,10 @@ pub mod timeouts;
 mod wake;
 
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
-pub use dispatch::{
-    ConnEntry, Delivery, Dispatcher, DispatcherConfig, L4Demux, DELIVERY_BATCH, SHARDS,
-};
+pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
+pub use dispatch::demux::L4Demux;
+pub use dispatch::table::{ConnEntry, SHARDS};
+pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
 pub use loopback::LoopbackRelay;
