@@ -1,5 +1,8 @@
 //! A conn's bounded receive queue: the relay thread pushes without ever blocking, readers wait
 //! with a timeout and are woken when the relay stops.
+//!
+//! What it holds is in [`frame`]; what a `ReadySet` or an `Inbox` leaves on it for its pushes
+//! to call is in [`hooks`], below the queue, so the queue needs neither of them.
 
 pub(crate) mod frame;
 pub(crate) mod hooks;
