@@ -33,172 +33,22 @@ use etherconn_core::VlanIds;
 use etherconn_relay::{EtherConn, EtherConnConfig};
 use etherconn_relay::{PacketRelay, RelayStats, RxFrame};
 
-use crate::client::{ClientState, FailReason, Step, Timing};
+use crate::client::{ClientState, Step, Timing};
 use crate::mac::client_mac;
 use crate::message::{
     decode_reply, encode_request, NotAReply, Reply, ReplyKind, Request, RequestHeader, CLIENT_PORT,
     SERVER_PORT,
 };
-use crate::plan::VlanPlan;
 use crate::report::{Counters, Failure, FleetReport, Lease, RelayDelta};
+
+// The settings live in their own module, below both the fleet and its report; they stay
+// nameable from here, where they were first.
+pub use crate::config::FleetConfig;
 
 /// IPv4 TTL of the requests (what common DHCP clients use).
 const TTL: u8 = 64;
 /// The longest the loop sleeps in one receive call, so that it notices due starts and timers.
 const MAX_POLL: Duration = Duration::from_millis(100);
-
-/// Settings of a [`Fleet`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct FleetConfig {
-    /// Number of clients. Default 1,000.
-    pub clients: usize,
-    /// Most clients between their first DISCOVER and their end (bound or failed) at once.
-    /// Default 64. A server's socket buffer holds a few hundred requests: a fleet that
-    /// starts thousands at once loses most of them and waits out retransmission timers.
-    pub window: usize,
-    /// Most client starts per second (`None`: as fast as the window allows).
-    pub rate: Option<f64>,
-    /// The VLAN stack of each client. Default untagged.
-    pub vlans: VlanPlan,
-    /// Set the BOOTP broadcast flag, asking servers to broadcast their replies (default on).
-    /// Off, a server unicasts to the offered address and the client's MAC, which makes a
-    /// kernel-based server add one neighbour entry per client.
-    pub broadcast_flag: bool,
-    /// Wait for a reply after the first transmission of a message; doubled after each
-    /// retransmission up to `max_rto`. Default 1 s.
-    pub rto: Duration,
-    /// Upper bound of the retransmission wait. Default 4 s.
-    pub max_rto: Duration,
-    /// Retransmissions of one message before giving up on it (DISCOVER: the client fails;
-    /// REQUEST: it restarts at DISCOVER). Default 4.
-    pub retries: u32,
-    /// Restarts at DISCOVER (after a NAK or an unanswered REQUEST) before a client fails.
-    /// Default 8.
-    pub max_restarts: u32,
-    /// Longest one client may take from its first DISCOVER to its ACK. Default 30 s.
-    pub client_timeout: Duration,
-    /// Client `i` has MAC [`client_mac`]`(mac_seed, i)`. Default 0.
-    pub mac_seed: u64,
-    /// MAC of the fleet's receiving conn (registered as the relay's default conn; clients
-    /// never have it, since their first octet is `0x02`). Default `06:00:00:00:00:00`.
-    pub receiver_mac: MacAddr,
-    /// Depth of the receiving conn's queue, in frames. Default 8,192.
-    pub queue_depth: usize,
-}
-
-impl Default for FleetConfig {
-    fn default() -> Self {
-        FleetConfig {
-            clients: 1000,
-            window: 64,
-            rate: None,
-            vlans: VlanPlan::untagged(),
-            broadcast_flag: true,
-            rto: Duration::from_secs(1),
-            max_rto: Duration::from_secs(4),
-            retries: 4,
-            max_restarts: 8,
-            client_timeout: Duration::from_secs(30),
-            mac_seed: 0,
-            receiver_mac: MacAddr([0x06, 0, 0, 0, 0, 0]),
-            queue_depth: 8192,
-        }
-    }
-}
-
-impl FleetConfig {
-    /// These settings with `n` clients.
-    pub fn clients(mut self, n: usize) -> Self {
-        self.clients = n;
-        self
-    }
-
-    /// These settings with a window of `w` clients in flight.
-    pub fn window(mut self, w: usize) -> Self {
-        self.window = w;
-        self
-    }
-
-    /// These settings with the VLAN plan.
-    pub fn vlans(mut self, plan: VlanPlan) -> Self {
-        self.vlans = plan;
-        self
-    }
-
-    /// These settings with the broadcast flag on or off.
-    pub fn broadcast_flag(mut self, on: bool) -> Self {
-        self.broadcast_flag = on;
-        self
-    }
-
-    /// These settings with the first retransmission wait and its upper bound.
-    pub fn rto(mut self, first: Duration, max: Duration) -> Self {
-        self.rto = first;
-        self.max_rto = max;
-        self
-    }
-
-    /// These settings with the retransmission and restart limits.
-    pub fn retries(mut self, retries: u32, max_restarts: u32) -> Self {
-        self.retries = retries;
-        self.max_restarts = max_restarts;
-        self
-    }
-
-    /// These settings with the per-client deadline.
-    pub fn client_timeout(mut self, t: Duration) -> Self {
-        self.client_timeout = t;
-        self
-    }
-
-    /// These settings with a start rate limit (clients per second).
-    pub fn rate(mut self, per_sec: Option<f64>) -> Self {
-        self.rate = per_sec;
-        self
-    }
-
-    /// These settings with the MAC seed.
-    pub fn mac_seed(mut self, seed: u64) -> Self {
-        self.mac_seed = seed;
-        self
-    }
-
-    fn timing(&self) -> Timing {
-        Timing {
-            rto: self.rto,
-            max_rto: self.max_rto.max(self.rto),
-            retries: self.retries,
-            max_restarts: self.max_restarts,
-            deadline: self.client_timeout,
-        }
-    }
-
-    fn check(&self) -> Result<(), FleetError> {
-        if self.window == 0 {
-            return Err(FleetError::InvalidConfig("the window must be at least 1"));
-        }
-        if self.rto.is_zero() || self.client_timeout.is_zero() {
-            return Err(FleetError::InvalidConfig(
-                "retransmission wait and client timeout must be above zero",
-            ));
-        }
-        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return Err(FleetError::InvalidConfig(
-                "the rate must be a positive number",
-            ));
-        }
-        if self.clients > u32::MAX as usize {
-            return Err(FleetError::InvalidConfig("at most 2^32 - 1 clients"));
-        }
-        if self.receiver_mac.0[0] == 0x02 || !self.receiver_mac.is_unicast() {
-            return Err(FleetError::InvalidConfig(
-                "the receiver MAC must be unicast and outside the clients' 02:.. range",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Why a fleet could not run.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +105,7 @@ impl Fleet {
     /// Prepares `config.clients` clients on `relay` and registers the receiving conn as the
     /// relay's default conn (so the relay must have none).
     pub fn new(relay: Arc<dyn PacketRelay>, config: FleetConfig) -> Result<Fleet, FleetError> {
-        config.check()?;
+        config.check().map_err(FleetError::InvalidConfig)?;
         let conn_config = EtherConnConfig::default()
             .ethertypes(&[EtherType::IPV4])
             .default_conn(true)
@@ -578,16 +428,4 @@ fn initial_xid() -> u32 {
     let mixed =
         (nanos ^ u64::from(std::process::id()).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (mixed >> 32) as u32
-}
-
-/// The failure reasons, counted.
-pub(crate) fn count_reasons(failures: &[Failure]) -> Vec<(FailReason, usize)> {
-    let mut counts: Vec<(FailReason, usize)> = Vec::new();
-    for f in failures {
-        match counts.iter_mut().find(|(r, _)| *r == f.reason) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((f.reason, 1)),
-        }
-    }
-    counts
 }

@@ -42,6 +42,7 @@
 #![deny(unsafe_code)]
 
 mod client;
+mod config;
 pub mod fleet;
 mod leasefile;
 mod mac;

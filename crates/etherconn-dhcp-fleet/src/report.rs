@@ -8,7 +8,7 @@ use etherconn_relay::RelayStats;
 use serde::{Serialize, Serializer};
 
 use crate::client::FailReason;
-use crate::fleet::{count_reasons, FleetConfig};
+use crate::config::FleetConfig;
 
 fn display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
@@ -272,4 +272,16 @@ impl fmt::Display for FleetReport {
             r.tx, r.tx_errors, r.rx_to_default, r.rx_queue_full, r.rx_no_buffer, r.rx_invalid
         )
     }
+}
+
+/// The failure reasons, counted.
+fn count_reasons(failures: &[Failure]) -> Vec<(FailReason, usize)> {
+    let mut counts: Vec<(FailReason, usize)> = Vec::new();
+    for f in failures {
+        match counts.iter_mut().find(|(r, _)| *r == f.reason) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.reason, 1)),
+        }
+    }
+    counts
 }

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::vec::Vec;
 
+use crate::dispatch::demux::L4Demux;
+use crate::dispatch::table::ConnEntry;
+use crate::error::RelayError;
+use crate::queue::{RxFrame, RxQueue};
+use crate::ready::{Watchable, WatchedQueue};
+use crate::relay::PacketRelay;
 use crate::timeouts::Timeouts;
-use crate::{
-    ConnEntry, L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
-};
 use etherconn_core::build::{build_ethernet_frame, BuildError, L2Header};
 use etherconn_core::key::{L2EndpointKey, VlanIds};
 use etherconn_core::wire::vlan::{VlanStack, MAX_TAGS};

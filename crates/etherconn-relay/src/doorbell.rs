@@ -2,8 +2,10 @@
 //! the relay taking a lock per frame.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Instant;
+
+use crate::locks::lock;
 
 /// A sleeping place for readers and a bell for the relay threads that feed them.
 ///
@@ -77,8 +79,4 @@ impl Doorbell {
         self.sleeping.fetch_sub(1, Ordering::SeqCst);
         true
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

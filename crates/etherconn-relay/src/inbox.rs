@@ -2,16 +2,15 @@
 //! inbox, tagged with the conn's token, instead of on the conn's own queue.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
-
-use super::doorbell::{lock, Doorbell};
-use super::queue::{PushError, RxFrame};
-use super::ready::Watchable;
-use super::RelayError;
+use crate::error::RelayError;
+use crate::locks::lock;
+use crate::queue::hooks::{InboxHook, InboxShared};
+use crate::queue::RxFrame;
+use crate::ready::Watchable;
 
 /// Default capacity of an [`Inbox`], in frames.
 pub const DEFAULT_INBOX_CAPACITY: usize = 4096;
@@ -47,7 +46,7 @@ impl Mail {
 /// One receive queue that many conns deliver into, each frame tagged with the token its conn
 /// was attached under: the completion queue of this library.
 ///
-/// A [`ReadySet`](super::ReadySet) tells a thread which conns have frames, and the thread then
+/// A [`ReadySet`](crate::ReadySet) tells a thread which conns have frames, and the thread then
 /// reads each conn's own queue; with thousands of conns receiving, that is several cache misses
 /// per frame on each side (the conn, its queue's head, tail and slot), on lines the relay and
 /// the reader pass back and forth. An inbox is one ring both sides keep hot: the relay looks up
@@ -105,73 +104,7 @@ impl Mail {
 /// ```
 #[derive(Debug)]
 pub struct Inbox {
-    shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    frames: ArrayQueue<(usize, RxFrame)>,
-    /// Tokens of attached conns that closed, not yet handed over.
-    closed: Mutex<Vec<usize>>,
-    has_closed: AtomicBool,
-    /// Shared with the relay threads that defer ringing it to the end of their batch.
-    bell: Arc<Doorbell>,
-    /// Frames refused for want of room.
-    dropped: AtomicU64,
-    /// The `Inbox` was dropped: attached conns' frames are refused (counted by the relay as
-    /// misses), not kept for nobody.
-    gone: AtomicBool,
-}
-
-impl Shared {
-    fn has_news(&self) -> bool {
-        !self.frames.is_empty() || self.has_closed.load(Ordering::SeqCst)
-    }
-}
-
-/// What an attached queue holds of its inbox.
-#[derive(Debug)]
-pub(crate) struct InboxHook {
-    shared: Arc<Shared>,
-    token: usize,
-    /// The conn's close was reported (a close and an attach racing may both try).
-    close_reported: AtomicBool,
-}
-
-impl InboxHook {
-    /// Queues `frame` under the conn's token; a full inbox drops it.
-    #[inline]
-    pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
-        let shared = &*self.shared;
-        if shared.gone.load(Ordering::Relaxed) {
-            return Err(PushError::Closed);
-        }
-        if shared.frames.push((self.token, frame)).is_err() {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Err(PushError::Full);
-        }
-        if shared.gone.load(Ordering::SeqCst) {
-            // Dropped meanwhile: free what its drain may have missed.
-            while shared.frames.pop().is_some() {}
-        }
-        // Rung at the end of the relay's batch (like a `ReadySet`'s listing), so that a reader
-        // gets a batch's frames at once rather than being woken for the first.
-        let bell = &self.shared.bell;
-        if bell.wanted() && !super::ready::defer_ring(bell) {
-            bell.ring();
-        }
-        Ok(())
-    }
-
-    /// Reports that the conn closed, once.
-    pub(crate) fn report_close(&self) {
-        if self.close_reported.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        lock(&self.shared.closed).push(self.token);
-        self.shared.has_closed.store(true, Ordering::SeqCst);
-        self.shared.bell.ring();
-    }
+    shared: Arc<InboxShared>,
 }
 
 impl Drop for Inbox {
@@ -198,14 +131,7 @@ impl Inbox {
     /// An inbox holding up to `capacity` frames (at least 1), allocated now.
     pub fn with_capacity(capacity: usize) -> Inbox {
         Inbox {
-            shared: Arc::new(Shared {
-                frames: ArrayQueue::new(capacity.max(1)),
-                closed: Mutex::new(Vec::new()),
-                has_closed: AtomicBool::new(false),
-                bell: Arc::new(Doorbell::default()),
-                dropped: AtomicU64::new(0),
-                gone: AtomicBool::new(false),
-            }),
+            shared: Arc::new(InboxShared::new(capacity)),
         }
     }
 
@@ -239,11 +165,7 @@ impl Inbox {
     /// The frames moved at the attach may come after a few the relay delivered while they were
     /// being moved; from then on, a conn's frames come in the order the relay received them.
     pub fn attach(&self, conn: &(impl Watchable + ?Sized), token: usize) -> Result<(), RelayError> {
-        let hook = InboxHook {
-            shared: Arc::clone(&self.shared),
-            token,
-            close_reported: AtomicBool::new(false),
-        };
+        let hook = InboxHook::new(Arc::clone(&self.shared), token);
         conn.rx_queue().set_inbox(hook)
     }
 

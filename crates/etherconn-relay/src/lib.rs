@@ -39,109 +39,52 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// The modules build on each other in this order (each imports only modules before it; this
+// root file only declares them and re-exports their public items):
+//
+//   stripe, locks, error, timeouts   (no module of this crate)
+//   pool, stats                      (stripe)
+//   doorbell                         (locks)
+//   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
+//   queue/frame                      (pool)
+//   queue/hooks                      (queue/frame, doorbell, locks, wake)
+//   queue                            (queue/frame, queue/hooks, error)
+//   ready                            (queue, queue/hooks, wake, locks)
+//   inbox                            (queue, queue/hooks, ready, error, locks)
+//   dispatch/demux                   (queue, error, locks)
+//   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
+//   dispatch                         (dispatch/table, pool, queue, stats, error)
+//   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
+//   relay                            (dispatch, stats)
+//   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
+//                                     timeouts)
+//   loopback                         (relay, dispatch, stats)
 mod conn;
 mod dispatch;
 mod doorbell;
+mod error;
 mod inbox;
+mod locks;
 mod loopback;
 mod pool;
 mod queue;
 mod ready;
+mod relay;
 mod stats;
 mod stripe;
 pub mod timeouts;
-
-use std::io;
-use std::time::Duration;
-
-use std::sync::Arc;
+mod wake;
 
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
-pub use dispatch::{
-    ConnEntry, Delivery, Dispatcher, DispatcherConfig, L4Demux, DELIVERY_BATCH, SHARDS,
-};
+pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
+pub use dispatch::demux::L4Demux;
+pub use dispatch::table::{ConnEntry, SHARDS};
+pub use dispatch::{Dispatcher, DispatcherConfig};
+pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
 pub use loopback::LoopbackRelay;
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
 pub use ready::{ReadAhead, ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY, READ_AHEAD};
+pub use relay::PacketRelay;
 pub use stats::{RelayCounters, RelayStats, StripedCounters};
-
-use etherconn_core::key::L2EndpointKey;
-
-/// Why a relay refused a request.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RelayError {
-    /// The key is registered to another conn.
-    #[error("endpoint key {0} is already registered to another conn")]
-    KeyInUse(L2EndpointKey),
-    /// The UDP key is registered to another endpoint of the shared L2 endpoint.
-    #[error("UDP endpoint key {0} is already registered")]
-    L4KeyInUse(etherconn_core::key::L4RecvKey),
-    /// Another conn is the default conn.
-    #[error("another conn is already the default conn")]
-    DefaultInUse,
-    /// The relay has stopped.
-    #[error("the relay has stopped")]
-    Stopped,
-    /// A setting is out of range.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// The conn already delivers to an [`Inbox`].
-    #[error("the conn is already attached to an inbox")]
-    InInbox,
-}
-
-impl From<RelayError> for io::Error {
-    fn from(e: RelayError) -> io::Error {
-        let kind = match e {
-            RelayError::KeyInUse(_) | RelayError::L4KeyInUse(_) | RelayError::DefaultInUse => {
-                io::ErrorKind::AddrInUse
-            }
-            RelayError::Stopped => io::ErrorKind::NotConnected,
-            RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
-            RelayError::InInbox => io::ErrorKind::AlreadyExists,
-        };
-        io::Error::new(kind, e)
-    }
-}
-
-/// A forwarding engine bound to one interface.
-///
-/// Implementations are shared (`Arc`) by every conn on the interface; all methods take `&self`
-/// and may be called from any thread.
-pub trait PacketRelay: Send + Sync + core::fmt::Debug {
-    /// The dispatch table received frames go through.
-    fn dispatcher(&self) -> &Arc<Dispatcher>;
-
-    /// Sends one whole frame (from the destination MAC), waiting at most `timeout` for room in
-    /// the transmit path (`None`: as long as needed). Errors are `io::Error`s; `TimedOut` or
-    /// `WouldBlock` when the wait expired.
-    fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()>;
-
-    /// Sends several frames; returns how many were sent before the first failure (an error
-    /// only when none was sent). The default sends them one by one.
-    fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
-        for (i, f) in frames.iter().enumerate() {
-            if let Err(e) = self.send(f, timeout) {
-                return if i == 0 { Err(e) } else { Ok(i) };
-            }
-        }
-        Ok(frames.len())
-    }
-
-    /// The largest frame the relay sends or receives, VLAN tags included.
-    fn max_frame_len(&self) -> usize {
-        self.dispatcher().config().buf_len
-    }
-
-    /// A snapshot of the counters.
-    fn stats(&self) -> RelayStats {
-        self.dispatcher().stats()
-    }
-
-    /// Stops the relay: joins its threads, releases the interface and wakes every blocked
-    /// reader with an error. Idempotent.
-    fn stop(&self);
-}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use super::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
+use crate::dispatch::{Dispatcher, DispatcherConfig};
+use crate::relay::PacketRelay;
+use crate::stats::RelayCounters;
 
 /// A relay whose "wire" loops back into its own dispatcher, like a hub joining its conns.
 ///

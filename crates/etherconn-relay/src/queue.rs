@@ -1,5 +1,11 @@
 //! A conn's bounded receive queue: the relay thread pushes without ever blocking, readers wait
 //! with a timeout and are woken when the relay stops.
+//!
+//! What it holds is in [`frame`]; what a `ReadySet` or an `Inbox` leaves on it for its pushes
+//! to call is in [`hooks`], below the queue, so the queue needs neither of them.
+
+pub(crate) mod frame;
+pub(crate) mod hooks;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,57 +15,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::inbox::InboxHook;
-use super::pool::{FrameSlot, PooledBuf};
-use super::ready::ReadyHook;
+pub(crate) use frame::PushError;
+pub use frame::RxFrame;
+use hooks::{InboxHook, ReadyHook};
 
-/// A received frame, as it waits on a conn's queue: a pooled buffer holding the bytes and the
-/// classification the relay made once for every consumer. Two pointers wide, so queues are
-/// small; it dereferences to its [`FrameSlot`] (`rx.len`, `rx.info`).
-#[derive(Debug)]
-pub struct RxFrame {
-    buf: PooledBuf,
-}
-
-impl RxFrame {
-    /// Wraps a buffer whose slot holds a frame's length and classification.
-    pub fn new(buf: PooledBuf) -> RxFrame {
-        RxFrame { buf }
-    }
-
-    /// The whole frame, from the destination MAC.
-    pub fn frame(&self) -> &[u8] {
-        let s = self.buf.slot();
-        &s.data()[..s.len]
-    }
-
-    /// The Ethernet payload after the last VLAN tag.
-    pub fn payload(&self) -> &[u8] {
-        let s = self.buf.slot();
-        &s.data()[s.info.payload.range()]
-    }
-
-    /// Gives the buffer back (to reuse it, say).
-    pub fn into_buf(self) -> PooledBuf {
-        self.buf
-    }
-}
-
-impl core::ops::Deref for RxFrame {
-    type Target = FrameSlot;
-    fn deref(&self) -> &FrameSlot {
-        self.buf.slot()
-    }
-}
-
-/// Why a receive queue push failed.
-#[derive(Debug)]
-pub(crate) enum PushError {
-    /// The queue is full; the frame was dropped.
-    Full,
-    /// The conn is closed.
-    Closed,
-}
+use crate::error::RelayError;
 
 /// A bounded multi-producer queue with a blocking, timed pop.
 ///
@@ -72,12 +32,12 @@ pub(crate) enum PushError {
 pub struct RxQueue {
     q: ArrayQueue<RxFrame>,
     closed: AtomicBool,
-    /// Set by a [`ReadySet`](super::ReadySet) watching this queue when it wants to hear of the
+    /// Set by a [`ReadySet`](crate::ReadySet) watching this queue when it wants to hear of the
     /// next frame; the push (or close) that clears it lists `ready`'s token.
     armed: AtomicBool,
     has_waker: AtomicBool,
     waiters: AtomicUsize,
-    /// Set once, by [`Inbox::attach`](super::Inbox::attach): pushes go there instead.
+    /// Set once, by [`Inbox::attach`](crate::Inbox::attach): pushes go there instead.
     inbox: OnceLock<InboxHook>,
     lock: Mutex<()>,
     cv: Condvar,
@@ -224,10 +184,8 @@ impl RxQueue {
 
     /// Sends every later push to `hook`'s inbox, and moves the frames already queued there; a
     /// queue already attached is refused. A closed queue reports its close at once.
-    pub(crate) fn set_inbox(&self, hook: InboxHook) -> Result<(), super::RelayError> {
-        self.inbox
-            .set(hook)
-            .map_err(|_| super::RelayError::InInbox)?;
+    pub(crate) fn set_inbox(&self, hook: InboxHook) -> Result<(), RelayError> {
+        self.inbox.set(hook).map_err(|_| RelayError::InInbox)?;
         if let Some(inbox) = self.inbox.get() {
             self.forward_to(inbox);
         }
@@ -244,7 +202,7 @@ impl RxQueue {
     }
 
     /// Moves every frame queued here to `inbox` (one that finds it full is dropped, as a push
-    /// would be, and counted in [`Inbox::dropped`](super::Inbox::dropped), not by the relay).
+    /// would be, and counted in [`Inbox::dropped`](crate::Inbox::dropped), not by the relay).
     fn forward_to(&self, inbox: &InboxHook) {
         while let Some(f) = self.q.pop() {
             let _ = inbox.push(f);
@@ -347,7 +305,7 @@ impl RxQueue {
     ///
     /// Errors: `WouldBlock` when non-blocking and empty, `TimedOut` when the timeout expires,
     /// `NotConnected` when the queue is closed (the relay stopped or the conn was dropped),
-    /// `InvalidInput` when its frames go to an [`Inbox`](super::Inbox).
+    /// `InvalidInput` when its frames go to an [`Inbox`](crate::Inbox).
     pub fn pop(&self, timeout: Option<Duration>) -> io::Result<RxFrame> {
         // A non-blocking poll looks first: a pop that finds the ring empty issues a full
         // fence (crossbeam's check against a racing push), which waits for every store in

@@ -19,18 +19,16 @@
 //! wake-up of the waiting thread. No allocation once a relay thread has delivered its first
 //! batch.
 
-use core::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use crossbeam_queue::ArrayQueue;
-
-use super::doorbell::{lock, Doorbell};
-use super::queue::RxQueue;
+use crate::locks::lock;
+use crate::queue::hooks::ReadyHook;
+use crate::queue::RxQueue;
+use crate::wake::ReadyList;
 
 /// The receive queue of a conn, as a [`ReadySet`] holds it (see [`Watchable`]).
 #[derive(Clone)]
@@ -125,194 +123,6 @@ impl AsRef<RxQueue> for RxQueue {
 /// Default capacity of a set's ready list (tokens listed and not yet taken by `wait`).
 pub const DEFAULT_READY_CAPACITY: usize = 65_536;
 
-/// The ready list, shared by the set and every watched queue's hook.
-///
-/// Lock-free on the relay's side: a relay thread should not wait for the thread that waits on the
-/// set (which may be preempted while holding a lock, on a CPU it shares with the relay and the
-/// NIC's receive work). The one exception: to wake a sleeping waiter the relay rings `bell`,
-/// whose lock the waiter holds only for the few instructions around going to sleep. When the list
-/// is full a token is not lost: `overflow` makes the next `wait` look at every member.
-#[derive(Debug)]
-struct Shared {
-    tokens: ArrayQueue<usize>,
-    overflow: AtomicBool,
-    /// Where `wait` sleeps.
-    bell: Doorbell,
-}
-
-impl Shared {
-    fn new(capacity: usize) -> Shared {
-        Shared {
-            tokens: ArrayQueue::new(capacity.max(1)),
-            overflow: AtomicBool::new(false),
-            bell: Doorbell::default(),
-        }
-    }
-
-    /// Lists `token` (a full list sets `overflow` instead: nothing is lost). Call
-    /// [`wake`](Self::wake) after listing.
-    fn list(&self, token: usize) {
-        if self.tokens.push(token).is_err() {
-            self.overflow.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Wakes a sleeping waiter, after tokens were listed.
-    fn wake(&self) {
-        // The listings before are SeqCst (crossbeam's compare-exchange, or the overflow
-        // store), as the bell needs.
-        self.bell.ring();
-    }
-
-    fn has_news(&self) -> bool {
-        !self.tokens.is_empty() || self.overflow.load(Ordering::SeqCst)
-    }
-}
-
-/// Tokens a relay thread lists, and inboxes' doorbells it rings, held back while it delivers
-/// a batch: waking the waiting thread costs a system call (and, on a CPU it shares with the
-/// relay, two context switches), so a burst of frames for many conns of one set, or for one
-/// inbox, wakes it once, not once per frame.
-struct Deferred {
-    /// A batch is being delivered on this thread.
-    active: bool,
-    /// The sets of this batch.
-    sets: Vec<Arc<Shared>>,
-    /// (index in `sets`, token).
-    tokens: Vec<(usize, usize)>,
-    /// Doorbells to ring (of inboxes).
-    bells: Vec<Arc<Doorbell>>,
-}
-
-/// Sets and tokens a thread holds back (a `Delivery` holds up to 4 batches of 32 frames' worth,
-/// so tokens have room twice over); beyond them it lists at once. Reserved on the thread's
-/// first batch, so no allocation after that.
-const DEFERRED_SETS: usize = 16;
-const DEFERRED_TOKENS: usize = 8 * super::DELIVERY_BATCH;
-
-std::thread_local! {
-    static DEFERRED: RefCell<Deferred> = const {
-        RefCell::new(Deferred {
-            active: false,
-            sets: Vec::new(),
-            tokens: Vec::new(),
-            bells: Vec::new(),
-        })
-    };
-}
-
-/// Holds back this thread's `ReadySet` wake-ups until it drops (see [`Deferred`]). Not `Send`:
-/// it must drop on the thread whose record it ends.
-#[derive(Debug)]
-pub(crate) struct DeferWakeups(core::marker::PhantomData<*const ()>);
-
-/// Starts holding back wake-ups; nested calls are harmless (the outermost guard notifies).
-pub(crate) fn defer_wakeups() -> Option<DeferWakeups> {
-    DEFERRED
-        .try_with(|d| {
-            let mut d = d.borrow_mut();
-            if d.active {
-                return None;
-            }
-            d.active = true;
-            if d.sets.capacity() == 0 {
-                d.sets.reserve_exact(DEFERRED_SETS);
-                d.tokens.reserve_exact(DEFERRED_TOKENS);
-                d.bells.reserve_exact(DEFERRED_SETS);
-            }
-            Some(DeferWakeups(core::marker::PhantomData))
-        })
-        .ok()
-        .flatten()
-}
-
-impl Drop for DeferWakeups {
-    fn drop(&mut self) {
-        let _ = DEFERRED.try_with(|d| {
-            let mut d = d.borrow_mut();
-            let d = &mut *d;
-            d.active = false;
-            // Every token onto its set's list, then one wake-up per set.
-            for &(set, t) in &d.tokens {
-                d.sets[set].list(t);
-            }
-            for shared in &d.sets {
-                shared.wake();
-            }
-            for bell in &d.bells {
-                bell.ring();
-            }
-            d.sets.clear();
-            d.tokens.clear();
-            d.bells.clear();
-        });
-    }
-}
-
-/// Holds `token` back for `shared`'s list until this thread's batch ends; `false` when no batch
-/// is under way (or the record is full): list it now.
-fn defer(shared: &Arc<Shared>, token: usize) -> bool {
-    in_batch(|d| {
-        if d.tokens.len() >= DEFERRED_TOKENS {
-            return false;
-        }
-        let Some(set) = index_in(&mut d.sets, shared) else {
-            return false;
-        };
-        d.tokens.push((set, token));
-        true
-    })
-}
-
-/// Holds back ringing `bell` until this thread's batch ends; `false` when no batch is under
-/// way (or the record is full): ring it now.
-pub(crate) fn defer_ring(bell: &Arc<Doorbell>) -> bool {
-    in_batch(|d| index_in(&mut d.bells, bell).is_some())
-}
-
-/// `record` applied to this thread's record of held-back wake-ups, if a batch is under way;
-/// `false` otherwise.
-fn in_batch(record: impl FnOnce(&mut Deferred) -> bool) -> bool {
-    DEFERRED
-        .try_with(|d| match d.try_borrow_mut() {
-            Ok(mut d) if d.active => record(&mut d),
-            _ => false,
-        })
-        .unwrap_or(false)
-}
-
-/// The index of `item` in `list`, added if it is not there and the list (reserved for
-/// [`DEFERRED_SETS`]) has room; `None` when it is full.
-fn index_in<T>(list: &mut Vec<Arc<T>>, item: &Arc<T>) -> Option<usize> {
-    if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, item)) {
-        return Some(i);
-    }
-    if list.len() >= DEFERRED_SETS {
-        return None;
-    }
-    list.push(Arc::clone(item));
-    Some(list.len() - 1)
-}
-
-/// What a watched queue holds of its set: where to list its token. Listing happens at most
-/// once per arming (the queue's `armed` flag is swapped off by whoever lists).
-#[derive(Debug)]
-pub(crate) struct ReadyHook {
-    shared: Arc<Shared>,
-    token: usize,
-}
-
-impl ReadyHook {
-    /// Lists the token: at the end of the delivery batch under way on this thread, if any, or
-    /// now.
-    pub(crate) fn list(&self) {
-        if !defer(&self.shared, self.token) {
-            self.shared.list(self.token);
-            self.shared.wake();
-        }
-    }
-}
-
 /// A set of conns one thread waits on together, the `epoll` of this library.
 ///
 /// The relay lists a watched conn's token when a frame arrives for it; [`wait`](Self::wait)
@@ -357,7 +167,7 @@ impl ReadyHook {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ReadySet {
-    shared: Arc<Shared>,
+    list: Arc<ReadyList>,
     /// Members by token (`None`: removed; the slot is reused).
     members: Mutex<Members>,
 }
@@ -395,7 +205,7 @@ impl ReadySet {
     /// looks at all its conns instead of the list (slower, never lossy).
     pub fn with_capacity(capacity: usize) -> ReadySet {
         ReadySet {
-            shared: Arc::new(Shared::new(capacity)),
+            list: Arc::new(ReadyList::new(capacity)),
             members: Mutex::default(),
         }
     }
@@ -414,10 +224,9 @@ impl ReadySet {
     pub fn add_queue(&self, queue: WatchedQueue) -> usize {
         let mut members = lock(&self.members);
         let token = members.free.pop().unwrap_or(members.slots.len());
-        queue.queue().set_ready_hook(ReadyHook {
-            shared: Arc::clone(&self.shared),
-            token,
-        });
+        queue
+            .queue()
+            .set_ready_hook(ReadyHook::new(Arc::clone(&self.list), token));
         if token == members.slots.len() {
             members.slots.push(None);
         }
@@ -468,12 +277,12 @@ impl ReadySet {
         ready.clear();
         // A timeout too long to add to the clock is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let shared = &*self.shared;
+        let list = &*self.list;
         loop {
-            while let Some(t) = shared.tokens.pop() {
+            while let Some(t) = list.pop() {
                 ready.push(t);
             }
-            if shared.overflow.swap(false, Ordering::SeqCst) {
+            if list.take_overflow() {
                 self.scan(ready);
             }
             if !ready.is_empty() {
@@ -489,7 +298,7 @@ impl ReadySet {
                     return Ok(ready.len());
                 }
             }
-            if !shared.bell.sleep_until(|| shared.has_news(), deadline) {
+            if !list.sleep_until(deadline) {
                 return Ok(0);
             }
         }
@@ -580,7 +389,7 @@ impl ReadySet {
     }
 
     fn owns(&self, hook: &ReadyHook, token: usize) -> bool {
-        Arc::ptr_eq(&hook.shared, &self.shared) && hook.token == token
+        hook.is(&self.list, token)
     }
 
     fn rearm(&self) {
@@ -602,8 +411,7 @@ impl Drop for ReadySet {
             .unwrap_or_else(PoisonError::into_inner);
         for (t, q) in members.slots.iter().enumerate() {
             if let Some(q) = q {
-                q.queue()
-                    .clear_ready_hook(|h| Arc::ptr_eq(&h.shared, &self.shared) && h.token == t);
+                q.queue().clear_ready_hook(|h| h.is(&self.list, t));
             }
         }
     }

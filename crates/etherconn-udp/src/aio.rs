@@ -32,7 +32,8 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::{RUdpConn, SharingRUdpConn};
+use crate::rudp::RUdpConn;
+use crate::sharing::SharingRUdpConn;
 
 /// How long a send that found the transmit path full waits before trying again.
 const SEND_RETRY: Duration = Duration::from_micros(200);

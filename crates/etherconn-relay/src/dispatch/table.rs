@@ -1,0 +1,261 @@
+//! The key table: which conn each frame goes to. Exact keys in [`SHARDS`] shards, the default
+//! conn, and the receive-multicast groups.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::vec::Vec;
+
+use ahash::RandomState;
+
+use super::demux::L4Demux;
+use crate::error::RelayError;
+use crate::locks::{read, write};
+use crate::queue::RxQueue;
+use crate::stripe::Padded;
+use etherconn_core::key::{L2EndpointKey, VlanIds};
+use etherconn_core::wire::EtherType;
+
+/// Number of shards of the exact-key table (at most 64: a batch keeps the shards it needs in
+/// a `u64` bit set).
+pub const SHARDS: usize = 64;
+const _: () = assert!(SHARDS <= 64);
+
+/// What a conn registers: its receive queue and how it wants frames.
+#[derive(Debug)]
+pub struct ConnEntry {
+    id: u64,
+    /// The conn's receive queue.
+    pub queue: RxQueue,
+    /// Whether the conn also takes broadcast/multicast frames on its VLANs and EtherTypes.
+    pub recv_multicast: bool,
+    /// For a shared L2 endpoint: the UDP endpoints it carries, each with its own queue. UDP
+    /// datagrams go to the queue their [`L4RecvKey`](etherconn_core::key::L4RecvKey) picks;
+    /// other frames (ARP, ICMP) to `queue`.
+    pub l4: Option<L4Demux>,
+}
+
+impl ConnEntry {
+    /// A conn entry with a queue of `depth` frames.
+    pub fn new(depth: usize, recv_multicast: bool) -> Arc<ConnEntry> {
+        Self::build(depth, recv_multicast, None)
+    }
+
+    /// An entry for a shared L2 endpoint, demultiplexing UDP by
+    /// [`L4RecvKey`](etherconn_core::key::L4RecvKey).
+    pub fn with_l4(depth: usize, recv_multicast: bool) -> Arc<ConnEntry> {
+        Self::build(depth, recv_multicast, Some(L4Demux::default()))
+    }
+
+    fn build(depth: usize, recv_multicast: bool, l4: Option<L4Demux>) -> Arc<ConnEntry> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Arc::new(ConnEntry {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            queue: RxQueue::new(depth),
+            recv_multicast,
+            l4,
+        })
+    }
+
+    /// A process-unique id, for logs.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Reads the line a push to this entry starts from (the UDP demultiplexer's, or the
+    /// queue's) without writing it; see `Delivery`.
+    #[inline]
+    pub(super) fn prefetch(&self) {
+        match &self.l4 {
+            Some(l4) => l4.prefetch(),
+            None => self.queue.prefetch(),
+        }
+    }
+
+    fn close(&self) {
+        self.queue.close();
+        if let Some(l4) = &self.l4 {
+            l4.close_all();
+        }
+    }
+}
+
+impl AsRef<RxQueue> for ConnEntry {
+    fn as_ref(&self) -> &RxQueue {
+        &self.queue
+    }
+}
+
+pub(super) type ShardMap = HashMap<L2EndpointKey, Arc<ConnEntry>, RandomState>;
+type Shard = RwLock<ShardMap>;
+type GroupKey = (VlanIds, EtherType);
+/// The receive-multicast conns of each (VLAN ids, EtherType).
+pub(super) type GroupMap = HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>;
+
+/// The conns of one relay, by key: the exact keys in shards, the default conn and the
+/// receive-multicast groups, each behind its own lock.
+#[derive(Debug)]
+pub(super) struct KeyTable {
+    // Padded: a read lock writes the lock word, and unpadded neighbours would share its line.
+    shards: Vec<Padded<Shard>>,
+    default: RwLock<Option<Arc<ConnEntry>>>,
+    multicast: RwLock<GroupMap>,
+}
+
+impl KeyTable {
+    /// An empty table.
+    pub(super) fn new() -> KeyTable {
+        KeyTable {
+            shards: (0..SHARDS)
+                .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
+                .collect(),
+            default: RwLock::new(None),
+            multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
+        }
+    }
+
+    /// Number of exact keys registered.
+    pub(super) fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(&s.0).len()).sum()
+    }
+
+    fn shard(&self, key: &L2EndpointKey) -> &Shard {
+        &self.shards[shard_index(key)].0
+    }
+
+    /// The shard holding `key`, read-locked.
+    #[inline]
+    pub(super) fn read_shard_of(&self, key: &L2EndpointKey) -> RwLockReadGuard<'_, ShardMap> {
+        read(self.shard(key))
+    }
+
+    /// Shard `s` (a [`shard_index`]), read-locked.
+    #[inline]
+    pub(super) fn read_shard(&self, s: usize) -> RwLockReadGuard<'_, ShardMap> {
+        read(&self.shards[s].0)
+    }
+
+    /// The default conn, read-locked.
+    #[inline]
+    pub(super) fn read_default(&self) -> RwLockReadGuard<'_, Option<Arc<ConnEntry>>> {
+        read(&self.default)
+    }
+
+    /// The receive-multicast groups, read-locked.
+    #[inline]
+    pub(super) fn read_multicast(&self) -> RwLockReadGuard<'_, GroupMap> {
+        read(&self.multicast)
+    }
+
+    /// Registers `keys` for `entry`, all or none; see `Dispatcher::register`.
+    pub(super) fn register(
+        &self,
+        keys: &[L2EndpointKey],
+        entry: &Arc<ConnEntry>,
+        replace: bool,
+    ) -> Result<(), RelayError> {
+        for (i, key) in keys.iter().enumerate() {
+            let mut shard = write(self.shard(key));
+            match shard.get(key) {
+                Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
+                    drop(shard);
+                    self.remove_keys(&keys[..i], entry);
+                    return Err(RelayError::KeyInUse(*key));
+                }
+                _ => {
+                    shard.insert(*key, Arc::clone(entry));
+                }
+            }
+        }
+        if entry.recv_multicast {
+            let mut groups = write(&self.multicast);
+            for key in keys {
+                let members = groups.entry((key.vlans, key.ethertype)).or_default();
+                if !members.iter().any(|m| Arc::ptr_eq(m, entry)) {
+                    members.push(Arc::clone(entry));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_keys(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        for key in keys {
+            let mut shard = write(self.shard(key));
+            if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                shard.remove(key);
+            }
+        }
+    }
+
+    /// Removes `entry`'s keys, multicast memberships and default role; see
+    /// `Dispatcher::deregister`.
+    pub(super) fn deregister(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        self.remove_keys(keys, entry);
+        if entry.recv_multicast {
+            let mut groups = write(&self.multicast);
+            for key in keys {
+                let g = (key.vlans, key.ethertype);
+                if let Some(members) = groups.get_mut(&g) {
+                    members.retain(|m| !Arc::ptr_eq(m, entry));
+                    if members.is_empty() {
+                        groups.remove(&g);
+                    }
+                }
+            }
+        }
+        let mut default = write(&self.default);
+        if default.as_ref().is_some_and(|d| Arc::ptr_eq(d, entry)) {
+            *default = None;
+        }
+    }
+
+    /// Makes `entry` the default conn; see `Dispatcher::set_default`.
+    pub(super) fn set_default(
+        &self,
+        entry: &Arc<ConnEntry>,
+        replace: bool,
+    ) -> Result<(), RelayError> {
+        let mut default = write(&self.default);
+        if let Some(d) = default.as_ref() {
+            if !replace && !Arc::ptr_eq(d, entry) {
+                return Err(RelayError::DefaultInUse);
+            }
+        }
+        *default = Some(Arc::clone(entry));
+        Ok(())
+    }
+
+    /// Closes every conn, each table write-locked while its conns are closed; see
+    /// `Dispatcher::stop`.
+    pub(super) fn close_all(&self) {
+        for s in &self.shards {
+            for e in write(&s.0).values() {
+                e.close();
+            }
+        }
+        if let Some(d) = write(&self.default).as_ref() {
+            d.close();
+        }
+        for members in write(&self.multicast).values() {
+            for m in members {
+                m.close();
+            }
+        }
+    }
+}
+
+/// The shard of `key`'s table.
+#[inline]
+pub(super) fn shard_index(key: &L2EndpointKey) -> usize {
+    // The low MAC octets vary most between endpoints of a fleet; mixing in the VLAN ids
+    // spreads endpoints that share a MAC over VLANs.
+    let m = key.mac.0;
+    let v = key
+        .vlans
+        .as_slice()
+        .iter()
+        .fold(0u16, |a, &id| a.rotate_left(5) ^ id);
+    let h = usize::from(m[5]) ^ (usize::from(m[4]) << 3) ^ usize::from(m[3]) ^ usize::from(v);
+    h % SHARDS
+}

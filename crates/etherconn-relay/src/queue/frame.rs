@@ -1,0 +1,51 @@
+//! [`RxFrame`], what a receive queue holds, and why a push to a queue can fail.
+
+use crate::pool::{FrameSlot, PooledBuf};
+
+/// A received frame, as it waits on a conn's queue: a pooled buffer holding the bytes and the
+/// classification the relay made once for every consumer. Two pointers wide, so queues are
+/// small; it dereferences to its [`FrameSlot`] (`rx.len`, `rx.info`).
+#[derive(Debug)]
+pub struct RxFrame {
+    buf: PooledBuf,
+}
+
+impl RxFrame {
+    /// Wraps a buffer whose slot holds a frame's length and classification.
+    pub fn new(buf: PooledBuf) -> RxFrame {
+        RxFrame { buf }
+    }
+
+    /// The whole frame, from the destination MAC.
+    pub fn frame(&self) -> &[u8] {
+        let s = self.buf.slot();
+        &s.data()[..s.len]
+    }
+
+    /// The Ethernet payload after the last VLAN tag.
+    pub fn payload(&self) -> &[u8] {
+        let s = self.buf.slot();
+        &s.data()[s.info.payload.range()]
+    }
+
+    /// Gives the buffer back (to reuse it, say).
+    pub fn into_buf(self) -> PooledBuf {
+        self.buf
+    }
+}
+
+impl core::ops::Deref for RxFrame {
+    type Target = FrameSlot;
+    fn deref(&self) -> &FrameSlot {
+        self.buf.slot()
+    }
+}
+
+/// Why a receive queue push failed.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// The queue is full; the frame was dropped.
+    Full,
+    /// The conn is closed.
+    Closed,
+}
