@@ -70,6 +70,10 @@ def referenced_paths(text):
     for m in re.finditer(r"(?m)^\s*use ([a-z_][a-z0-9_]*)::", text):
         if m.group(1) not in ("crate", "super", "self", "std", "core", "alloc"):
             found.append(("self", m.group(1)))
+    # A child module named by a bare path in code (`bench::run(..)`), not through `use`.
+    for m in re.finditer(r"(?<![:\w])([a-z_][a-z0-9_]*)::[A-Za-z_]", text):
+        if m.group(1) not in ("crate", "super", "self", "std", "core", "alloc"):
+            found.append(("self", m.group(1)))
     for m in GROUP_RE.finditer(text):
         base = (m.group(1),) + tuple(p for p in m.group(2).split("::") if p)
         for item in m.group(3).split(","):

@@ -9,7 +9,8 @@ use crate::cli::EchoArgs;
 use crate::endpoint::{EndpointSet, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Failure, Result};
 use crate::l2udp::{L2UdpConfig, L2UdpEndpoints, TxPath};
-use crate::{sys, Outcome};
+use crate::outcome::Outcome;
+use crate::sys;
 
 /// Runs `echo` until SIGINT or SIGTERM.
 pub fn run(args: &EchoArgs) -> Result<Outcome> {

@@ -22,6 +22,7 @@ mod error;
 mod kernel;
 mod kstats;
 mod l2udp;
+mod outcome;
 mod payload;
 mod report;
 mod rudp;
@@ -35,19 +36,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::outcome::Outcome;
 
 // Counts heap bytes only once `scale` asks it to (`sys::count_heap`).
 #[global_allocator]
 static ALLOC: sys::CountingAlloc = sys::CountingAlloc;
-
-/// How a command ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// It ran to the end.
-    Done,
-    /// SIGINT or SIGTERM stopped it (after cleaning up).
-    Interrupted,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -13,8 +13,9 @@ use crate::cli::SendArgs;
 use crate::endpoint::{EndpointSet, Peer, RxDatagram, TxSpec, BATCH};
 use crate::error::{Context, Failure, Result};
 use crate::l2udp::{L2UdpConfig, L2UdpEndpoints};
+use crate::outcome::Outcome;
 use crate::payload::{self, Checker};
-use crate::{sys, Outcome};
+use crate::sys;
 
 /// Round trip times of the echoes, in microseconds.
 #[derive(Debug, Default, Clone, Copy, Serialize)]

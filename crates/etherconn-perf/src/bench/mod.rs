@@ -21,9 +21,10 @@ use self::trial::measure;
 use crate::addr::max_payload;
 use crate::cli::BenchArgs;
 use crate::error::{Context, Failure, Result};
+use crate::outcome::Outcome;
 use crate::report::{Machine, Measurement, Report};
+use crate::sys;
 use crate::testbed::quiet_testbed;
-use crate::{sys, Outcome};
 
 /// What `bench` says when not run as root.
 pub const NOT_ROOT: &str = "etherconn-perf bench needs root (CAP_NET_ADMIN + CAP_NET_RAW) to \

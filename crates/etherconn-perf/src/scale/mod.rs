@@ -42,8 +42,9 @@ use self::fleet::{Layout, SHARED_1000X100};
 use self::summary::{Figure, ScaleReport, Scenario};
 use crate::cli::ScaleArgs;
 use crate::error::{Context, Failure, Result};
+use crate::outcome::Outcome;
 use crate::report::Machine;
-use crate::{sys, Outcome};
+use crate::sys;
 
 /// The scenarios, `kind:fleet`, in the order a run takes them.
 fn scenarios() -> Vec<(&'static str, Layout)> {

@@ -11,11 +11,10 @@
 //!
 //! One private submodule per family of calls, all re-exported here: `socket` (the socket, its
 //! options and filters, interface `ioctl`s, sending), `ring` (the `TPACKET_V3` ring and its
-//! `mmap`) and `poll` (`poll`, `eventfd`). `ring` builds on `socket`; neither imports `poll`,
-//! and none imports this module's re-exports, only its errno helpers.
+//! `mmap`) and `poll` (`poll`, `eventfd`). `ring` builds on `socket`; neither imports `poll`;
+//! all three turn `-1`/`errno` into `io::Error` through `cvt`, and none imports this module.
 
-use std::io;
-
+mod cvt;
 mod poll;
 mod ring;
 mod socket;
@@ -31,21 +30,3 @@ pub use socket::{
     if_nametoindex, InterfaceFlags, SendScratch, SockFilter, Socket, ETH_P_ALL, PACKET_FANOUT_CPU,
     PACKET_FANOUT_HASH, PACKET_FANOUT_LB, PACKET_FANOUT_QM,
 };
-
-/// The result of a call that returns -1 and sets `errno` on failure.
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// [`cvt`] for calls that return a byte count.
-fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}

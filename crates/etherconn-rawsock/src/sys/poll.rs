@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::time::Duration;
 
-use super::{cvt, cvt_size};
+use super::cvt::{cvt, cvt_size};
 
 /// `POLLIN`.
 pub const POLLIN: i16 = libc::POLLIN;

@@ -7,7 +7,7 @@ use std::mem::{self, size_of, MaybeUninit};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use super::{cvt, cvt_size};
+use super::cvt::{cvt, cvt_size};
 
 /// `ETH_P_ALL`: bind with this protocol to receive every EtherType.
 pub const ETH_P_ALL: u16 = libc::ETH_P_ALL as u16;
