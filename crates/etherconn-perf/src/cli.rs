@@ -112,7 +112,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub vlans: VlanArgs,
     /// Move the receiver's kernel work (veth NAPI) to a kernel thread pinned to the receive
-    /// CPU (DESIGN.md 8) instead of the sender's CPU.
+    /// CPU instead of the sender's CPU (docs/performance-tool.md, "veth caveats").
     #[arg(long)]
     pub threaded_rx: bool,
     /// Print one JSON object on stdout (the table goes to stderr).

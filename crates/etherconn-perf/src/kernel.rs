@@ -1,5 +1,5 @@
 //! The baseline: one kernel UDP socket, `sendmmsg` and `recvmmsg` in batches of [`BATCH`], as
-//! the hand-written C movers in `../shared/baseline` do.
+//! the hand-written C movers that docs/performance.md compares with do.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};

@@ -1,4 +1,4 @@
-//! Dispatch rules (DESIGN.md section 3) checked through the loopback relay, which runs the same
+//! The dispatch rules (docs/architecture.md, "The dispatch contract") checked through the loopback relay, which runs the same
 //! dispatcher as the real backends without needing an interface.
 
 use std::io::ErrorKind;
