@@ -131,23 +131,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The running sum of the pseudo header of a datagram of `len` bytes from `src` to `dst`.
+#[inline]
 fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> u64 {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum::pseudo_header_v4(s, d, ip_protocol::UDP, len as u16)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            checksum::pseudo_header_v6(s, d, ip_protocol::UDP, len as u32)
-        }
-        // Mixed families cannot occur in one IP packet; the sum is then meaningless but harmless.
-        (s, d) => checksum::pseudo_header_v6(to_v6(s), to_v6(d), ip_protocol::UDP, len as u32),
-    }
+    // Each address on its own, so that mixed families (which no IP packet has) need no case.
+    addr_sum(src) + addr_sum(dst) + u64::from(ip_protocol::UDP) + len as u64
 }
 
-fn to_v6(a: IpAddr) -> core::net::Ipv6Addr {
+#[inline]
+fn addr_sum(a: IpAddr) -> u64 {
     match a {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => checksum::addr_sum_v6(a),
     }
 }
 
