@@ -238,6 +238,8 @@ pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, Bu
                 dscp: frame.dscp,
                 ident: 0,
                 dont_frag: true,
+                more_frags: false,
+                frag_offset: 0,
             };
             repr.emit(&mut ipv4::Packet::new_unchecked(&mut *l3))
                 .map_err(wire_error)?;
