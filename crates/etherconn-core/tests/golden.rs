@@ -98,9 +98,9 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
         .expect("valid golden frames have expectations");
     let name = g.name;
     assert_eq!(c.key.to_string(), e.key, "{name}: key");
-    assert_eq!(c.dst_mac.to_string(), e.dst_mac, "{name}: dst_mac");
+    assert_eq!(c.dst_mac().to_string(), e.dst_mac, "{name}: dst_mac");
     assert_eq!(c.src_mac.to_string(), e.src_mac, "{name}: src_mac");
-    assert_eq!(c.ethertype.0, e.ethertype, "{name}: ethertype");
+    assert_eq!(c.ethertype().0, e.ethertype, "{name}: ethertype");
 
     let tags = c.vlans.as_slice();
     assert_eq!(tags.len(), e.vlans.len(), "{name}: number of VLAN tags");
@@ -111,13 +111,13 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
         assert_eq!(got.dei, want.dei, "{name}: tag {i} DEI");
     }
     assert_eq!(
-        c.payload.start,
+        c.payload().start,
         e.l2_payload_offset - shift,
         "{name}: Ethernet payload start"
     );
-    assert!(c.payload.end <= frame.len(), "{name}: Ethernet payload end");
+    assert!(c.payload().end <= frame.len(), "{name}: Ethernet payload end");
 
-    match (&c.ip, &e.ip) {
+    match (&c.ip(), &e.ip) {
         (None, None) => {}
         (Some(ip), Some(want)) => check_ip(name, ip, want, shift),
         (got, want) => panic!(
@@ -126,7 +126,7 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
             want.is_some()
         ),
     }
-    match (&c.udp, &e.udp) {
+    match (&c.udp(), &e.udp) {
         (None, None) => {}
         (Some(udp), Some(want)) => check_udp(name, frame, udp, want, e.ip.as_ref()),
         (got, want) => panic!(

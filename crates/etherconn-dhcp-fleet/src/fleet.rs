@@ -381,7 +381,7 @@ impl Fleet {
     }
 
     fn on_frame(&mut self, rx: &RxFrame) -> Result<(), FleetError> {
-        let Some(udp) = rx.info.udp else {
+        let Some(udp) = rx.info.udp() else {
             self.counters.non_dhcp += 1;
             return Ok(());
         };

@@ -95,7 +95,7 @@ fn serve(conn: &EtherConn, stop: &AtomicBool, state: &Mutex<ServerState>, how: B
         let Ok(rx) = conn.recv_frame_timeout(Some(Duration::from_millis(20))) else {
             continue;
         };
-        let Some(udp) = rx.info.udp else { continue };
+        let Some(udp) = rx.info.udp() else { continue };
         if udp.local.port() != 67 {
             continue;
         }

@@ -66,7 +66,7 @@ fn send_udp(c: &EtherConn, dst_mac: MacAddr, src: SocketAddr, dst: SocketAddr, p
 }
 
 fn udp_payload(rx: &RxFrame) -> &[u8] {
-    let udp = rx.info.udp.expect("a UDP datagram");
+    let udp = rx.info.udp().expect("a UDP datagram");
     &rx.frame()[udp.payload.range()]
 }
 
@@ -319,11 +319,11 @@ fn kernel_udp_roundtrip(prefix: &str, v6: bool) {
 
     for (c, local) in &conns {
         let rx = c.recv_frame().expect("reply reaches its EtherConn");
-        let udp = rx.info.udp.expect("UDP");
+        let udp = rx.info.udp().expect("UDP");
         assert_eq!(udp.remote, server_addr);
         assert_eq!(udp.local, *local);
         assert_eq!(rx.info.src_mac, a_mac);
-        assert_eq!(rx.info.dst_mac, c.local_mac());
+        assert_eq!(rx.info.dst_mac(), c.local_mac());
         assert_eq!(udp_payload(&rx), format!("reply to {local}").as_bytes());
         assert_eq!(c.queued(), 0, "exactly one reply for {local}");
     }
@@ -391,7 +391,7 @@ fn scapy_vlan_ingress_reaches_exactly_its_conn() {
 
     let expect = |c: &EtherConn, port: u16, marker: &str, ids: &[u16], tpids: &[u16]| {
         let rx = c.recv_frame().unwrap_or_else(|e| panic!("{marker}: {e}"));
-        let udp = rx.info.udp.expect("UDP");
+        let udp = rx.info.udp().expect("UDP");
         assert_eq!(udp.remote.port(), port, "{marker}");
         assert_eq!(udp_payload(&rx), marker.as_bytes());
         let got: Vec<u16> = rx
@@ -722,7 +722,7 @@ fn dispatch_rules_over_the_wire() {
     scapy.send(&specs(&[Spec::udp4(unknown, 2003, "to default")]));
     let rx = default.recv_frame().unwrap();
     assert_eq!(udp_payload(&rx), b"to default");
-    assert_eq!(rx.info.dst_mac, mac(unknown));
+    assert_eq!(rx.info.dst_mac(), mac(unknown));
     wait_stats(&relay, "s.rx_miss, s.rx_to_default == (1, 1)", |s| {
         (s.rx_miss, s.rx_to_default) == (1, 1)
     });

@@ -260,7 +260,7 @@ impl EtherConn {
             L2Peer {
                 mac: i.src_mac,
                 vlans: i.vlans,
-                ethertype: i.ethertype,
+                ethertype: i.ethertype(),
             },
         ))
     }

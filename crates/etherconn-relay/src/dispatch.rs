@@ -512,7 +512,7 @@ impl Dispatcher {
                 return None;
             }
         };
-        if info.ip.is_some_and(|ip| ip.fragment) {
+        if info.ip().is_some_and(|ip| ip.fragment) {
             RelayCounters::bump(&c.rx_fragments);
         }
         let slot = buf.slot_mut();
@@ -526,7 +526,7 @@ impl Dispatcher {
     fn deliver_unmatched(&self, rx: RxFrame) {
         let c = self.counters();
         let key = rx.info.key;
-        if rx.info.dst_mac.is_multicast() {
+        if rx.info.dst_mac().is_multicast() {
             let groups = read(&self.multicast);
             let members = groups
                 .get(&(key.vlans, key.ethertype))
@@ -571,7 +571,7 @@ impl Dispatcher {
     }
 
     fn push(&self, entry: &ConnEntry, rx: RxFrame, delivered: &AtomicU64) {
-        let result = match (&entry.l4, rx.info.udp) {
+        let result = match (&entry.l4, rx.info.udp()) {
             (Some(l4), Some(udp)) => match l4.push(udp.local, rx) {
                 Some(r) => r,
                 None => {
@@ -765,7 +765,7 @@ impl Delivery<'_> {
         // could wait behind a queued writer that waits for the first), in address order (see
         // the shards above).
         let l4_of = |i: usize| match (entries[i], &frames[i]) {
-            (Some(e), Some(rx)) if rx.info.udp.is_some() => e.l4.as_ref(),
+            (Some(e), Some(rx)) if rx.info.udp().is_some() => e.l4.as_ref(),
             _ => None,
         };
         let mut demux: [Option<&L4Demux>; DELIVERY_BATCH] = [None; DELIVERY_BATCH];
@@ -803,7 +803,7 @@ impl Delivery<'_> {
             let (Some(e), Some(rx)) = (entries[i], &frames[i]) else {
                 continue;
             };
-            dest[i] = match (&e.l4, rx.info.udp) {
+            dest[i] = match (&e.l4, rx.info.udp()) {
                 (Some(_), Some(udp)) => maps[usize::from(demux_of[i])]
                     .as_ref()
                     .and_then(|map| l4_lookup(map, udp.local))

@@ -374,10 +374,10 @@ fn shared_l2_endpoint_demultiplexes_udp_by_l4_key() {
     };
     let t = Some(Duration::from_millis(200));
     send(mac(2), "192.0.2.2:5000");
-    assert_eq!(exact.pop(t).unwrap().info.udp.unwrap().local.port(), 5000);
+    assert_eq!(exact.pop(t).unwrap().info.udp().unwrap().local.port(), 5000);
     send(mac(2), "192.0.2.9:68");
     assert_eq!(
-        wildcard.pop(t).unwrap().info.udp.unwrap().local.port(),
+        wildcard.pop(t).unwrap().info.udp().unwrap().local.port(),
         68,
         "wildcard IP"
     );
