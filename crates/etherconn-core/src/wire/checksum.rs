@@ -48,9 +48,7 @@ pub fn sum(acc: u64, data: &[u8]) -> u64 {
     }
     // Folded to 32 bits only: swapping the bytes of a 32-bit word swaps those of both its
     // 16-bit halves (and the halves, which a sum does not notice), and `fold` does the rest.
-    let native = (native & 0xffff_ffff) + (native >> 32);
-    let native = (native & 0xffff_ffff) + (native >> 32);
-    let bulk = native as u32;
+    let bulk = fold32(native);
     let bulk = if cfg!(target_endian = "little") {
         bulk.swap_bytes()
     } else {
@@ -69,15 +67,19 @@ fn word64(bytes: &[u8]) -> u64 {
 
 /// Folds a running sum to 16 bits (without the final complement).
 ///
-/// Three fixed steps instead of a loop: after folding 64 to 33 bits, 33 to 17 and 17 to 16 no
-/// carry is left, whatever the input.
+/// Adding a word to itself rotated by half its width leaves, in the upper half, the sum of
+/// both halves with the end-around carry already added (the rotation's carry out of the lower
+/// half is that carry): once from 64 to 32 bits, once from 32 to 16, whatever the input.
 #[inline]
 pub fn fold(acc: u64) -> u16 {
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
+    let x = fold32(acc);
+    (x.wrapping_add(x.rotate_right(16)) >> 16) as u16
+}
+
+/// Folds a running sum to 32 bits, as [`fold`] does to 16.
+#[inline(always)]
+fn fold32(acc: u64) -> u32 {
+    (acc.wrapping_add(acc.rotate_right(32)) >> 32) as u32
 }
 
 /// The Internet checksum of `data`: the complement of its folded sum.
@@ -122,15 +124,29 @@ mod tests {
 
     #[test]
     fn fold_carries_fully() {
-        for v in [
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let pseudo_random = core::iter::from_fn(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x)
+        });
+        let edges = [
             0u64,
+            1,
+            0xfffe,
             0xffff,
             0x1_0000,
+            0x1_fffe,
             0xffff_ffff,
+            0x1_0000_0000,
             0x1_ffff_fffe,
+            0xffff_fffe_0001,
             u64::MAX,
+            u64::MAX - 1,
             0x8000_0000_0000_ffff,
-        ] {
+        ];
+        for v in edges.into_iter().chain(pseudo_random.take(10_000)) {
             let mut slow = v;
             while slow >> 16 != 0 {
                 slow = (slow & 0xffff) + (slow >> 16);

@@ -101,7 +101,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// This checks the arithmetic only: whether a zero checksum is acceptable is decided by
     /// [`Packet::check_checksum`].
-    #[inline]
+    #[inline(always)]
     pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
         let data = &self.buffer.as_ref()[..usize::from(self.len())];
         checksum::fold(checksum::sum(pseudo_header(src, dst, data.len()), data)) == 0xffff
@@ -120,7 +120,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// Over IPv4 a zero checksum means none was sent; over IPv6 the checksum is mandatory
     /// (RFC 8200 section 8.1), so zero is a checksum error. Any other value must verify.
-    #[inline]
+    #[inline(always)]
     pub fn check_checksum(&self, src: IpAddr, dst: IpAddr) -> Result<()> {
         let good = match (self.checksum(), dst) {
             (0, IpAddr::V4(_)) => true,
@@ -175,13 +175,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 }
 
 /// The running sum of the pseudo header of a datagram of `len` bytes from `src` to `dst`.
-#[inline]
+#[inline(always)]
 fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> u64 {
     // Each address on its own, so that mixed families (which no IP packet has) need no case.
     addr_sum(src) + addr_sum(dst) + u64::from(ip_protocol::UDP) + len as u64
 }
 
-#[inline]
+#[inline(always)]
 fn addr_sum(a: IpAddr) -> u64 {
     match a {
         IpAddr::V4(a) => u64::from(u32::from(a)),
