@@ -74,16 +74,16 @@ fn check_invariants(frame: &[u8], stripped: Option<VlanTag>, c: &Classified) {
     assert_eq!(c.src_mac.0, frame[6..12]);
     assert!(within(whole, c.payload()), "{c:?}");
     assert!(c.payload().start >= 14);
-    assert!(c.vlans.len() <= 2);
-    assert_eq!(c.key.vlans.len(), c.vlans.len());
-    assert_eq!(c.key.vlans, VlanIds::from_stack(&c.vlans));
+    assert!(c.vlans().len() <= 2);
+    assert_eq!(c.key.vlans.len(), c.vlans().len());
+    assert_eq!(c.key.vlans, VlanIds::from_stack(&c.vlans()));
     assert_eq!(c.key.mac, c.dst_mac());
     assert_eq!(c.key.ethertype, c.ethertype());
     assert!(!c.ethertype().is_vlan_tpid());
     if let Some(tag) = stripped {
-        assert_eq!(c.vlans.as_slice().first(), Some(&tag));
+        assert_eq!(c.vlans().as_slice().first(), Some(&tag));
     }
-    let in_frame_tags = c.vlans.len() - usize::from(stripped.is_some());
+    let in_frame_tags = c.vlans().len() - usize::from(stripped.is_some());
     assert_eq!(c.payload().start, 14 + 4 * in_frame_tags);
     if let Some(ip) = &c.ip() {
         assert!(c.ethertype() == EtherType::IPV4 || c.ethertype() == EtherType::IPV6);
@@ -120,7 +120,7 @@ fn reading(c: &Classified) -> Reading {
         key: c.key,
         dst_mac: c.dst_mac(),
         src_mac: c.src_mac,
-        vlans: c.vlans,
+        vlans: c.vlans(),
         ethertype: c.ethertype(),
         payload: c.payload(),
         ip: c.ip(),
@@ -210,7 +210,7 @@ fn build_round_trip(data: &[u8]) {
     check_invariants(frame, None, &c);
     assert_eq!(c.dst_mac(), dst_mac);
     assert_eq!(c.src_mac, src_mac);
-    assert_eq!(c.vlans.as_slice(), spec.vlans);
+    assert_eq!(c.vlans().as_slice(), spec.vlans);
     let ip = c.ip().expect("IP layer");
     assert_eq!(ip.ttl, ttl);
     assert!(!ip.fragment);

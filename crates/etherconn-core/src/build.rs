@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(len, 14 + 8 + 20 + 8 + 16);
         let c = classify(&buf[..len], None).unwrap();
         assert_eq!(c.key.to_string(), "02:00:00:00:00:02|200|100#0x0800");
-        assert_eq!(c.vlans.as_slice(), &vlans);
+        assert_eq!(c.vlans().as_slice(), &vlans);
         let u = c.udp().unwrap();
         assert_eq!(u.remote, f.src);
         assert_eq!(u.local, f.dst);

@@ -40,7 +40,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::key::{L2EndpointKey, VlanIds};
 use crate::wire::vlan::{self, VlanStack};
 use crate::wire::{
-    arp, ethernet, ip_protocol, ipv4, ipv6, udp, Error, EtherType, MacAddr, Span, Tpid, VlanTag,
+    arp, ethernet, ip_protocol, ipv4, ipv6, udp, Error, EtherType, MacAddr, Span, Tpid, VlanId,
+    VlanTag,
 };
 
 /// The protocol layer at which a frame was found invalid.
@@ -181,9 +182,8 @@ impl Span32 {
 
 /// Everything the relays need to know about a received frame.
 ///
-/// The key, the source MAC and the VLAN stack are fields; everything else is read through
-/// methods, because it is stored compactly (see [the module docs](self)). Equal frames classify
-/// to equal values.
+/// The key and the source MAC are fields; everything else is read through methods, because it
+/// is stored compactly (see [the module docs](self)). Equal frames classify to equal values.
 ///
 /// The default value (all-zero addresses, no layers) is a placeholder for empty buffers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -192,8 +192,9 @@ pub struct Classified {
     pub key: L2EndpointKey,
     /// Source (remote) MAC.
     pub src_mac: MacAddr,
-    /// The VLAN tags, outermost first, including one the kernel stripped.
-    pub vlans: VlanStack,
+    /// The VLAN tags' TPIDs and TCIs, outermost first; `key.vlans` says how many there are.
+    tpids: [Tpid; vlan::MAX_TAGS],
+    tcis: [u16; vlan::MAX_TAGS],
     /// `has::*` bits.
     layers: u8,
     /// IP: upper-layer protocol (after IPv6 extension headers).
@@ -220,6 +221,17 @@ impl Classified {
     #[inline]
     pub const fn dst_mac(&self) -> MacAddr {
         self.key.mac
+    }
+
+    /// The VLAN tags, outermost first, including one the kernel stripped.
+    #[inline]
+    pub fn vlans(&self) -> VlanStack {
+        let mut stack = VlanStack::EMPTY;
+        for i in 0..self.key.vlans.len() {
+            // Never more than MAX_TAGS: classify_with stored them.
+            let _ = stack.push(VlanTag::from_tci(self.tpids[i], self.tcis[i]));
+        }
+        stack
     }
 
     /// EtherType after the last tag: the key's.
@@ -320,7 +332,9 @@ impl Options {
 /// Classifies a received frame with every check on.
 ///
 /// `stripped_tag` is the outer VLAN tag when the kernel moved it out of the frame (AF_PACKET VLAN
-/// offload); the frame is then keyed exactly as if the tag were still in it.
+/// offload); the frame is then keyed exactly as if the tag were still in it (the tag is kept as
+/// its TCI, so a `pcp` above 7, which no TCI holds, keeps its low 3 bits).
+#[inline]
 pub fn classify(frame: &[u8], stripped_tag: Option<VlanTag>) -> Result<Classified, Invalid> {
     classify_with(frame, stripped_tag, Options::new())
 }
@@ -340,31 +354,38 @@ pub fn classify_with(
             reason: "frame longer than 4 GiB",
         });
     }
-    let eth =
-        ethernet::Frame::new_checked(frame).map_err(|e| Invalid::wire(Layer::Ethernet, e))?;
-    let mut vlans = VlanStack::EMPTY;
+    let eth = ethernet::Frame::new_checked(frame).map_err(|e| Invalid::wire(Layer::Ethernet, e))?;
+    let mut c = Classified {
+        src_mac: eth.src_addr(),
+        ..Classified::default()
+    };
+    let mut n = 0;
     if let Some(tag) = stripped_tag {
-        vlans.push(tag).map_err(|_| Invalid::TooManyVlanTags)?;
+        c.tpids[0] = tag.tpid;
+        c.tcis[0] = tag.tci();
+        n = 1;
     }
     let mut ethertype = eth.ethertype();
     let mut at = ethernet::HEADER_LEN;
     while let Some(tpid) = Tpid::new(ethertype.0) {
-        let tag = vlan::Packet::new_checked(&frame[at..])
-            .map_err(|e| Invalid::wire(Layer::Vlan, e))?;
-        vlans
-            .push(VlanTag::from_tci(tpid, tag.tci()))
-            .map_err(|_| Invalid::TooManyVlanTags)?;
+        let tag =
+            vlan::Packet::new_checked(&frame[at..]).map_err(|e| Invalid::wire(Layer::Vlan, e))?;
+        if n == vlan::MAX_TAGS {
+            return Err(Invalid::TooManyVlanTags);
+        }
+        c.tpids[n] = tpid;
+        c.tcis[n] = tag.tci();
+        n += 1;
         ethertype = tag.ethertype();
         at += vlan::HEADER_LEN;
     }
-
-    let mut c = Classified {
-        key: L2EndpointKey::new(eth.dst_addr(), VlanIds::from_stack(&vlans), ethertype),
-        src_mac: eth.src_addr(),
-        vlans,
-        payload: Span32::new(at, frame.len()),
-        ..Classified::default()
+    let ids = match n {
+        0 => VlanIds::NONE,
+        1 => VlanIds::one(vlan_id(c.tcis[0])),
+        _ => VlanIds::two(vlan_id(c.tcis[0]), vlan_id(c.tcis[1])),
     };
+    c.key = L2EndpointKey::new(eth.dst_addr(), ids, ethertype);
+    c.payload = Span32::new(at, frame.len());
     let l3 = &frame[at..];
     match ethertype {
         EtherType::IPV4 => classify_ipv4(&mut c, l3, at, opts)?,
@@ -375,6 +396,12 @@ pub fn classify_with(
         _ => {}
     }
     Ok(c)
+}
+
+/// The id of a tag control information field.
+#[inline(always)]
+fn vlan_id(tci: u16) -> VlanId {
+    VlanTag::from_tci(Tpid::DOT1Q, tci).id
 }
 
 /// The IPv4 layer of `c`, whose header starts at `at` in the frame.
@@ -396,7 +423,7 @@ fn classify_ipv4(c: &mut Classified, l3: &[u8], at: usize, opts: Options) -> Res
     if p.is_fragment() {
         c.layers |= has::FRAGMENT;
     } else if c.protocol == ip_protocol::UDP {
-        classify_udp(c, p.payload(), IpAddr::V4(src), IpAddr::V4(dst), opts)?;
+        classify_udp(c, p.payload(), src, dst, opts)?;
     }
     Ok(())
 }
@@ -404,9 +431,7 @@ fn classify_ipv4(c: &mut Classified, l3: &[u8], at: usize, opts: Options) -> Res
 /// The IPv6 layer of `c`, whose header starts at `at` in the frame.
 fn classify_ipv6(c: &mut Classified, l3: &[u8], at: usize, opts: Options) -> Result<(), Invalid> {
     let p = ipv6::Packet::new_checked(l3).map_err(|e| Invalid::wire(Layer::Ipv6, e))?;
-    let upper = p
-        .upper_layer()
-        .map_err(|e| Invalid::wire(Layer::Ipv6, e))?;
+    let upper = p.upper_layer().map_err(|e| Invalid::wire(Layer::Ipv6, e))?;
     let (src, dst) = (p.src_addr(), p.dst_addr());
     c.payload = Span32::new(at, at + ipv6::HEADER_LEN + usize::from(p.payload_len()));
     c.ip_payload = Span32::new(at + upper.span.start, at + upper.span.end);
@@ -419,24 +444,29 @@ fn classify_ipv6(c: &mut Classified, l3: &[u8], at: usize, opts: Options) -> Res
         c.layers |= has::FRAGMENT;
     } else if c.protocol == ip_protocol::UDP {
         let l4 = &l3[upper.span.range()];
-        classify_udp(c, l4, IpAddr::V6(src), IpAddr::V6(dst), opts)?;
+        classify_udp(c, l4, src, dst, opts)?;
     }
     Ok(())
 }
 
 /// The UDP layer of `c`, inside the IP payload `l4` from `src` to `dst`.
-fn classify_udp(
+///
+/// Inlined into each IP version's pass, where the layout of `c` stays in registers; the
+/// checksum is a call of its own per address family, so that neither pass carries the other
+/// family's pseudo header nor the summing loop's registers.
+#[inline(always)]
+fn classify_udp<A: Into<IpAddr> + Copy>(
     c: &mut Classified,
     l4: &[u8],
-    src: IpAddr,
-    dst: IpAddr,
+    src: A,
+    dst: A,
     opts: Options,
 ) -> Result<(), Invalid> {
     let udp_err = |e| Invalid::wire(Layer::Udp, e);
     let p = udp::Packet::new_checked(l4).map_err(udp_err)?;
     p.check_ports().map_err(udp_err)?;
     if opts.verify_udp_checksum {
-        p.check_checksum(src, dst).map_err(udp_err)?;
+        udp_checksum(&p, src, dst).map_err(udp_err)?;
     }
     c.layers |= has::UDP;
     c.src_port = p.src_port();
@@ -446,12 +476,18 @@ fn classify_udp(
     Ok(())
 }
 
+/// [`udp::Packet::check_checksum`] for one address family.
+#[inline(never)]
+fn udp_checksum<A: Into<IpAddr>>(p: &udp::Packet<&[u8]>, src: A, dst: A) -> Result<(), Error> {
+    p.check_checksum(src.into(), dst.into())
+}
+
 impl fmt::Debug for Classified {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Classified")
             .field("key", &self.key)
             .field("src_mac", &self.src_mac)
-            .field("vlans", &self.vlans)
+            .field("vlans", &self.vlans())
             .field("payload", &self.payload())
             .field("ip", &self.ip())
             .field("udp", &self.udp())

@@ -413,7 +413,7 @@ impl Fleet {
         let idx = idx as usize;
         let client = &self.clients[idx];
         if reply.mac != client.mac
-            || VlanIds::from_stack(&rx.info.vlans) != VlanIds::from_stack(&client.vlans)
+            || VlanIds::from_stack(&rx.info.vlans()) != VlanIds::from_stack(&client.vlans)
         {
             self.counters.stray += 1;
             return Ok(());

@@ -223,7 +223,7 @@ impl L2UdpEndpoints {
                         mac: info.src_mac,
                         addr: udp.remote,
                     },
-                    vlans: info.vlans.as_slice(),
+                    vlans: info.vlans().as_slice(),
                     to: udp.local,
                     payload: &rx.frame()[udp.payload.range()],
                 });

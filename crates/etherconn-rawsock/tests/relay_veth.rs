@@ -396,7 +396,7 @@ fn scapy_vlan_ingress_reaches_exactly_its_conn() {
         assert_eq!(udp_payload(&rx), marker.as_bytes());
         let got: Vec<u16> = rx
             .info
-            .vlans
+            .vlans()
             .as_slice()
             .iter()
             .map(|t| t.id.get())
@@ -404,7 +404,7 @@ fn scapy_vlan_ingress_reaches_exactly_its_conn() {
         assert_eq!(got, ids, "{marker}");
         let got: Vec<u16> = rx
             .info
-            .vlans
+            .vlans()
             .as_slice()
             .iter()
             .map(|t| t.tpid.get())
@@ -754,7 +754,7 @@ fn dispatch_rules_over_the_wire() {
     ]));
     let rx = m_vlan.recv_frame().unwrap();
     assert_eq!(udp_payload(&rx), b"bcast vlan 100");
-    assert_eq!(rx.info.vlans.as_slice()[0].id.get(), 100);
+    assert_eq!(rx.info.vlans().as_slice()[0].id.get(), 100);
     assert_eq!(
         udp_payload(&default.recv_frame().unwrap()),
         b"bcast vlan 100"
@@ -1152,7 +1152,7 @@ fn fanout_relay_with_two_threads_delivers_each_frame_once() {
                     "frame for another conn"
                 );
                 rounds.push(u16::from_be_bytes([p[2], p[3]]));
-                assert_eq!(rx.info.vlans.as_slice().len(), i % 2);
+                assert_eq!(rx.info.vlans().as_slice().len(), i % 2);
             }
             rounds.sort_unstable();
             assert_eq!(

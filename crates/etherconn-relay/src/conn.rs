@@ -259,7 +259,7 @@ impl EtherConn {
             n,
             L2Peer {
                 mac: i.src_mac,
-                vlans: i.vlans,
+                vlans: i.vlans(),
                 ethertype: i.ethertype(),
             },
         ))

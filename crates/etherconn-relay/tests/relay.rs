@@ -268,7 +268,7 @@ fn stripped_outer_tag_is_restored_before_keying() {
         &frame[..len],
         "the conn sees the frame as it was on the wire"
     );
-    assert_eq!(rx.info.vlans.as_slice(), &qinq);
+    assert_eq!(rx.info.vlans().as_slice(), &qinq);
 }
 
 #[test]
