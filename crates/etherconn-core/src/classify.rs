@@ -519,3 +519,102 @@ impl fmt::Display for Classified {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{build_udp_frame, UdpFrame};
+
+    fn built(vlans: &[VlanTag], src: &str, dst: &str, payload: &[u8]) -> ([u8; 256], usize) {
+        let f = UdpFrame {
+            src_mac: "02:00:00:00:00:01".parse().unwrap(),
+            dst_mac: "02:00:00:00:00:02".parse().unwrap(),
+            vlans,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ttl: 9,
+            dscp: 0,
+            payload,
+        };
+        let mut buf = [0u8; 256];
+        let len = build_udp_frame(&mut buf, &f).unwrap();
+        (buf, len)
+    }
+
+    #[test]
+    fn stays_compact() {
+        // The relays keep one beside every pooled frame; it was 208 bytes with SocketAddrs.
+        assert!(core::mem::size_of::<Classified>() <= 96);
+    }
+
+    #[test]
+    fn accessors_expand_what_was_stored() {
+        let tags = [
+            VlanTag::new(Tpid::QINQ_LEGACY, VlanId::new(7).unwrap()).with_pcp(5),
+            VlanTag::dot1q(4095).unwrap(),
+        ];
+        let (buf, len) = built(&tags[1..], "[2001:db8::1]:546", "[ff02::1:2]:547", b"x");
+        let c = classify(&buf[..len], Some(tags[0])).unwrap();
+        assert_eq!(c.vlans().as_slice(), &tags);
+        assert_eq!(c.key.vlans.as_slice(), &[7, 4095]);
+        assert_eq!((c.dst_mac(), c.ethertype()), (c.key.mac, EtherType::IPV6));
+        let ip = c.ip().unwrap();
+        assert_eq!(ip.src, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            (ip.protocol, ip.ttl, ip.fragment),
+            (ip_protocol::UDP, 9, false)
+        );
+        let u = c.udp().unwrap();
+        assert_eq!(u.local, "[ff02::1:2]:547".parse::<SocketAddr>().unwrap());
+        assert_eq!(&buf[u.payload.range()], b"x");
+        assert_eq!(c.payload(), Span::new(18, len));
+        assert_eq!(
+            c.to_string(),
+            "02:00:00:00:00:02|7|4095#0x86dd from 02:00:00:00:00:01 \
+             udp [2001:db8::1]:546 -> [ff02::1:2]:547 (1 bytes)"
+        );
+        let none = Classified::default();
+        assert_eq!(
+            (none.ip(), none.udp(), none.vlans()),
+            (None, None, VlanStack::EMPTY)
+        );
+    }
+
+    /// The fragment policy of the ipv4 module: the header of a fragment is valid for both
+    /// `Repr::parse` and the classifier, and neither reads its payload as UDP.
+    #[test]
+    fn fragments_agree_with_repr_parse() {
+        let (mut buf, len) = built(&[], "192.0.2.1:1000", "192.0.2.2:2000", b"payload");
+        for (more, offset) in [(true, 0), (false, 8), (true, 1480)] {
+            let mut p = ipv4::Packet::new_unchecked(&mut buf[14..len]);
+            p.set_flags_and_offset(false, more, offset);
+            p.fill_checksum();
+            let c = classify(&buf[..len], None).unwrap();
+            let ip = c.ip().unwrap();
+            assert!(ip.fragment && c.udp().is_none(), "{more} {offset}");
+            let repr = ipv4::Repr::parse(&ipv4::Packet::new_checked(&buf[14..len]).unwrap());
+            assert!(repr.unwrap().is_fragment(), "{more} {offset}");
+        }
+        // A fragment's header is checked like any other.
+        buf[24] ^= 0xff;
+        assert_eq!(
+            classify(&buf[..len], None),
+            Err(Invalid::BadChecksum { layer: Layer::Ipv4 })
+        );
+    }
+
+    #[test]
+    fn checksum_options() {
+        let (mut buf, len) = built(&[], "192.0.2.1:1000", "192.0.2.2:2000", b"payload");
+        buf[45] ^= 1; // in the UDP payload (42..49; the frame is padded to 60)
+        let bad_udp = Err(Invalid::BadChecksum { layer: Layer::Udp });
+        assert_eq!(classify(&buf[..len], None), bad_udp);
+        let no_udp = Options::new().verify_udp_checksum(false);
+        assert!(classify_with(&buf[..len], None, no_udp).is_ok());
+        buf[24] ^= 1;
+        let bad_ip = Err(Invalid::BadChecksum { layer: Layer::Ipv4 });
+        assert_eq!(classify_with(&buf[..len], None, no_udp), bad_ip);
+        let none = no_udp.verify_ipv4_checksum(false);
+        assert!(classify_with(&buf[..len], None, none).is_ok());
+    }
+}
