@@ -55,6 +55,14 @@ fn bench_classify(c: &mut Criterion) {
                 let opts = Options::new().verify_udp_checksum(false);
                 b.iter(|| classify_with(black_box(&f), None, opts).unwrap().key)
             });
+            // The row to compare with etherparse, which verifies no checksum: the same parse
+            // and checks with both checksums off.
+            g.bench_function(format!("etherconn-no-csum/{name}"), |b| {
+                let opts = Options::new()
+                    .verify_udp_checksum(false)
+                    .verify_ipv4_checksum(false);
+                b.iter(|| classify_with(black_box(&f), None, opts).unwrap().key)
+            });
             g.bench_function(format!("etherparse/{name}"), |b| {
                 b.iter(|| {
                     let p = etherparse::SlicedPacket::from_ethernet(black_box(&f)).unwrap();

@@ -238,6 +238,8 @@ pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, Bu
                 dscp: frame.dscp,
                 ident: 0,
                 dont_frag: true,
+                more_frags: false,
+                frag_offset: 0,
             };
             repr.emit(&mut ipv4::Packet::new_unchecked(&mut *l3))
                 .map_err(wire_error)?;
@@ -320,13 +322,13 @@ mod tests {
         assert_eq!(len, 14 + 8 + 20 + 8 + 16);
         let c = classify(&buf[..len], None).unwrap();
         assert_eq!(c.key.to_string(), "02:00:00:00:00:02|200|100#0x0800");
-        assert_eq!(c.vlans.as_slice(), &vlans);
-        let u = c.udp.unwrap();
+        assert_eq!(c.vlans().as_slice(), &vlans);
+        let u = c.udp().unwrap();
         assert_eq!(u.remote, f.src);
         assert_eq!(u.local, f.dst);
         assert_eq!(&buf[u.payload.range()], b"discover-message");
         assert_eq!(u.payload.start, f.payload_offset());
-        assert_eq!(c.ip.unwrap().ttl, 255);
+        assert_eq!(c.ip().unwrap().ttl, 255);
         assert_eq!(buf[14 + 8 + 1] >> 2, 46, "DSCP");
     }
 
@@ -338,7 +340,7 @@ mod tests {
         assert_eq!(len, 60);
         assert!(buf[43..60].iter().all(|&b| b == 0));
         let c = classify(&buf[..len], None).unwrap();
-        assert_eq!(&buf[c.udp.unwrap().payload.range()], b"x");
+        assert_eq!(&buf[c.udp().unwrap().payload.range()], b"x");
     }
 
     #[test]
@@ -347,8 +349,8 @@ mod tests {
         let mut buf = [0u8; 400];
         let len = build_udp_frame(&mut buf, &f).unwrap();
         let c = classify(&buf[..len], None).unwrap();
-        assert_eq!(c.ethertype, EtherType::IPV6);
-        assert_eq!(c.udp.unwrap().remote, f.src);
+        assert_eq!(c.ethertype(), EtherType::IPV6);
+        assert_eq!(c.udp().unwrap().remote, f.src);
         assert_eq!(buf[14] & 0x0f, (46u8 << 2) >> 4 & 0x0f);
     }
 

@@ -45,8 +45,8 @@
 //! // ...and classify it as a relay does when it receives it.
 //! let c = classify(&buf[..len], None).unwrap();
 //! assert_eq!(c.key.to_string(), "02:00:00:00:00:02|200|100#0x0800");
-//! assert_eq!(c.ethertype, EtherType::IPV4);
-//! let udp = c.udp.unwrap();
+//! assert_eq!(c.ethertype(), EtherType::IPV4);
+//! let udp = c.udp().unwrap();
 //! assert_eq!(udp.remote.port(), 68);
 //! assert_eq!(&buf[udp.payload.range()], b"hello");
 //! ```

@@ -98,11 +98,12 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
         .expect("valid golden frames have expectations");
     let name = g.name;
     assert_eq!(c.key.to_string(), e.key, "{name}: key");
-    assert_eq!(c.dst_mac.to_string(), e.dst_mac, "{name}: dst_mac");
+    assert_eq!(c.dst_mac().to_string(), e.dst_mac, "{name}: dst_mac");
     assert_eq!(c.src_mac.to_string(), e.src_mac, "{name}: src_mac");
-    assert_eq!(c.ethertype.0, e.ethertype, "{name}: ethertype");
+    assert_eq!(c.ethertype().0, e.ethertype, "{name}: ethertype");
 
-    let tags = c.vlans.as_slice();
+    let vlans = c.vlans();
+    let tags = vlans.as_slice();
     assert_eq!(tags.len(), e.vlans.len(), "{name}: number of VLAN tags");
     for (i, (got, want)) in tags.iter().zip(e.vlans).enumerate() {
         assert_eq!(got.tpid.get(), want.tpid, "{name}: tag {i} TPID");
@@ -111,13 +112,16 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
         assert_eq!(got.dei, want.dei, "{name}: tag {i} DEI");
     }
     assert_eq!(
-        c.payload.start,
+        c.payload().start,
         e.l2_payload_offset - shift,
         "{name}: Ethernet payload start"
     );
-    assert!(c.payload.end <= frame.len(), "{name}: Ethernet payload end");
+    assert!(
+        c.payload().end <= frame.len(),
+        "{name}: Ethernet payload end"
+    );
 
-    match (&c.ip, &e.ip) {
+    match (&c.ip(), &e.ip) {
         (None, None) => {}
         (Some(ip), Some(want)) => check_ip(name, ip, want, shift),
         (got, want) => panic!(
@@ -126,7 +130,7 @@ fn check_classified(g: &Golden, frame: &[u8], c: &Classified, shift: usize) {
             want.is_some()
         ),
     }
-    match (&c.udp, &e.udp) {
+    match (&c.udp(), &e.udp) {
         (None, None) => {}
         (Some(udp), Some(want)) => check_udp(name, frame, udp, want, e.ip.as_ref()),
         (got, want) => panic!(
@@ -261,7 +265,7 @@ fn golden_frames_classify_the_same_with_outer_tag_stripped() {
             let whole = classify(g.frame, None).unwrap_or_else(|e| panic!("{}: {e:?}", g.name));
             let c = r.as_ref().unwrap_or_else(|e| panic!("{}: {e:?}", g.name));
             assert_eq!(c.key, whole.key, "{}: key with and without offload", g.name);
-            assert_eq!(c.vlans, whole.vlans, "{}: VLAN stack", g.name);
+            assert_eq!(c.vlans(), whole.vlans(), "{}: VLAN stack", g.name);
         } else {
             assert!(
                 r.is_err(),

@@ -231,7 +231,7 @@ impl Fleet {
     }
 
     fn on_frame(&mut self, rx: &RxFrame) -> Result<(), FleetError> {
-        let Some(udp) = rx.info.udp else {
+        let Some(udp) = rx.info.udp() else {
             self.counters.non_dhcp += 1;
             return Ok(());
         };
@@ -263,7 +263,7 @@ impl Fleet {
         let idx = idx as usize;
         let client = &self.clients[idx];
         if reply.mac != client.mac
-            || VlanIds::from_stack(&rx.info.vlans) != VlanIds::from_stack(&client.vlans)
+            || VlanIds::from_stack(&rx.info.vlans()) != VlanIds::from_stack(&client.vlans)
         {
             self.counters.stray += 1;
             return Ok(());

@@ -95,7 +95,7 @@ fn serve(conn: &EtherConn, stop: &AtomicBool, state: &Mutex<ServerState>, how: B
         let Ok(rx) = conn.recv_frame_timeout(Some(Duration::from_millis(20))) else {
             continue;
         };
-        let Some(udp) = rx.info.udp else { continue };
+        let Some(udp) = rx.info.udp() else { continue };
         if udp.local.port() != 67 {
             continue;
         }
@@ -108,7 +108,7 @@ fn serve(conn: &EtherConn, stop: &AtomicBool, state: &Mutex<ServerState>, how: B
         let mac = MacAddr::from_bytes(&req.chaddr()[..6]).unwrap();
         let vlans: Vec<u16> = rx
             .info
-            .vlans
+            .vlans()
             .as_slice()
             .iter()
             .map(|t| t.id.get())
@@ -170,10 +170,11 @@ fn serve(conn: &EtherConn, stop: &AtomicBool, state: &Mutex<ServerState>, how: B
         } else {
             (mac, ip)
         };
+        let vlans = rx.info.vlans();
         let frame = UdpFrame {
             src_mac: SERVER_MAC,
             dst_mac,
-            vlans: rx.info.vlans.as_slice(),
+            vlans: vlans.as_slice(),
             src: SocketAddr::from((SERVER_IP, 67)),
             dst: SocketAddr::from((dst_ip, 68)),
             ttl: 64,

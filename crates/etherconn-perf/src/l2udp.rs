@@ -167,7 +167,7 @@ impl L2UdpEndpoints {
                 let Some(rx) = self.recv_one_blocking(from, retry - now)? else {
                     continue;
                 };
-                if rx.info.ethertype != EtherType::ARP {
+                if rx.info.ethertype() != EtherType::ARP {
                     self.c.rx_other += 1;
                     continue;
                 }
@@ -210,7 +210,7 @@ impl L2UdpEndpoints {
     /// whether it was.
     fn handle(&mut self, i: usize, rx: &RxFrame, on: &mut dyn FnMut(&RxDatagram<'_>)) -> bool {
         let info = &rx.info;
-        match info.udp {
+        match info.udp() {
             Some(udp) => {
                 let local = SocketAddr::new(IpAddr::V4(ip_offset(self.base_ip, i)), self.port);
                 if udp.local != local {
@@ -223,14 +223,14 @@ impl L2UdpEndpoints {
                         mac: info.src_mac,
                         addr: udp.remote,
                     },
-                    vlans: info.vlans.as_slice(),
+                    vlans: info.vlans().as_slice(),
                     to: udp.local,
                     payload: &rx.frame()[udp.payload.range()],
                 });
                 self.c.rx_udp += 1;
                 true
             }
-            None if info.ethertype == EtherType::ARP && self.answer_arp => {
+            None if info.ethertype() == EtherType::ARP && self.answer_arp => {
                 self.handle_arp(rx);
                 false
             }

@@ -66,7 +66,7 @@ fn send_udp(c: &EtherConn, dst_mac: MacAddr, src: SocketAddr, dst: SocketAddr, p
 }
 
 fn udp_payload(rx: &RxFrame) -> &[u8] {
-    let udp = rx.info.udp.expect("a UDP datagram");
+    let udp = rx.info.udp().expect("a UDP datagram");
     &rx.frame()[udp.payload.range()]
 }
 
@@ -319,11 +319,11 @@ fn kernel_udp_roundtrip(prefix: &str, v6: bool) {
 
     for (c, local) in &conns {
         let rx = c.recv_frame().expect("reply reaches its EtherConn");
-        let udp = rx.info.udp.expect("UDP");
+        let udp = rx.info.udp().expect("UDP");
         assert_eq!(udp.remote, server_addr);
         assert_eq!(udp.local, *local);
         assert_eq!(rx.info.src_mac, a_mac);
-        assert_eq!(rx.info.dst_mac, c.local_mac());
+        assert_eq!(rx.info.dst_mac(), c.local_mac());
         assert_eq!(udp_payload(&rx), format!("reply to {local}").as_bytes());
         assert_eq!(c.queued(), 0, "exactly one reply for {local}");
     }
@@ -391,12 +391,12 @@ fn scapy_vlan_ingress_reaches_exactly_its_conn() {
 
     let expect = |c: &EtherConn, port: u16, marker: &str, ids: &[u16], tpids: &[u16]| {
         let rx = c.recv_frame().unwrap_or_else(|e| panic!("{marker}: {e}"));
-        let udp = rx.info.udp.expect("UDP");
+        let udp = rx.info.udp().expect("UDP");
         assert_eq!(udp.remote.port(), port, "{marker}");
         assert_eq!(udp_payload(&rx), marker.as_bytes());
         let got: Vec<u16> = rx
             .info
-            .vlans
+            .vlans()
             .as_slice()
             .iter()
             .map(|t| t.id.get())
@@ -404,7 +404,7 @@ fn scapy_vlan_ingress_reaches_exactly_its_conn() {
         assert_eq!(got, ids, "{marker}");
         let got: Vec<u16> = rx
             .info
-            .vlans
+            .vlans()
             .as_slice()
             .iter()
             .map(|t| t.tpid.get())
@@ -722,7 +722,7 @@ fn dispatch_rules_over_the_wire() {
     scapy.send(&specs(&[Spec::udp4(unknown, 2003, "to default")]));
     let rx = default.recv_frame().unwrap();
     assert_eq!(udp_payload(&rx), b"to default");
-    assert_eq!(rx.info.dst_mac, mac(unknown));
+    assert_eq!(rx.info.dst_mac(), mac(unknown));
     wait_stats(&relay, "s.rx_miss, s.rx_to_default == (1, 1)", |s| {
         (s.rx_miss, s.rx_to_default) == (1, 1)
     });
@@ -754,7 +754,7 @@ fn dispatch_rules_over_the_wire() {
     ]));
     let rx = m_vlan.recv_frame().unwrap();
     assert_eq!(udp_payload(&rx), b"bcast vlan 100");
-    assert_eq!(rx.info.vlans.as_slice()[0].id.get(), 100);
+    assert_eq!(rx.info.vlans().as_slice()[0].id.get(), 100);
     assert_eq!(
         udp_payload(&default.recv_frame().unwrap()),
         b"bcast vlan 100"
@@ -1152,7 +1152,7 @@ fn fanout_relay_with_two_threads_delivers_each_frame_once() {
                     "frame for another conn"
                 );
                 rounds.push(u16::from_be_bytes([p[2], p[3]]));
-                assert_eq!(rx.info.vlans.as_slice().len(), i % 2);
+                assert_eq!(rx.info.vlans().as_slice().len(), i % 2);
             }
             rounds.sort_unstable();
             assert_eq!(

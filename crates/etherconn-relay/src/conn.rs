@@ -262,8 +262,8 @@ impl EtherConn {
             n,
             L2Peer {
                 mac: i.src_mac,
-                vlans: i.vlans,
-                ethertype: i.ethertype,
+                vlans: i.vlans(),
+                ethertype: i.ethertype(),
             },
         ))
     }

@@ -251,7 +251,7 @@ impl Dispatcher {
                 return None;
             }
         };
-        if info.ip.is_some_and(|ip| ip.fragment) {
+        if info.ip().is_some_and(|ip| ip.fragment) {
             RelayCounters::bump(&c.rx_fragments);
         }
         let slot = buf.slot_mut();
@@ -265,7 +265,7 @@ impl Dispatcher {
     fn deliver_unmatched(&self, rx: RxFrame) {
         let c = self.counters();
         let key = rx.info.key;
-        if rx.info.dst_mac.is_multicast() {
+        if rx.info.dst_mac().is_multicast() {
             let groups = self.table.read_multicast();
             let members = groups
                 .get(&(key.vlans, key.ethertype))
@@ -310,7 +310,7 @@ impl Dispatcher {
     }
 
     fn push(&self, entry: &ConnEntry, rx: RxFrame, delivered: &AtomicU64) {
-        let result = match (&entry.l4, rx.info.udp) {
+        let result = match (&entry.l4, rx.info.udp()) {
             (Some(l4), Some(udp)) => match l4.push(udp.local, rx) {
                 Some(r) => r,
                 None => {

@@ -22,7 +22,7 @@ pub enum Mail {
     Frame {
         /// The conn's token.
         token: usize,
-        /// The frame, classified (`frame.info`); for a UDP datagram, `frame.info.udp` has the
+        /// The frame, classified (`frame.info`); for a UDP datagram, `frame.info.udp()` has the
         /// addresses and the payload's span.
         frame: RxFrame,
     },

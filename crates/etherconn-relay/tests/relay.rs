@@ -268,7 +268,7 @@ fn stripped_outer_tag_is_restored_before_keying() {
         &frame[..len],
         "the conn sees the frame as it was on the wire"
     );
-    assert_eq!(rx.info.vlans.as_slice(), &qinq);
+    assert_eq!(rx.info.vlans().as_slice(), &qinq);
 }
 
 #[test]
@@ -374,10 +374,10 @@ fn shared_l2_endpoint_demultiplexes_udp_by_l4_key() {
     };
     let t = Some(Duration::from_millis(200));
     send(mac(2), "192.0.2.2:5000");
-    assert_eq!(exact.pop(t).unwrap().info.udp.unwrap().local.port(), 5000);
+    assert_eq!(exact.pop(t).unwrap().info.udp().unwrap().local.port(), 5000);
     send(mac(2), "192.0.2.9:68");
     assert_eq!(
-        wildcard.pop(t).unwrap().info.udp.unwrap().local.port(),
+        wildcard.pop(t).unwrap().info.udp().unwrap().local.port(),
         68,
         "wildcard IP"
     );

@@ -259,7 +259,7 @@ impl RUdpConn {
 
     /// The UDP layer of `rx` if the datagram is this conn's.
     fn accept(&self, rx: &RxFrame) -> Option<UdpInfo> {
-        let udp = rx.info.udp?;
+        let udp = rx.info.udp()?;
         if self.accept_any {
             return Some(udp);
         }
@@ -271,7 +271,7 @@ impl RUdpConn {
         let ours = ip == self.local.ip()
             || self.local.ip().is_unspecified()
             || (self.recv_multicast
-                && (multicast_mac(ip).is_some() || rx.info.dst_mac.is_multicast()));
+                && (multicast_mac(ip).is_some() || rx.info.dst_mac().is_multicast()));
         ours.then_some(udp)
     }
 

@@ -50,9 +50,9 @@ impl Default for RecvMeta {
 /// datagram (an attached `RUdpConn` also gets its `EtherConn`'s ARP, say). A datagram longer
 /// than `buf` is cut (`truncated`).
 ///
-/// To read the payload in place instead, take `frame.info.udp` and slice `frame.frame()`.
+/// To read the payload in place instead, take `frame.info.udp()` and slice `frame.frame()`.
 pub fn read_datagram(frame: &RxFrame, buf: &mut [u8]) -> Option<RecvMeta> {
-    frame.info.udp.map(|udp| deliver(frame, &udp, buf))
+    frame.info.udp().map(|udp| deliver(frame, &udp, buf))
 }
 
 /// Copies the payload of `rx` (a UDP datagram described by `udp`) into `buf`.
@@ -67,8 +67,8 @@ pub(crate) fn deliver(rx: &RxFrame, udp: &UdpInfo, buf: &mut [u8]) -> RecvMeta {
         remote: udp.remote,
         local: udp.local,
         src_mac: rx.info.src_mac,
-        dst_mac: rx.info.dst_mac,
-        ttl: rx.info.ip.map_or(0, |ip| ip.ttl),
+        dst_mac: rx.info.dst_mac(),
+        ttl: rx.info.ip().map_or(0, |ip| ip.ttl),
     }
 }
 

@@ -291,7 +291,7 @@ impl SharingRUdpConn {
         loop {
             let rx = self.queue.pop(wait)?;
             // The demultiplexer queues only UDP datagrams; anything else would not be ours.
-            if let Some(udp) = rx.info.udp {
+            if let Some(udp) = rx.info.udp() {
                 return Ok((rx, udp));
             }
         }
@@ -310,7 +310,7 @@ impl SharingRUdpConn {
                 Poll::Pending => return Poll::Pending,
             };
             // The demultiplexer queues only UDP datagrams; anything else would not be ours.
-            if let Some(udp) = rx.info.udp {
+            if let Some(udp) = rx.info.udp() {
                 let meta = deliver(&rx, &udp, buf);
                 return Poll::Ready(Ok((meta.len, meta.remote)));
             }

@@ -290,9 +290,9 @@ fn unspecified_local_ip_receives_any_ip_of_its_family() {
     let sniff = sniffer(&relay);
     b.send_to(b"from-any", sa("[2001:db8::1]:4000")).unwrap();
     let rx = sniff.recv_frame().unwrap();
-    let udp = rx.info.udp.unwrap();
+    let udp = rx.info.udp().unwrap();
     assert_eq!(udp.remote, sa("[::]:5000"));
-    assert_eq!(rx.info.dst_mac, MacAddr::BROADCAST);
+    assert_eq!(rx.info.dst_mac(), MacAddr::BROADCAST);
 }
 
 /// An EtherConn that is the relay's default conn: it sees every frame no other conn takes.
@@ -339,12 +339,12 @@ fn resolver_picks_the_destination_mac() {
     for (dst, want) in cases {
         a.send_to(b"where", sa(dst)).unwrap();
         let rx = sniff.recv_frame().unwrap();
-        assert_eq!(rx.info.dst_mac, want, "{dst}");
+        assert_eq!(rx.info.dst_mac(), want, "{dst}");
         assert_eq!(rx.info.src_mac, mac(1));
-        let ip = rx.info.ip.unwrap();
+        let ip = rx.info.ip().unwrap();
         assert_eq!(ip.ttl, 17);
         assert_eq!(rx.frame()[15] >> 2, 46, "DSCP of the frame to {dst}");
-        assert_eq!(rx.info.udp.unwrap().local, sa(dst));
+        assert_eq!(rx.info.udp().unwrap().local, sa(dst));
     }
     // Unknown unicast destination: refused, not flooded.
     let e = a.send_to(b"where", sa("198.51.100.8:53")).unwrap_err();
@@ -362,11 +362,11 @@ fn resolver_picks_the_destination_mac() {
     .unwrap();
     b.send_to(b"solicit", sa("[ff02::1:2]:547")).unwrap();
     let rx = sniff.recv_frame().unwrap();
-    assert_eq!(rx.info.dst_mac, MacAddr([0x33, 0x33, 0, 1, 0, 2]));
-    assert_eq!(rx.info.ip.unwrap().ttl, 255, "default hop limit");
+    assert_eq!(rx.info.dst_mac(), MacAddr([0x33, 0x33, 0, 1, 0, 2]));
+    assert_eq!(rx.info.ip().unwrap().ttl, 255, "default hop limit");
     b.send_to(b"unicast", sa("[2001:db8::99]:547")).unwrap();
     let rx = sniff.recv_frame().unwrap();
-    assert_eq!(rx.info.dst_mac, MacAddr::BROADCAST);
+    assert_eq!(rx.info.dst_mac(), MacAddr::BROADCAST);
 }
 
 fn ip_of(s: &str) -> std::net::IpAddr {

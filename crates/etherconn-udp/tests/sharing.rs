@@ -242,12 +242,12 @@ fn fragments_and_non_udp_frames_go_to_the_shared_endpoint_not_a_conn() {
     }
     for _ in 0..2 {
         let rx = ether.recv_frame().unwrap();
-        assert!(rx.info.ip.unwrap().fragment);
-        assert!(rx.info.udp.is_none());
+        assert!(rx.info.ip().unwrap().fragment);
+        assert!(rx.info.udp().is_none());
     }
     // An ARP frame goes there too.
     ether.send_to(&[0u8; 28], EtherType::ARP, mac(2)).unwrap();
-    assert_eq!(ether.recv_frame().unwrap().info.ethertype, EtherType::ARP);
+    assert_eq!(ether.recv_frame().unwrap().info.ethertype(), EtherType::ARP);
 }
 
 #[test]

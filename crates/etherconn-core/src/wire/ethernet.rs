@@ -190,37 +190,44 @@ pub struct Frame<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
+    #[inline]
     /// Wraps a buffer without checking its length; getters may then panic on a short buffer.
     pub const fn new_unchecked(buffer: T) -> Self {
         Frame { buffer }
     }
 
+    #[inline]
     /// Wraps a buffer that holds at least a whole header.
     pub fn new_checked(buffer: T) -> Result<Self> {
         check_len("Ethernet", buffer.as_ref(), HEADER_LEN)?;
         Ok(Frame { buffer })
     }
 
+    #[inline]
     /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     /// Destination MAC address.
     pub fn dst_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::DESTINATION]).unwrap_or_default()
     }
 
+    #[inline]
     /// Source MAC address.
     pub fn src_addr(&self) -> MacAddr {
         MacAddr::from_bytes(&self.buffer.as_ref()[field::SOURCE]).unwrap_or_default()
     }
 
+    #[inline]
     /// The EtherType field (a VLAN TPID when the frame is tagged).
     pub fn ethertype(&self) -> EtherType {
         EtherType(be16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
+    #[inline]
     /// Everything after the 14-byte header (VLAN tags included when present).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]

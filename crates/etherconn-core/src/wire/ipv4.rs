@@ -1,4 +1,18 @@
 //! IPv4 headers (RFC 791): options, total length, fragments and the header checksum.
+//!
+//! The rules a received header must pass are written once, on the view, and both
+//! [`Repr::parse`] and the classifier call them: [`Packet::check_len`] (version, IHL, total
+//! length against the buffer) and [`Packet::check_checksum`].
+//!
+//! # Fragments
+//!
+//! etherconn does not reassemble. A fragment (more-fragments set or a non-zero offset,
+//! [`Packet::is_fragment`]) is a valid IPv4 packet whose payload is not a whole upper-layer
+//! datagram: its header is parsed and checked like any other ([`Repr::parse`] returns it with
+//! [`Repr::more_frags`] / [`Repr::frag_offset`] set, the classifier reports its IP layer with
+//! `fragment` set), and nothing reads its payload as UDP (the classifier reports no UDP layer; the
+//! relays deliver such frames at L2 only and count them). IPv6 fragments follow the same policy
+//! ([`super::ipv6::UpperLayer::fragment`]).
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -37,11 +51,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     /// Wraps a buffer without checking it; getters may then panic on a short buffer.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     /// Wraps a buffer after checking the version and every length field against it.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Packet { buffer };
@@ -49,6 +65,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    #[inline]
     /// Checks the version and that IHL and total length are consistent with the buffer.
     pub fn check_len(&self) -> Result<()> {
         let data = self.buffer.as_ref();
@@ -67,98 +84,127 @@ impl<T: AsRef<[u8]>> Packet<T> {
         check_len(PROTO, data, total)
     }
 
+    #[inline]
     /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    #[inline]
     /// IP version (4 for a valid packet).
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
+    #[inline]
     /// Header length in bytes (IHL x 4).
     pub fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    #[inline]
     /// Differentiated services code point.
     pub fn dscp(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN] >> 2
     }
 
+    #[inline]
     /// Explicit congestion notification bits.
     pub fn ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN] & 0x3
     }
 
+    #[inline]
     /// Total length (header and payload).
     pub fn total_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
+    #[inline]
     /// Identification.
     pub fn ident(&self) -> u16 {
         be16(self.buffer.as_ref(), field::IDENT)
     }
 
+    #[inline]
     /// Don't-fragment flag.
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & 0x4000 != 0
     }
 
+    #[inline]
     /// More-fragments flag.
     pub fn more_frags(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & 0x2000 != 0
     }
 
+    #[inline]
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> u16 {
         (be16(self.buffer.as_ref(), field::FLG_OFF) & 0x1fff) << 3
     }
 
+    #[inline]
     /// Whether this packet is a fragment (more fragments follow, or it is not the first).
     pub fn is_fragment(&self) -> bool {
         self.more_frags() || self.frag_offset() != 0
     }
 
+    #[inline]
     /// Time to live.
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
+    #[inline]
     /// Upper-layer protocol number.
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    #[inline]
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    #[inline]
     /// Source address.
     pub fn src_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::SRC_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    #[inline]
     /// Destination address.
     pub fn dst_addr(&self) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[field::DST_ADDR];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
     }
 
+    #[inline]
     /// Options bytes between the fixed header and the payload.
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
     /// Whether the header checksum verifies.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
     }
 
+    /// Checks the header checksum as a receiver must: [`Error::Checksum`] when it does not verify.
+    #[inline]
+    pub fn check_checksum(&self) -> Result<()> {
+        if self.verify_checksum() {
+            Ok(())
+        } else {
+            Err(Error::Checksum { protocol: PROTO })
+        }
+    }
+
+    #[inline]
     /// The payload: from the end of the header to the total length (Ethernet padding trimmed).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
@@ -238,6 +284,8 @@ impl<T: AsRef<[u8]>> fmt::Display for Packet<T> {
 }
 
 /// The owned contents of an IPv4 header (without options), as etherconn sends it.
+///
+/// A fragment is represented too (see [the module docs](self) for the fragment policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Repr {
     /// Source address.
@@ -256,22 +304,18 @@ pub struct Repr {
     pub ident: u16,
     /// Don't-fragment flag.
     pub dont_frag: bool,
+    /// More-fragments flag.
+    pub more_frags: bool,
+    /// Fragment offset in bytes (a multiple of 8).
+    pub frag_offset: u16,
 }
 
 impl Repr {
-    /// Parses a checked packet; the header checksum must verify and the packet must not be a
-    /// fragment (fragments are recognised with [`Packet::is_fragment`] before calling this).
+    /// Parses a packet: its lengths ([`Packet::check_len`]) and header checksum
+    /// ([`Packet::check_checksum`]) must be valid. A fragment parses (see the module docs).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
         packet.check_len()?;
-        if !packet.verify_checksum() {
-            return Err(Error::Checksum { protocol: PROTO });
-        }
-        if packet.is_fragment() {
-            return Err(Error::malformed(
-                PROTO,
-                "fragment (reassembly not supported)",
-            ));
-        }
+        packet.check_checksum()?;
         Ok(Repr {
             src_addr: packet.src_addr(),
             dst_addr: packet.dst_addr(),
@@ -281,7 +325,15 @@ impl Repr {
             dscp: packet.dscp(),
             ident: packet.ident(),
             dont_frag: packet.dont_frag(),
+            more_frags: packet.more_frags(),
+            frag_offset: packet.frag_offset(),
         })
+    }
+
+    /// Whether this header is a fragment's (see the module docs): the same test as
+    /// [`Packet::is_fragment`].
+    pub const fn is_fragment(&self) -> bool {
+        self.more_frags || self.frag_offset != 0
     }
 
     /// Length of the emitted header.
@@ -302,12 +354,18 @@ impl Repr {
                 reason: "DSCP above 63",
             });
         }
+        if self.frag_offset % 8 != 0 {
+            return Err(Error::Unrepresentable {
+                protocol: PROTO,
+                reason: "fragment offset not a multiple of 8",
+            });
+        }
         check_len(PROTO, packet.buffer.as_ref(), HEADER_LEN)?;
         packet.set_version_and_header_len(HEADER_LEN);
         packet.set_dscp_ecn(self.dscp, 0);
         packet.set_total_len(total16);
         packet.set_ident(self.ident);
-        packet.set_flags_and_offset(self.dont_frag, false, 0);
+        packet.set_flags_and_offset(self.dont_frag, self.more_frags, self.frag_offset);
         packet.set_ttl(self.ttl);
         packet.set_protocol(self.protocol);
         packet.set_src_addr(self.src_addr);
@@ -434,7 +492,13 @@ mod tests {
         let p = Packet::new_checked(&b[..]).unwrap();
         assert!(p.is_fragment());
         assert_eq!(p.frag_offset(), 1480);
-        assert!(Repr::parse(&p).is_err());
+        // The fragment policy: the header parses, marked as a fragment's, and round-trips.
+        let repr = Repr::parse(&p).unwrap();
+        assert!(repr.is_fragment());
+        assert_eq!((repr.more_frags, repr.frag_offset), (false, 1480));
+        let mut out = [0u8; 20];
+        repr.emit(&mut Packet::new_unchecked(&mut out[..])).unwrap();
+        assert_eq!(out, b[..20]);
     }
 
     #[test]
@@ -448,6 +512,16 @@ mod tests {
             dscp: 0,
             ident: 0,
             dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        assert!(r
+            .emit(&mut Packet::new_unchecked(&mut [0u8; 20][..]))
+            .is_err());
+        let r = Repr {
+            payload_len: 8,
+            frag_offset: 4,
+            ..r
         };
         assert!(r
             .emit(&mut Packet::new_unchecked(&mut [0u8; 20][..]))

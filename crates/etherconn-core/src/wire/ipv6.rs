@@ -60,11 +60,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     /// Wraps a buffer after checking the version and that the payload length fits.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Packet { buffer };
@@ -72,6 +74,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    #[inline]
     /// Checks the version and the payload length against the buffer.
     pub fn check_len(&self) -> Result<()> {
         let data = self.buffer.as_ref();
@@ -82,38 +85,45 @@ impl<T: AsRef<[u8]>> Packet<T> {
         check_len(PROTO, data, HEADER_LEN + usize::from(self.payload_len()))
     }
 
+    #[inline]
     /// IP version (6 for a valid packet).
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[0] >> 4
     }
 
+    #[inline]
     /// Traffic class.
     pub fn traffic_class(&self) -> u8 {
         let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
         (b[0] << 4) | (b[1] >> 4)
     }
 
+    #[inline]
     /// Flow label.
     pub fn flow_label(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
         u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
     }
 
+    #[inline]
     /// Payload length (extension headers and upper layer).
     pub fn payload_len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
+    #[inline]
     /// Next header after the fixed header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NXT_HDR]
     }
 
+    #[inline]
     /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
+    #[inline]
     /// Source address.
     pub fn src_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
@@ -121,6 +131,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ipv6Addr::from(a)
     }
 
+    #[inline]
     /// Destination address.
     pub fn dst_addr(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
@@ -128,6 +139,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ipv6Addr::from(a)
     }
 
+    #[inline]
     /// The payload (extension headers and upper layer), padding trimmed.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]

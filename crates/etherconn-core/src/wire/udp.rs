@@ -1,4 +1,10 @@
 //! UDP datagrams (RFC 768) and their checksum over the IPv4 or IPv6 pseudo header.
+//!
+//! The rules a received datagram must pass are written once, on the view, and both
+//! [`Repr::parse`] and the classifier call them: [`Packet::check_len`] (header and length field
+//! against the buffer), [`Packet::check_ports`] (destination port not 0) and
+//! [`Packet::check_checksum`] (the zero-checksum rule of each IP version, then the sum). The
+//! classifier may skip only the last, when told the checksum was verified already.
 
 use core::fmt;
 use core::net::IpAddr;
@@ -29,11 +35,13 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    #[inline]
     /// Wraps a buffer without checking it.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    #[inline]
     /// Wraps a buffer after checking the header and length field against it.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Packet { buffer };
@@ -41,6 +49,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
+    #[inline]
     /// Checks the header and the length field against the buffer.
     pub fn check_len(&self) -> Result<()> {
         let data = self.buffer.as_ref();
@@ -52,31 +61,37 @@ impl<T: AsRef<[u8]>> Packet<T> {
         check_len(PROTO, data, len)
     }
 
+    #[inline]
     /// Source port.
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
+    #[inline]
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), field::DST_PORT)
     }
 
+    #[inline]
     /// Length field (header and payload).
     pub fn len(&self) -> u16 {
         be16(self.buffer.as_ref(), field::LENGTH)
     }
 
+    #[inline]
     /// Whether the length field says there is no payload.
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) <= HEADER_LEN
     }
 
+    #[inline]
     /// Checksum field (0 over IPv4 means "no checksum").
     pub fn checksum(&self) -> u16 {
         be16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    #[inline]
     /// The payload, as long as the length field says.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
@@ -85,10 +100,38 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the checksum verifies over the pseudo header of `src` and `dst`.
     ///
     /// This checks the arithmetic only: whether a zero checksum is acceptable is decided by
-    /// [`Repr::parse`].
+    /// [`Packet::check_checksum`].
+    #[inline(always)]
     pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
         let data = &self.buffer.as_ref()[..usize::from(self.len())];
         checksum::fold(checksum::sum(pseudo_header(src, dst, data.len()), data)) == 0xffff
+    }
+
+    /// Checks the ports as a receiver must: destination port 0 is reserved and malformed.
+    #[inline]
+    pub fn check_ports(&self) -> Result<()> {
+        if self.dst_port() == 0 {
+            return Err(Error::malformed(PROTO, "destination port 0"));
+        }
+        Ok(())
+    }
+
+    /// Checks the checksum as a receiver must, for a datagram from `src` to `dst`.
+    ///
+    /// Over IPv4 a zero checksum means none was sent; over IPv6 the checksum is mandatory
+    /// (RFC 8200 section 8.1), so zero is a checksum error. Any other value must verify.
+    #[inline(always)]
+    pub fn check_checksum(&self, src: IpAddr, dst: IpAddr) -> Result<()> {
+        let good = match (self.checksum(), dst) {
+            (0, IpAddr::V4(_)) => true,
+            (0, IpAddr::V6(_)) => false,
+            _ => self.verify_checksum(src, dst),
+        };
+        if good {
+            Ok(())
+        } else {
+            Err(Error::Checksum { protocol: PROTO })
+        }
     }
 }
 
@@ -131,23 +174,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The running sum of the pseudo header of a datagram of `len` bytes from `src` to `dst`.
+#[inline(always)]
 fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> u64 {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum::pseudo_header_v4(s, d, ip_protocol::UDP, len as u16)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            checksum::pseudo_header_v6(s, d, ip_protocol::UDP, len as u32)
-        }
-        // Mixed families cannot occur in one IP packet; the sum is then meaningless but harmless.
-        (s, d) => checksum::pseudo_header_v6(to_v6(s), to_v6(d), ip_protocol::UDP, len as u32),
-    }
+    // Each address on its own, so that mixed families (which no IP packet has) need no case.
+    addr_sum(src) + addr_sum(dst) + u64::from(ip_protocol::UDP) + len as u64
 }
 
-fn to_v6(a: IpAddr) -> core::net::Ipv6Addr {
+#[inline(always)]
+fn addr_sum(a: IpAddr) -> u64 {
     match a {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => checksum::addr_sum_v6(a),
     }
 }
 
@@ -175,24 +213,12 @@ pub struct Repr {
 }
 
 impl Repr {
-    /// Parses a checked datagram and verifies its checksum.
-    ///
-    /// Over IPv4 a zero checksum means none was sent; over IPv6 the checksum is mandatory
-    /// (RFC 8200 section 8.1), so zero is a checksum error. Destination port 0 is malformed.
+    /// Parses a datagram from `src` to `dst`: its lengths ([`Packet::check_len`]), ports
+    /// ([`Packet::check_ports`]) and checksum ([`Packet::check_checksum`]) must be valid.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>, src: IpAddr, dst: IpAddr) -> Result<Repr> {
         packet.check_len()?;
-        if packet.dst_port() == 0 {
-            return Err(Error::malformed(PROTO, "destination port 0"));
-        }
-        let present = packet.checksum() != 0;
-        match (present, dst) {
-            (false, IpAddr::V4(_)) => {}
-            (false, IpAddr::V6(_)) => return Err(Error::Checksum { protocol: PROTO }),
-            (true, _) if !packet.verify_checksum(src, dst) => {
-                return Err(Error::Checksum { protocol: PROTO })
-            }
-            (true, _) => {}
-        }
+        packet.check_ports()?;
+        packet.check_checksum(src, dst)?;
         Ok(Repr {
             src_port: packet.src_port(),
             dst_port: packet.dst_port(),

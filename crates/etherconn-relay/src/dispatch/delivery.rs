@@ -212,7 +212,7 @@ impl Delivery<'_> {
         // could wait behind a queued writer that waits for the first), in address order (see
         // the shards above).
         let l4_of = |i: usize| match (entries[i], &frames[i]) {
-            (Some(e), Some(rx)) if rx.info.udp.is_some() => e.l4.as_ref(),
+            (Some(e), Some(rx)) if rx.info.udp().is_some() => e.l4.as_ref(),
             _ => None,
         };
         let mut demux: [Option<&L4Demux>; DELIVERY_BATCH] = [None; DELIVERY_BATCH];
@@ -250,7 +250,7 @@ impl Delivery<'_> {
             let (Some(e), Some(rx)) = (entries[i], &frames[i]) else {
                 continue;
             };
-            dest[i] = match (&e.l4, rx.info.udp) {
+            dest[i] = match (&e.l4, rx.info.udp()) {
                 (Some(_), Some(udp)) => maps[usize::from(demux_of[i])]
                     .as_ref()
                     .and_then(|map| l4_lookup(map, udp.local))

@@ -25,7 +25,7 @@ impl RxFrame {
     /// The Ethernet payload after the last VLAN tag.
     pub fn payload(&self) -> &[u8] {
         let s = self.buf.slot();
-        &s.data()[s.info.payload.range()]
+        &s.data()[s.info.payload().range()]
     }
 
     /// Gives the buffer back (to reuse it, say).
