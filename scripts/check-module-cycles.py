@@ -4,7 +4,8 @@
 A module's imports should point one way (a queue's hooks belong to the queue's module, not to
 the inbox that uses the queue): a circle means two files can only be understood together. This
 walks every `crates/*/src` tree, maps each file to its module path, collects the `crate::` and
-`super::` paths each file names outside its `#[cfg(test)]` part, resolves them to the file that
+`super::` paths (and child modules named by bare paths, `pub use` re-exports included) each
+file names outside its `#[cfg(test)]` part, resolves them to the file that
 defines the module, and reports every strongly connected group of more than one file.
 
 rustc would accept such circles, which is why a script checks them; it reads paths textually
@@ -63,11 +64,10 @@ def non_test_text(path):
 
 def referenced_paths(text):
     """Every `crate::a::b` / `super::a` / `child::a` path named, with `{a, b::c}` groups
-    expanded. `pub use` lines are re-exports, not imports: a folder's `mod.rs` publishing its
-    children's items does not make it depend on them."""
-    text = re.sub(r"(?m)^\s*pub(\([^)]*\))? use [^;]*;", "", text)
+    expanded. `pub use` re-exports count too: a `mod.rs` that publishes its children's items
+    and defines something they import back is a circle a reader has to untangle."""
     found = []
-    for m in re.finditer(r"(?m)^\s*use ([a-z_][a-z0-9_]*)::", text):
+    for m in re.finditer(r"(?m)^\s*(?:pub(?:\([^)]*\))? )?use ([a-z_][a-z0-9_]*)::", text):
         if m.group(1) not in ("crate", "super", "self", "std", "core", "alloc"):
             found.append(("self", m.group(1)))
     # A child module named by a bare path in code (`bench::run(..)`), not through `use`.

@@ -70,6 +70,20 @@ echo "golden.pcap, golden.json, golden_frames.rs are current"
 section "golden frames: tshark agrees (checksums, MACs, VLANs, addresses, ports)"
 bash "$golden/check_golden_tshark.sh"
 
+section "house rules: no import circles, no library source file over 600 lines before its tests"
+python3 scripts/check-module-cycles.py
+oversized=0
+while IFS= read -r f; do
+    # Lines before the file's `#[cfg(test)]` module: the code a reader has to hold in their head.
+    n="$(awk '/^#\[cfg\(test\)\]/ { exit } { n++ } END { print n + 0 }' "$f")"
+    if [ "$n" -gt 600 ]; then
+        echo "$f: $n lines before its tests (limit 600): split it by concern" >&2
+        oversized=1
+    fi
+done < <(find crates -path '*/src/*.rs' -not -path '*/target/*')
+[ "$oversized" -eq 0 ] || exit 1
+echo "every crates/*/src file is at most 600 lines before its tests"
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -4,7 +4,9 @@ use core::fmt;
 use core::net::Ipv4Addr;
 
 use super::error::check_len;
-use super::{be16, put_be16, Error, EtherType, MacAddr, Result};
+use super::error::{Error, Result};
+use super::ethernet::{EtherType, MacAddr};
+use super::field::{be16, put_be16};
 
 mod field {
     use core::ops::Range;

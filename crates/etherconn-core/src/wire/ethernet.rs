@@ -4,7 +4,8 @@ use core::fmt;
 use core::str::FromStr;
 
 use super::error::check_len;
-use super::{be16, put_be16, Error, Result};
+use super::error::{Error, Result};
+use super::field::{be16, put_be16};
 
 /// A 48-bit IEEE MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

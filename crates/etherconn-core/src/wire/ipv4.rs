@@ -19,7 +19,8 @@ use core::net::Ipv4Addr;
 
 use super::checksum;
 use super::error::check_len;
-use super::{be16, put_be16, Error, Result};
+use super::error::{Error, Result};
+use super::field::{be16, put_be16};
 
 mod field {
     use core::ops::Range;

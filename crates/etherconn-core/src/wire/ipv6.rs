@@ -4,7 +4,8 @@ use core::fmt;
 use core::net::Ipv6Addr;
 
 use super::error::check_len;
-use super::{be16, put_be16, Error, Result, Span};
+use super::error::{Error, Result};
+use super::field::{be16, put_be16, Span};
 
 mod field {
     use core::ops::Range;

@@ -11,7 +11,9 @@ use core::net::IpAddr;
 
 use super::checksum;
 use super::error::check_len;
-use super::{be16, ip_protocol, put_be16, Error, Result};
+use super::error::{Error, Result};
+use super::field::{be16, put_be16};
+use super::ip_protocol;
 
 mod field {
     pub const SRC_PORT: usize = 0;

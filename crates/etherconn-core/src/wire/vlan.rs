@@ -7,7 +7,10 @@
 use core::fmt;
 
 use super::error::check_len;
-use super::{be16, ethernet, put_be16, Error, EtherType, Result};
+use super::error::{Error, Result};
+use super::ethernet;
+use super::ethernet::EtherType;
+use super::field::{be16, put_be16};
 
 /// A 12-bit VLAN identifier (0 to 4095).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug)]
