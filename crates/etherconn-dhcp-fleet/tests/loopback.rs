@@ -259,7 +259,13 @@ fn qinq_clients_survive_loss_and_naks() {
     for l in &report.leases {
         assert_eq!(l.naks, u32::from(l.mac.0[5] % 5 == 0), "{l:?}");
     }
-    assert_eq!(c.acks, 300);
+    // One ACK per client, except that a machine loaded enough to delay the server past a
+    // REQUEST retransmission gets a second ACK for that client: counted as late, and possible
+    // only for a retransmission beyond the designed drops.
+    assert!(c.acks >= 300, "{report}");
+    let duplicate_acks = c.acks - 300;
+    assert!(duplicate_acks <= c.late, "{report}");
+    assert!(duplicate_acks <= c.retransmits - dropped, "{report}");
     assert!(report.setups_per_sec > 0.0);
 }
 
