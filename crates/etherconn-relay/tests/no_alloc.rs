@@ -1,43 +1,28 @@
 //! The hot path allocates nothing per packet once warm: a counting global allocator watches
 //! sends, dispatch and receives through the loopback relay (the same dispatcher, pool and
 //! queues as the real backends).
+//!
+//! The allocator counts the threads that run the code under test and no other (the test
+//! harness's own threads allocate whenever they are scheduled): the test's thread, which sends,
+//! dispatches (the loopback relay delivers on the sending thread) and receives, and the thread
+//! that delivers in the inbox part. The relay starts no threads of its own.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use common::alloc;
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet};
 use etherconn_relay::{EtherConn, EtherConnConfig};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
-// the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's obligations for `alloc` are passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout, via `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `dealloc`, and `new_size` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 #[test]
 fn steady_state_send_dispatch_receive_allocates_nothing() {
+    alloc::count_this_thread();
     let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(DispatcherConfig::default());
     let cfg = EtherConnConfig::default()
         .ethertypes(&[EtherType(0x88b5), EtherType::IPV4])
@@ -71,14 +56,13 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
         }
     };
     round(1_000);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = alloc::allocations();
     round(20_000);
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = alloc::allocations();
     assert_eq!(after - before, 0, "allocations in 20,000 warm round trips");
     assert_eq!(relay.stats().rx_delivered, 21_000 - 21_000 / 8);
 
-    // The same through a ReadySet (in this test, not another: the counter is process-wide and
-    // tests run in parallel): frames to 64 conns, found by `wait`, read, re-armed.
+    // The same through a ReadySet: frames to 64 conns, found by `wait`, read, re-armed.
     let set = ReadySet::new();
     let many: Vec<EtherConn> = (0..64u64)
         .map(|i| {
@@ -119,9 +103,9 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
         }
     };
     rounds(200);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = alloc::allocations();
     rounds(2_000);
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = alloc::allocations();
     assert_eq!(
         after - before,
         0,
@@ -166,9 +150,9 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
         }
     };
     bursts(50);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = alloc::allocations();
     bursts(500);
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = alloc::allocations();
     assert_eq!(after - before, 0, "allocations in 500 warm batched bursts");
 
     // The same bursts read through an inbox every conn is attached to (last: attaching is for
@@ -184,6 +168,8 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
     let asked = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
+            // This thread dispatches: what it allocates counts as much as the reader's.
+            alloc::count_this_thread();
             let mut done = 0;
             loop {
                 let a = asked.load(Ordering::Acquire);
@@ -227,9 +213,9 @@ fn steady_state_send_dispatch_receive_allocates_nothing() {
             }
         };
         read(50);
-        let before = ALLOCS.load(Ordering::Relaxed);
+        let before = alloc::allocations();
         read(500);
-        let after = ALLOCS.load(Ordering::Relaxed);
+        let after = alloc::allocations();
         asked.store(usize::MAX, Ordering::Release);
         assert_eq!(after - before, 0, "allocations in 500 warm inbox bursts");
     });

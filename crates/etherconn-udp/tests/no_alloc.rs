@@ -2,14 +2,17 @@
 //! once warm (single calls and batches, `RUdpConn` and `SharingRUdpConn`), and measures what an
 //! idle `SharingRUdpConn` costs.
 //!
-//! Everything runs in one test function: the allocator counts every thread of the binary.
+//! The allocator counts the test's thread only, which runs all the code under test: the loopback
+//! relay delivers on the sending thread, and neither crate starts threads of its own. The test
+//! harness's threads, which allocate whenever they are scheduled, are not counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::mem::size_of;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::alloc::{self, allocations_during};
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
 use etherconn_udp::{
@@ -17,46 +20,11 @@ use etherconn_udp::{
     DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH,
 };
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
-// the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's obligations for `alloc` are passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System.alloc` with this layout, via `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as for `dealloc`, and `new_size` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 fn sa(s: &str) -> SocketAddr {
     s.to_socket_addrs().unwrap().next().unwrap()
-}
-
-/// Allocations made by `f`.
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    f();
-    ALLOCS.load(Ordering::Relaxed) - before
 }
 
 fn rudp_steady_state(relay: &Arc<dyn PacketRelay>) {
@@ -84,7 +52,7 @@ fn rudp_steady_state(relay: &Arc<dyn PacketRelay>) {
         }
     };
     round(200);
-    let n = allocations(|| round(5_000));
+    let n = allocations_during(|| round(5_000));
     assert_eq!(
         n, 0,
         "RUdpConn: allocations in 5,000 warm rounds (1 + 8 datagrams each)"
@@ -123,7 +91,7 @@ fn sharing_steady_state(relay: &Arc<dyn PacketRelay>) {
         }
     };
     round(200);
-    let n = allocations(|| round(5_000));
+    let n = allocations_during(|| round(5_000));
     assert_eq!(n, 0, "SharingRUdpConn: allocations in 5,000 warm rounds");
 }
 
@@ -138,7 +106,7 @@ fn idle_sharing_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
     )
     .unwrap();
     let mut conns: Vec<SharingRUdpConn> = Vec::with_capacity(N);
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = alloc::live_bytes();
     for i in 0..N {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);
         let c = shared
@@ -146,7 +114,7 @@ fn idle_sharing_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
             .unwrap();
         conns.push(c);
     }
-    let heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let heap = usize::try_from(alloc::live_bytes() - before).expect("bytes left live");
     assert_eq!(shared.bound(), N);
     heap / N + size_of::<SharingRUdpConn>()
 }
@@ -155,7 +123,7 @@ fn idle_sharing_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
 fn idle_rudp_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
     const N: usize = 5_000;
     let mut conns: Vec<RUdpConn> = Vec::with_capacity(N);
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = alloc::live_bytes();
     for i in 0..N {
         let mac = MacAddr([2, 0x10, 0, 0, (i >> 8) as u8, i as u8]);
         let ip = std::net::Ipv4Addr::from(0x0a10_0000 + i as u32);
@@ -169,12 +137,13 @@ fn idle_rudp_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
         .unwrap();
         conns.push(c);
     }
-    let heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let heap = usize::try_from(alloc::live_bytes() - before).expect("bytes left live");
     heap / N + size_of::<RUdpConn>()
 }
 
 #[test]
 fn warm_datagrams_allocate_nothing_and_idle_conns_are_small() {
+    alloc::count_this_thread();
     let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(DispatcherConfig::default());
     rudp_steady_state(&relay);
     sharing_steady_state(&relay);
