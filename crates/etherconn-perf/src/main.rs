@@ -58,6 +58,10 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Err(e) if e.is_interrupted() => {
+            eprintln!("etherconn-perf: {e}");
+            ExitCode::from(130)
+        }
         Err(e) if e.to_string().starts_with("etherconn-perf") => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -116,17 +116,24 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let dst_mac = match args.dst_mac {
         Some(m) => m,
-        None => set
+        None => match set
             .resolve(0, *args.dst.ip(), Duration::from_secs(3))
             .context(|| "ARP")?
-            .ok_or_else(|| {
-                Failure::new(format!(
+        {
+            Some(m) => m,
+            // The resolver gave up early for Ctrl-C: not an unanswered request.
+            None if sys::stop_requested() => {
+                return Err(Failure::interrupted("resolving the destination with ARP"))
+            }
+            None => {
+                return Err(Failure::new(format!(
                     "no ARP reply for {} on {} (VLANs {}) within 3 s; pass --dst-mac",
                     args.dst.ip(),
                     args.iface,
                     describe_vlans(&vlans)
-                ))
-            })?,
+                )))
+            }
+        },
     };
     let dst = Peer {
         mac: dst_mac,
