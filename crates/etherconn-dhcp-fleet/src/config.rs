@@ -7,6 +7,9 @@ use etherconn_core::wire::MacAddr;
 use crate::client::Timing;
 use crate::plan::VlanPlan;
 
+/// The longest wait of any kind a fleet takes (a day).
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 /// Settings of a [`Fleet`](crate::Fleet).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -145,6 +148,16 @@ impl FleetConfig {
         if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
             return Err("the rate must be a positive number");
         }
+        // Longer waits would overflow the `Instant` arithmetic of the run (a panic), and no
+        // DHCP exchange needs them.
+        let start_gap = self.rate.map_or(0.0, |r| 1.0 / r);
+        if [self.rto, self.max_rto, self.client_timeout]
+            .iter()
+            .any(|&d| d > MAX_WAIT)
+            || start_gap > MAX_WAIT.as_secs_f64()
+        {
+            return Err("waits, the client timeout and the time between starts are at most a day");
+        }
         if self.clients > u32::MAX as usize {
             return Err("at most 2^32 - 1 clients");
         }
@@ -152,5 +165,32 @@ impl FleetConfig {
             return Err("the receiver MAC must be unicast and outside the clients' 02:.. range");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks() {
+        assert!(FleetConfig::default().check().is_ok());
+        assert!(FleetConfig::default().window(0).check().is_err());
+        assert!(FleetConfig::default().rate(Some(f64::NAN)).check().is_err());
+        assert!(FleetConfig::default().rate(Some(1e-300)).check().is_err());
+        assert!(FleetConfig::default()
+            .rate(Some(1.0 / 86_400.0))
+            .check()
+            .is_ok());
+        let day = Duration::from_secs(86_400);
+        assert!(FleetConfig::default().client_timeout(day).check().is_ok());
+        assert!(FleetConfig::default()
+            .client_timeout(Duration::MAX)
+            .check()
+            .is_err());
+        assert!(FleetConfig::default()
+            .rto(Duration::from_secs(1), day + Duration::from_nanos(1))
+            .check()
+            .is_err());
     }
 }

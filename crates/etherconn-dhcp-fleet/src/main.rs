@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit status: 0 when every client got a lease (and the lease file check, if asked, passed),
-//! 2 when some did not, 1 on an error.
+//! 3 when some did not, 2 for a command line it cannot run (a bad value, an interface that
+//! does not exist, a fleet larger than the memory), 1 on any other error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +17,18 @@ use std::time::Duration;
 
 use clap::Parser;
 use etherconn_dhcp_fleet::{
-    check_dnsmasq_lease_file, Fleet, FleetConfig, LeaseFileCheck, VlanPlan, VlanRange,
+    check_dnsmasq_lease_file, Fleet, FleetConfig, Lease, LeaseFileCheck, VlanPlan, VlanRange,
 };
+
+/// Exit status when some client got no lease (or the lease file check failed).
+const SOME_FAILED: u8 = 3;
+/// Exit status of a command line that cannot be run, as clap's own parse errors have.
+const USAGE_ERROR: u8 = 2;
+
+/// The longest any wait or deadline may be (a day): far above what a DHCP exchange needs,
+/// and small enough that no `Instant` arithmetic of the run can overflow.
+const MAX_SECONDS: f64 = 86_400.0;
+const MAX_MS: u64 = 86_400_000;
 
 /// Runs N DHCPv4 clients (DISCOVER/OFFER/REQUEST/ACK), each with its own MAC and optional
 /// VLAN stack, on an interface through etherconn's AF_PACKET relay (needs root or
@@ -26,17 +37,19 @@ use etherconn_dhcp_fleet::{
 #[command(name = "dhcp_fleet", version)]
 struct Cli {
     /// Interface to run the clients on.
-    #[arg(long, value_name = "IF")]
+    #[arg(long, value_name = "IF", value_parser = parse_iface_name)]
     iface: String,
-    /// Number of clients.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    clients: usize,
+    /// Number of clients (1 to 4294967295, and what the memory holds).
+    #[arg(long, short = 'n', default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    clients: u32,
     /// Most clients in flight (first DISCOVER sent, not yet bound or failed) at once.
     #[arg(long, short = 'w', default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
-    /// Most client starts per second (default: as fast as the window allows).
-    #[arg(long, value_name = "PER_SEC")]
+    /// Most client starts per second, 0.001 to 1000000 (default: as fast as the window
+    /// allows).
+    #[arg(long, value_name = "PER_SEC", value_parser = parse_rate)]
     rate: Option<f64>,
     /// 802.1Q VLAN id (or range FIRST-LAST, assigned round-robin) of every client; the inner
     /// tag with --qinq.
@@ -49,20 +62,25 @@ struct Cli {
     /// (and a kernel-based server adds a neighbour entry per client).
     #[arg(long)]
     no_broadcast_flag: bool,
-    /// First retransmission wait in milliseconds; doubles per retransmission.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// First retransmission wait in milliseconds (1 to 86400000); doubles per retransmission.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     rto_ms: u64,
-    /// Upper bound of the retransmission wait in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    /// Upper bound of the retransmission wait in milliseconds (1 to 86400000; below
+    /// --rto-ms, it is --rto-ms).
+    #[arg(long, value_name = "MS", default_value_t = 4000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     max_rto_ms: u64,
-    /// Retransmissions of one message before giving up on it.
-    #[arg(long, default_value_t = 4)]
+    /// Retransmissions of one message before giving up on it (0 to 100).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(..=100))]
     retries: u32,
-    /// Restarts at DISCOVER (after a NAK or an unanswered REQUEST) before a client fails.
-    #[arg(long, default_value_t = 8)]
+    /// Restarts at DISCOVER (after a NAK or an unanswered REQUEST) before a client fails
+    /// (0 to 1000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(..=1000))]
     max_restarts: u32,
-    /// Longest one client may take from its first DISCOVER to its ACK, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    /// Longest one client may take from its first DISCOVER to its ACK, in seconds (0.001 to
+    /// 86400).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_timeout)]
     timeout: f64,
     /// Seed of the client MACs (client i has 02 + 40 bits of (seed + i) * odd constant).
     #[arg(long, default_value_t = 0)]
@@ -79,17 +97,27 @@ struct Cli {
 }
 
 impl Cli {
-    fn config(&self) -> Result<FleetConfig, String> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err("--timeout must be a positive number of seconds".into());
+    /// What the parser cannot check one value at a time: the memory the fleet takes, and the
+    /// lease file (read after the run, so found missing now rather than then).
+    fn check(&self) -> Result<(), String> {
+        let bytes = fleet_bytes(u64::from(self.clients), self.max_restarts, self.list_leases);
+        check_fits(&format!("--clients {}", self.clients), bytes)?;
+        if let Some(path) = &self.lease_file_check {
+            readable_file(path).map_err(|e| {
+                format!("--lease-file-check {}: cannot read it: {e}", path.display())
+            })?;
         }
+        Ok(())
+    }
+
+    fn config(&self) -> FleetConfig {
         let vlans = match (&self.qinq, &self.vlan) {
             (Some(outer), Some(inner)) => VlanPlan::qinq(outer.clone(), inner.clone()),
             (None, Some(ids)) => VlanPlan::dot1q(ids.clone()),
             _ => VlanPlan::untagged(),
         };
-        Ok(FleetConfig::default()
-            .clients(self.clients)
+        FleetConfig::default()
+            .clients(self.clients as usize)
             .window(self.window as usize)
             .rate(self.rate)
             .vlans(vlans)
@@ -100,23 +128,159 @@ impl Cli {
             )
             .retries(self.retries, self.max_restarts)
             .client_timeout(Duration::from_secs_f64(self.timeout))
-            .mac_seed(self.mac_seed))
+            .mac_seed(self.mac_seed)
+    }
+}
+
+/// Opens `path` for reading, which must be a file (not a directory, where opening succeeds).
+fn readable_file(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("not a file"))
+    }
+}
+
+/// An interface name the kernel could have: 1 to 15 bytes, no `/`, `:` or white space, not
+/// `.` or `..`. Whether it exists is found when the relay opens it.
+fn parse_iface_name(s: &str) -> Result<String, String> {
+    let bad_char = s
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if s.is_empty() || s.len() > 15 || s == "." || s == ".." || bad_char {
+        return Err(format!(
+            "{s:?} is not an interface name (1 to 15 bytes, no '/', ':' or white space)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Seconds, finite, in `min..=MAX_SECONDS`.
+fn parse_secs(s: &str, min: f64, what: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (min..=MAX_SECONDS).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not {what} from {min} to {MAX_SECONDS}")),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    parse_secs(s, 0.001, "a number of seconds")
+}
+
+/// Starts per second: at least one per 1000 s (slower is a run of days), at most a million
+/// (the fleet's own loop starts fewer than that).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.001..=1e6).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of client starts per second from 0.001 to 1000000"
+        )),
+    }
+}
+
+/// Heap bytes of one client, rounded up: its state (80 bytes), its lease or failure record
+/// (with its VLAN list), its timer entries and its share of the fleet's maps' slack.
+const CLIENT_BYTES: u64 = 512;
+/// One entry of the transaction id map; a client adds one per start and restart.
+const XID_BYTES: u64 = 24;
+/// A lease in the `--json --list-leases` report: a JSON object of eleven members, then its
+/// text.
+const LISTED_JSON_BYTES: u64 = 2048;
+/// What does not grow with the fleet: the relay's receive ring (4 MiB) and the receiving
+/// conn's queue and buffers (8,192 frames), rounded up.
+const FIXED_BYTES: u64 = 32 << 20;
+
+/// What a fleet of `clients` can take at most: every client restarting `max_restarts` times,
+/// and every lease listed in JSON when asked to.
+fn fleet_bytes(clients: u64, max_restarts: u32, listed: bool) -> u64 {
+    let per_client = CLIENT_BYTES
+        + std::mem::size_of::<Lease>() as u64
+        + XID_BYTES * (1 + u64::from(max_restarts))
+        + if listed { LISTED_JSON_BYTES } else { 0 };
+    clients
+        .saturating_mul(per_client)
+        .saturating_add(FIXED_BYTES)
+}
+
+/// Refuses `bytes` (what `what` would take) when it is more than `MemAvailable` in
+/// `/proc/meminfo`. Where that cannot be read, nothing is refused.
+fn check_fits(what: &str, bytes: u64) -> Result<(), String> {
+    let Some((total, available)) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| Some((meminfo(&t, "MemTotal")?, meminfo(&t, "MemAvailable")?)))
+    else {
+        return Ok(());
+    };
+    if bytes <= available {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} would take about {} of memory; this machine has {} ({} available)",
+        human(bytes),
+        human(total),
+        human(available)
+    ))
+}
+
+/// A `/proc/meminfo` field, in bytes.
+fn meminfo(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|kb| kb.saturating_mul(1024))
+}
+
+/// Bytes in binary units with one decimal (`1.5 GiB`), as etherconn-perf prints them.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Why a run did not happen or did not finish.
+enum Stop {
+    /// The command line cannot be run: exit status 2.
+    Usage(String),
+    /// Anything else: exit status 1.
+    Error(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Stop {
+        Stop::Error(e)
     }
 }
 
 #[cfg(target_os = "linux")]
-fn run(cli: &Cli) -> Result<bool, String> {
+fn run(cli: &Cli) -> Result<bool, Stop> {
     use etherconn_core::wire::EtherType;
     use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
     use etherconn_relay::PacketRelay;
 
-    let config = cli.config()?;
+    cli.check().map_err(Stop::Usage)?;
+    let config = cli.config();
     // DHCP is IPv4 only: the kernel filter drops ARP and IPv6 before they cost a copy.
     let relay = RawSocketRelay::new(
         &cli.iface,
         RawSocketRelayConfig::default().ethertypes(&[EtherType::IPV4]),
     )
-    .map_err(|e| format!("cannot open {}: {e}", cli.iface))?;
+    .map_err(|e| match e {
+        etherconn_rawsock::Error::NoSuchInterface { name } => Stop::Usage(format!(
+            "--iface {name:?}: no network interface of that name (in this network namespace)"
+        )),
+        e => Stop::Error(format!("cannot open {}: {e}", cli.iface)),
+    })?;
     let result = Fleet::new(relay.clone(), config).and_then(Fleet::run);
     relay.stop();
     let mut report = result.map_err(|e| e.to_string())?;
@@ -137,7 +301,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         let out = serde_json::json!({ "report": report, "lease_file_check": check });
         println!(
             "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(&out).map_err(|e| Stop::Error(e.to_string()))?
         );
     } else {
         for l in &report.leases {
@@ -168,19 +332,67 @@ fn run(cli: &Cli) -> Result<bool, String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn run(cli: &Cli) -> Result<bool, String> {
-    cli.config()?;
-    Err("dhcp_fleet runs on Linux only (AF_PACKET relay)".into())
+fn run(cli: &Cli) -> Result<bool, Stop> {
+    cli.check().map_err(Stop::Usage)?;
+    Err(Stop::Error(
+        "dhcp_fleet runs on Linux only (AF_PACKET relay)".into(),
+    ))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(2),
-        Err(e) => {
+        Ok(false) => ExitCode::from(SOME_FAILED),
+        Err(Stop::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE_ERROR)
+        }
+        Err(Stop::Error(e)) => {
             eprintln!("dhcp_fleet: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn memory_figures() {
+        let text = "MemTotal:  2048 kB\nMemAvailable:   1024 kB\n";
+        assert_eq!(meminfo(text, "MemTotal"), Some(2 << 20));
+        assert_eq!(meminfo(text, "MemAvailable"), Some(1 << 20));
+        assert_eq!(meminfo(text, "MemFree"), None);
+        // The fleet of the issue, 2^32 - 1 clients, is terabytes; the default a few MiB.
+        assert!(fleet_bytes(u64::from(u32::MAX), 8, false) > 1 << 40);
+        assert!(fleet_bytes(1000, 8, false) < 40 << 20);
+        assert_eq!(fleet_bytes(u64::MAX, u32::MAX, true), u64::MAX);
+        assert_eq!(human(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn values() {
+        for ok in ["eth0", "veth-a.100", "fifteen-bytes-x"] {
+            assert_eq!(parse_iface_name(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "sixteen-bytes-xx"] {
+            assert!(parse_iface_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_timeout("86400"), Ok(86_400.0));
+        for bad in ["0", "-1", "NaN", "inf", "1e300", "86400.5", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_rate("0.001"), Ok(0.001));
+        for bad in ["0", "1e-300", "1e7", "NaN", "-inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -7,6 +7,11 @@ use std::str::FromStr;
 use etherconn_core::wire::vlan::VlanStack;
 use etherconn_core::wire::{Tpid, VlanId, VlanTag};
 
+/// The VLAN id rule, the same in `etherconn-perf`: 0 is not a VLAN (an 802.1Q tag with id 0
+/// only carries a priority) and 4095 is reserved.
+const VLAN_RULE: &str =
+    "VLAN ids are 1 to 4094 (0 marks a priority-tagged frame, 4095 is reserved)";
+
 /// An inclusive range of VLAN ids, written `100` or `100-163`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VlanRange(RangeInclusive<u16>);
@@ -40,18 +45,21 @@ impl VlanRange {
 impl FromStr for VlanRange {
     type Err = String;
 
+    /// Parses `ID` or `FIRST-LAST`; the message of an error names the rule it broke.
     fn from_str(s: &str) -> Result<Self, String> {
-        let num = |t: &str| {
+        let id = |t: &str| {
             t.trim()
                 .parse::<u16>()
-                .map_err(|_| format!("{t:?} is not a VLAN id"))
+                .ok()
+                .filter(|id| (1..=4094).contains(id))
+                .ok_or_else(|| format!("{t:?} is not a VLAN id: {VLAN_RULE}"))
         };
         let (first, last) = match s.split_once('-') {
-            Some((a, b)) => (num(a)?, num(b)?),
-            None => (num(s)?, num(s)?),
+            Some((a, b)) => (id(a)?, id(b)?),
+            None => (id(s)?, id(s)?),
         };
         VlanRange::new(first, last)
-            .ok_or_else(|| format!("{s:?}: VLAN ids are 1 to 4094, first <= last"))
+            .ok_or_else(|| format!("{s:?}: the first VLAN id is above the last"))
     }
 }
 
@@ -146,6 +154,13 @@ mod tests {
         for bad in ["0", "4095", "200-100", "x", "1-", ""] {
             assert!(bad.parse::<VlanRange>().is_err(), "{bad}");
         }
+        let e = "0".parse::<VlanRange>().unwrap_err();
+        assert_eq!(e, format!("\"0\" is not a VLAN id: {VLAN_RULE}"));
+        assert!("0-5".parse::<VlanRange>().unwrap_err().contains(VLAN_RULE));
+        assert!("200-100"
+            .parse::<VlanRange>()
+            .unwrap_err()
+            .contains("above the last"));
         assert_eq!("5-9".parse::<VlanRange>().unwrap().to_string(), "5-9");
     }
 

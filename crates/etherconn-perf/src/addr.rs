@@ -78,12 +78,89 @@ pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
         .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
-/// Parses a VLAN id (0 to 4094).
+/// Parses the MAC of an endpoint or a peer: a unicast address (group bit of the first octet
+/// clear), not all zeros. A frame from a group address is invalid, and one to a group address
+/// is not a unicast datagram.
+pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
+    let mac = parse_mac(s)?;
+    if mac.is_multicast() {
+        return Err(format!(
+            "{mac} is a group (multicast or broadcast) address; the first octet must be even"
+        ));
+    }
+    if mac == MacAddr::UNSPECIFIED {
+        return Err(format!(
+            "{mac} is the all-zero address, which names no station"
+        ));
+    }
+    Ok(mac)
+}
+
+/// Checks that `count` consecutive MACs from `base` (endpoint `i` has `base + i`) never carry
+/// into the first octet. The first octet holds the group bit: a carry into it from an even
+/// (unicast) octet makes it odd, so the range would end on group addresses (and from `fe`, wrap
+/// past `ff:ff:ff:ff:ff:ff`). `base` itself is unicast ([`parse_unicast_mac`]).
+pub fn check_mac_range(base: MacAddr, count: usize) -> Result<(), String> {
+    let low40 = |m: MacAddr| u64::from_be_bytes([0, 0, 0, m.0[1], m.0[2], m.0[3], m.0[4], m.0[5]]);
+    let room = (1u64 << 40) - low40(base);
+    if count as u64 <= room {
+        return Ok(());
+    }
+    let last = base.offset(count as u64 - 1);
+    Err(format!(
+        "--mac {base} with --endpoints {count} would run to {last}, past {}: a range of \
+         endpoint MACs must not carry into the first octet (at most {room} endpoint(s) from {base})",
+        MacAddr([base.0[0], 0xff, 0xff, 0xff, 0xff, 0xff])
+    ))
+}
+
+/// The VLAN id rule, the same in `dhcp_fleet`: 0 is not a VLAN (an 802.1Q tag with id 0 only
+/// carries a priority) and 4095 is reserved.
+pub const VLAN_RULE: &str =
+    "VLAN ids are 1 to 4094 (0 marks a priority-tagged frame, 4095 is reserved)";
+
+/// Parses a VLAN id ([`VLAN_RULE`]).
 pub fn parse_vlan_id(s: &str) -> Result<u16, String> {
     s.parse::<u16>()
         .ok()
-        .filter(|&id| id <= 4094)
-        .ok_or_else(|| format!("{s:?} is not a VLAN id (0 to 4094)"))
+        .filter(|id| (1..=4094).contains(id))
+        .ok_or_else(|| format!("{s:?} is not a VLAN id: {VLAN_RULE}"))
+}
+
+/// Why `ip` cannot be an endpoint's address or a destination, if it cannot: "this network"
+/// (0.0.0.0/8), loopback (127.0.0.0/8), multicast (224.0.0.0/4) and the reserved block with
+/// the limited broadcast (240.0.0.0/4) never name one host on a link.
+pub fn unusable_ip(ip: Ipv4Addr) -> Option<&'static str> {
+    match ip.octets()[0] {
+        0 => Some("in 0.0.0.0/8 (\"this network\")"),
+        127 => Some("a loopback address"),
+        224..=239 => Some("a multicast address"),
+        240..=255 => Some("reserved (240.0.0.0/4, with the broadcast address)"),
+        _ => None,
+    }
+}
+
+/// Checks the addresses `base + i` of `count` endpoints: none wraps past 255.255.255.255 and
+/// none is [`unusable_ip`]. `flag` names the option in the message.
+pub fn check_ip_range(flag: &str, base: Ipv4Addr, count: usize) -> Result<(), String> {
+    let last_n = u64::from(u32::from(base)) + count as u64 - 1;
+    let Ok(last) = u32::try_from(last_n).map(Ipv4Addr::from) else {
+        return Err(format!(
+            "{flag} {base} with --endpoints {count} runs past 255.255.255.255"
+        ));
+    };
+    // The unusable blocks are /8s or larger and a range is at most 65,536 addresses, so a
+    // range that enters one has its first or its last address in it.
+    for ip in [base, last] {
+        if let Some(why) = unusable_ip(ip) {
+            return Err(if ip == base {
+                format!("{flag} {base}: the address is {why}")
+            } else {
+                format!("{flag} {base} with --endpoints {count} runs to {last}, which is {why}")
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An outer and an inner VLAN id, as `200.100`.
@@ -168,9 +245,47 @@ mod tests {
         );
         assert!(parse_qinq("200").is_err());
         assert!(parse_vlan_id("4095").is_err());
+        assert!(parse_vlan_id("0").is_err());
+        assert!(parse_qinq("0.100").is_err());
+        assert_eq!(parse_vlan_id("4094"), Ok(4094));
         let stack = vlan_stack(None, Some(parse_qinq("200.100").unwrap()));
         assert_eq!(stack[0].tpid, Tpid::QINQ);
         assert_eq!(describe_vlans(&stack), "200.100");
         assert_eq!(describe_vlans(&vlan_stack(Some(7), None)), "7");
+    }
+
+    #[test]
+    fn endpoint_macs() {
+        for bad in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "x",
+        ] {
+            assert!(parse_unicast_mac(bad).is_err(), "{bad}");
+        }
+        let base = parse_unicast_mac("02:ff:ff:ff:ff:fe").unwrap();
+        assert!(check_mac_range(base, 2).is_ok());
+        let e = check_mac_range(base, 5).unwrap_err();
+        assert!(
+            e.contains("03:00:00:00:00:02") && e.contains("at most 2"),
+            "{e}"
+        );
+        let base = parse_unicast_mac("fe:ff:ff:ff:ff:ff").unwrap();
+        assert!(check_mac_range(base, 1).is_ok());
+        assert!(check_mac_range(base, 2).is_err());
+        assert!(check_mac_range(parse_unicast_mac("02:00:00:00:00:00").unwrap(), 65_536).is_ok());
+    }
+
+    #[test]
+    fn endpoint_ips() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(check_ip_range("--ip", ip("10.0.0.1"), 65_536).is_ok());
+        assert!(check_ip_range("--ip", ip("255.255.255.250"), 10).is_err());
+        assert!(check_ip_range("--ip", ip("126.255.255.250"), 10).is_err());
+        assert!(check_ip_range("--ip", ip("223.255.255.255"), 2).is_err());
+        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+            assert!(check_ip_range("--ip", ip(bad), 1).is_err(), "{bad}");
+        }
     }
 }

@@ -10,6 +10,15 @@ use crate::l2udp::TxPath;
 
 const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
 
+/// The highest `send --rate`: above 100 Gbit/s Ethernet's 148.8 million minimum-size frames per
+/// second, so no link a run can reach is refused, and low enough that the pacing arithmetic
+/// stays exact.
+const MAX_RATE: u64 = 200_000_000;
+
+/// The most frames of one `scale` throughput measurement (about a quarter of an hour at the
+/// in-process rates `docs/scale.md` reports).
+const MAX_FRAMES: u64 = 1_000_000_000;
+
 /// Measures etherconn's relays against kernel UDP sockets on a namespace + veth testbed it
 /// makes itself (`bench`, the default), serves (`echo`) or drives (`send`) UDP echo over
 /// etherconn endpoints on an existing interface, and measures what 100,000 endpoints on one
@@ -63,7 +72,7 @@ pub enum BackendChoice {
 /// An optional VLAN stack for every endpoint.
 #[derive(Clone, Debug, Args)]
 pub struct VlanArgs {
-    /// One 802.1Q tag (TPID 0x8100) with this VLAN id on every endpoint's frames.
+    /// One 802.1Q tag (TPID 0x8100) with this VLAN id (1 to 4094) on every endpoint's frames.
     #[arg(long, value_name = "ID", value_parser = addr::parse_vlan_id, conflicts_with = "qinq")]
     pub vlan: Option<u16>,
     /// Two tags, OUTER.INNER: the outer with TPID 0x88a8 (802.1ad), the inner with 0x8100.
@@ -142,8 +151,9 @@ pub struct EchoArgs {
     /// Address and prefix of endpoint 0; endpoint i has address + i.
     #[arg(long, value_name = "A/PREFIX")]
     pub ip: Ipv4Cidr,
-    /// MAC of endpoint 0; endpoint i has MAC + i.
-    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    /// MAC of endpoint 0 (unicast); endpoint i has MAC + i, which must not carry into the
+    /// first octet.
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
     pub mac: MacAddr,
     /// Number of endpoints.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
@@ -165,16 +175,17 @@ pub struct SendArgs {
     #[arg(long, value_name = "IF")]
     pub iface: String,
     /// Destination address and port (an `echo` endpoint, say).
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_destination)]
     pub dst: SocketAddrV4,
-    /// MAC of endpoint 0; endpoint i has MAC + i.
-    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    /// MAC of endpoint 0 (unicast); endpoint i has MAC + i, which must not carry into the
+    /// first octet.
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
     pub mac: MacAddr,
     /// Address of endpoint 0 (a /prefix is accepted and ignored); endpoint i has address + i.
     #[arg(long, value_name = "A")]
     pub ip: Ipv4Cidr,
     /// Destination MAC (the peer's or the next hop's); found with ARP when not given.
-    #[arg(long, value_name = "MAC", value_parser = addr::parse_mac)]
+    #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
     pub dst_mac: Option<MacAddr>,
     /// Number of sending endpoints (round robin).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
@@ -188,7 +199,7 @@ pub struct SendArgs {
     #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
     pub seconds: f64,
     /// Datagrams per second in all (default: as fast as possible).
-    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..=MAX_RATE))]
     pub rate: Option<u64>,
     /// Source UDP port of every endpoint.
     #[arg(long, default_value_t = 40000, value_parser = clap::value_parser!(u16).range(1..))]
@@ -209,7 +220,8 @@ pub struct ScaleArgs {
     pub reps: u32,
     /// Frames per throughput measurement of the in-process scenarios (dispatch, active,
     /// profile).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_FRAMES))]
     pub frames: u64,
     /// Seconds of each veth phase; each trial of a rate search lasts a third of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = parse_seconds)]
@@ -235,6 +247,21 @@ impl SendArgs {
     pub fn base_ip(&self) -> Ipv4Addr {
         self.ip.addr
     }
+}
+
+/// A destination `IP:PORT`: port 0 names no socket, and the address must name one host on a
+/// link ([`addr::unusable_ip`]).
+fn parse_destination(s: &str) -> Result<SocketAddrV4, String> {
+    let dst: SocketAddrV4 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address and port (10.0.0.1:9000)"))?;
+    if dst.port() == 0 {
+        return Err("port 0 is not a destination port (1 to 65535)".to_owned());
+    }
+    if let Some(why) = addr::unusable_ip(*dst.ip()) {
+        return Err(format!("{} is {why}", dst.ip()));
+    }
+    Ok(dst)
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

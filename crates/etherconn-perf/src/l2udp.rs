@@ -104,6 +104,13 @@ impl L2UdpEndpoints {
         let mut conns = Vec::with_capacity(cfg.endpoints);
         let ready = ReadyConns::new(cfg.endpoints);
         for i in 0..cfg.endpoints {
+            // A large fleet takes seconds to register; Ctrl-C must not wait for the end of it.
+            if crate::sys::stop_requested() {
+                return Err(Failure::interrupted(format_args!(
+                    "registering endpoint {i} of {}",
+                    cfg.endpoints
+                )));
+            }
             let conn_cfg = EtherConnConfig::default()
                 .ethertypes(&[EtherType::IPV4, EtherType::ARP])
                 .queue_depth(cfg.queue_depth)

@@ -15,6 +15,7 @@
 
 mod addr;
 mod bench;
+mod check;
 mod cli;
 mod echo;
 mod endpoint;
@@ -22,6 +23,7 @@ mod error;
 mod kernel;
 mod kstats;
 mod l2udp;
+mod memory;
 mod outcome;
 mod payload;
 mod report;
@@ -42,8 +44,17 @@ use crate::outcome::Outcome;
 #[global_allocator]
 static ALLOC: sys::CountingAlloc = sys::CountingAlloc;
 
+/// Exit status of a command line that cannot be run, as clap's own parse errors have.
+const USAGE_ERROR: u8 = 2;
+/// Exit status of a run that SIGINT or SIGTERM stopped (128 + SIGINT, as a shell reports).
+const INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = check::cli(&cli) {
+        eprintln!("error: {e}");
+        return ExitCode::from(USAGE_ERROR);
+    }
     if let Err(e) = sys::install_stop_signals() {
         eprintln!("etherconn-perf: cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
@@ -57,7 +68,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::Interrupted) => ExitCode::from(130),
+        Ok(Outcome::Interrupted) => ExitCode::from(INTERRUPTED),
+        Err(e) if e.is_interrupted() => {
+            eprintln!("etherconn-perf: {e}");
+            ExitCode::from(INTERRUPTED)
+        }
         Err(e) if e.to_string().starts_with("etherconn-perf") => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -87,6 +87,13 @@ impl RUdpEndpoints {
         let mut conns = Vec::with_capacity(cfg.endpoints);
         let ready = ReadyConns::new(cfg.endpoints);
         for i in 0..cfg.endpoints {
+            // As in L2UdpEndpoints::on_relay: Ctrl-C stops a long registration.
+            if crate::sys::stop_requested() {
+                return Err(Failure::interrupted(format_args!(
+                    "creating RUdpConn {i} of {}",
+                    cfg.endpoints
+                )));
+            }
             let mac = cfg.base_mac.offset(i as u64);
             let local = SocketAddr::new(IpAddr::V4(ip_offset(cfg.base_ip, i)), cfg.port);
             let conn = RUdpConn::new(Arc::clone(&relay), mac, &cfg.vlans, local, udp_cfg.clone())

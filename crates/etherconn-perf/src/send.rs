@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::addr::{describe_vlans, max_payload};
+use crate::addr::describe_vlans;
 use crate::cli::SendArgs;
 use crate::endpoint::{EndpointSet, Peer, RxDatagram, TxSpec, BATCH};
 use crate::error::{Context, Failure, Result};
@@ -95,14 +95,8 @@ struct SendReport {
 pub fn run(args: &SendArgs) -> Result<Outcome> {
     let n = args.endpoints as usize;
     let vlans = args.vlans.stack();
+    // Fits the link with the VLAN tags: `check` saw to it.
     let plen = args.payload as usize;
-    if plen > max_payload(vlans.len()) {
-        return Err(Failure::new(format!(
-            "--payload {plen} does not fit a 1500-byte MTU with {} VLAN tag(s); at most {}",
-            vlans.len(),
-            max_payload(vlans.len())
-        )));
-    }
     let cfg = L2UdpConfig {
         base_mac: args.mac,
         base_ip: args.base_ip(),
@@ -116,17 +110,24 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let dst_mac = match args.dst_mac {
         Some(m) => m,
-        None => set
+        None => match set
             .resolve(0, *args.dst.ip(), Duration::from_secs(3))
             .context(|| "ARP")?
-            .ok_or_else(|| {
-                Failure::new(format!(
+        {
+            Some(m) => m,
+            // The resolver gave up early for Ctrl-C: not an unanswered request.
+            None if sys::stop_requested() => {
+                return Err(Failure::interrupted("resolving the destination with ARP"))
+            }
+            None => {
+                return Err(Failure::new(format!(
                     "no ARP reply for {} on {} (VLANs {}) within 3 s; pass --dst-mac",
                     args.dst.ip(),
                     args.iface,
                     describe_vlans(&vlans)
-                ))
-            })?,
+                )))
+            }
+        },
     };
     let dst = Peer {
         mac: dst_mac,

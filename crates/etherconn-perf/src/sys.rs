@@ -1,6 +1,6 @@
-//! The system calls `std` does not wrap: CPU affinity, stop signals, forced socket buffer sizes
-//! and batched UDP I/O (`sendmmsg`/`recvmmsg`); and the counting global allocator. All of the
-//! tool's `unsafe` is here.
+//! The system calls `std` does not wrap: CPU affinity, stop signals, interface look-ups, forced
+//! socket buffer sizes and batched UDP I/O (`sendmmsg`/`recvmmsg`); and the counting global
+//! allocator. All of the tool's `unsafe` is here.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
@@ -127,6 +127,65 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The CPUs this process may run on (its affinity mask), in increasing order: what
+/// [`pin_current_thread`] accepts.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
+    // SAFETY: pid 0 names the calling thread; the size and pointer describe `set`, which the
+    // kernel writes.
+    let rc = unsafe { libc::sched_getaffinity(0, mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below CPU_SETSIZE, inside `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Whether the calling thread's network namespace has an interface named `name`.
+pub fn interface_exists(name: &str) -> bool {
+    let Ok(c_name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c_name` is a NUL-terminated string that outlives the call, which only reads it.
+    unsafe { libc::if_nametoindex(c_name.as_ptr()) != 0 }
+}
+
+/// The MTU of interface `name` (`SIOCGIFMTU`), in the calling thread's network namespace.
+pub fn interface_mtu(name: &str) -> io::Result<usize> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: ifreq is plain C data (a name and a union of integers and addresses); all zeros
+    // is a valid value.
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    if name.is_empty() || name.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an interface name",
+        ));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` is an initialised ifreq with a NUL-terminated name (zeroed, and the name is
+    // shorter than the field), valid for the kernel to write the MTU into during the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFMTU filled the union's `ifru_mtu` member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    usize::try_from(mtu).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative MTU"))
 }
 
 /// Sets `SO_SNDBUFFORCE` or `SO_RCVBUFFORCE` (root: ignores `net.core.[rw]mem_max`), falling
@@ -296,6 +355,19 @@ pub fn recv_mmsg_v4(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_and_cpus() {
+        assert!(interface_exists("lo"));
+        assert!(!interface_exists("no-such-if0"));
+        assert!(!interface_exists("bad\0name"));
+        assert!(interface_mtu("lo").unwrap() >= 1500);
+        assert!(interface_mtu("no-such-if0").is_err());
+        assert!(interface_mtu("").is_err());
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        assert!(pin_current_thread(cpus[0]).is_ok());
+    }
 
     #[test]
     fn sockaddr_round_trip() {

@@ -71,14 +71,18 @@ pub(super) fn measure(
         rx: Some(rx_thread),
         tx: None,
     };
-    threads.wait_ready(&ready_rx, "receiver")?;
+    if !threads.wait_ready(&ready_rx, "receiver")? {
+        return Ok(None);
+    }
     let tx_thread = {
         let (shared, ready, ifname) = (Arc::clone(&shared), ready_tx, tb.a_if.clone());
         let cpu = args.tx_cpu;
         tb.a.spawn_thread_in(move || sender(case, &ifname, &tx_cfg, cpu, &shared, &ready))
     };
     threads.tx = Some(tx_thread);
-    threads.wait_ready(&ready_rx, "sender")?;
+    if !threads.wait_ready(&ready_rx, "sender")? {
+        return Ok(None);
+    }
 
     let path0 = PathCounters::take(tb);
     shared.go.store(true, Ordering::SeqCst);
@@ -256,16 +260,21 @@ fn joined<T>(
 }
 
 impl Threads {
-    /// Waits for a thread's "ready" (or its setup error).
+    /// Waits for a thread's "ready" (or its setup error); `false` if a signal asked to stop
+    /// (a thread's set-up gives up when it sees the signal, and says so as an error).
     fn wait_ready(
         &mut self,
         ready: &mpsc::Receiver<std::result::Result<(), String>>,
         what: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match ready.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => return Ok(true),
+                Ok(Err(_)) if sys::stop_requested() => {
+                    self.stop();
+                    return Ok(false);
+                }
                 Ok(Err(e)) => {
                     self.stop();
                     return Err(Failure::new(format!("{what} setup failed: {e}")));

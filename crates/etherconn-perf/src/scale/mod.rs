@@ -69,6 +69,11 @@ fn scenarios() -> Vec<(&'static str, Layout)> {
     ]
 }
 
+/// The names of the scenarios, for `--child` and `--only` to be checked against.
+pub fn scenario_names() -> Vec<&'static str> {
+    scenarios().into_iter().map(|(name, _)| name).collect()
+}
+
 /// The part of a scenario name before the colon: what it measures.
 fn kind(name: &str) -> &str {
     name.split(':').next().unwrap_or("")
