@@ -47,6 +47,12 @@ pub struct DispatcherConfig {
     pub mirror_to_default: bool,
     /// Verify UDP checksums of received frames.
     pub verify_udp_checksum: bool,
+    /// Deliver frames whose source MAC is a group (multicast or broadcast) address. Off by
+    /// default: IEEE 802 makes every source an individual address, so such a frame is forged
+    /// or broken, and an answer to its "sender" would reach every station of the group. They
+    /// are dropped before any conn sees them and counted in `rx_group_source`. On: for a
+    /// capture or test tool that must see them.
+    pub accept_group_source: bool,
 }
 
 impl Default for DispatcherConfig {
@@ -56,6 +62,7 @@ impl Default for DispatcherConfig {
             buf_len: 2048,
             mirror_to_default: false,
             verify_udp_checksum: true,
+            accept_group_source: false,
         }
     }
 }
@@ -64,6 +71,12 @@ impl DispatcherConfig {
     /// These settings with `mirror_to_default` set.
     pub fn mirror_to_default(mut self, on: bool) -> Self {
         self.mirror_to_default = on;
+        self
+    }
+
+    /// These settings with `accept_group_source` set.
+    pub fn accept_group_source(mut self, on: bool) -> Self {
+        self.accept_group_source = on;
         self
     }
 
@@ -226,7 +239,8 @@ impl Dispatcher {
 
     /// The common first step of delivery: counts the frame offered, copies it into a pooled
     /// buffer (re-inserting a stripped tag) and classifies it; `None` (counted) when there is
-    /// no buffer or the frame is invalid.
+    /// no buffer, the frame is invalid or its source MAC is a group address (unless
+    /// `accept_group_source`). Both delivery paths start here, so the rules hold for both.
     fn prepare(
         &self,
         frame: &[u8],
@@ -251,6 +265,10 @@ impl Dispatcher {
                 return None;
             }
         };
+        if info.src_mac.is_multicast() && !self.config.accept_group_source {
+            RelayCounters::bump(&c.rx_group_source);
+            return None;
+        }
         if info.ip().is_some_and(|ip| ip.fragment) {
             RelayCounters::bump(&c.rx_fragments);
         }
@@ -329,6 +347,7 @@ impl Dispatcher {
             Err(PushError::Full) => RelayCounters::bump(&self.counters().rx_queue_full),
             // A conn closing while frames arrive for it: the frame has no reader.
             Err(PushError::Closed) => RelayCounters::bump(&self.counters().rx_miss),
+            Err(PushError::Martian) => RelayCounters::bump(&self.counters().rx_martian),
         }
     }
 
