@@ -82,7 +82,8 @@ counters! {
     rx_l4_miss,
     /// UDP datagrams a conn that takes only what a host would take (`RxQueue::set_drop_martians`:
     /// `RUdpConn` and `SharingRUdpConn` by default) did not get: a martian source or
-    /// destination address or port 0 (`etherconn_core::martian`). Counted once per conn.
+    /// destination address or port 0 (`etherconn_core::martian`). Counted once per conn that
+    /// refused it: a broadcast refused by three conns counts three.
     rx_martian,
     /// Frames dropped because the conn's queue was full.
     rx_queue_full,

@@ -114,7 +114,7 @@ impl SharedEtherConn {
             return Err(UdpError::Relay(RelayError::Stopped));
         }
         let queue = Arc::new(RxQueue::new(config.queue_depth));
-        // Before the queue is registered, so the relay never gives it a martian it refuses.
+        // Set before the queue is registered: no martian can reach it before the flag does.
         queue.set_drop_martians(!config.accept_martians);
         let port = if local.port() == 0 {
             self.register_ephemeral(local.ip(), &queue)?
