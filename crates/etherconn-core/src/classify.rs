@@ -38,6 +38,7 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::key::{L2EndpointKey, VlanIds};
+use crate::martian;
 use crate::wire::vlan::{self, VlanStack};
 use crate::wire::{
     arp, ethernet, ip_protocol, ipv4, ipv6, udp, Error, EtherType, MacAddr, Span, Tpid, VlanId,
@@ -278,6 +279,26 @@ impl Classified {
             payload: Span::new(start, self.udp_end as usize),
             checksum: self.udp_checksum,
         })
+    }
+
+    /// Why a host would drop the frame's UDP datagram ([`martian`]); `None` when it would take
+    /// it, or when the frame holds no UDP datagram. The verdict of [`martian::udp`] on
+    /// [`udp`](Self::udp)'s addresses, read from the stored bytes: relays ask it for every
+    /// datagram to a conn that drops martians, and building the `SocketAddr`s first cost a
+    /// hundred instructions.
+    #[inline]
+    pub fn udp_martian(&self) -> Option<martian::Martian> {
+        if self.layers & has::UDP == 0 {
+            return None;
+        }
+        let address = if self.layers & has::IPV4 != 0 {
+            let [s0, s1, s2, s3, ..] = self.src_ip;
+            let [d0, d1, d2, d3, ..] = self.dst_ip;
+            martian::ipv4(Ipv4Addr::new(s0, s1, s2, s3), Ipv4Addr::new(d0, d1, d2, d3))
+        } else {
+            martian::ipv6(Ipv6Addr::from(self.src_ip), Ipv6Addr::from(self.dst_ip))
+        };
+        martian::with_ports(address, self.src_port, self.dst_port)
     }
 
     #[inline(always)]

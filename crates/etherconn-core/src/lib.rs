@@ -10,6 +10,8 @@
 //!   addresses and payload ranges, or a typed reason why it is invalid.
 //! - [`build`]: writes Ethernet + VLAN stack + IPv4/IPv6 + UDP frames into a caller's buffer.
 //! - [`key`]: [`L2EndpointKey`] and [`L4RecvKey`], the keys the relays dispatch on.
+//! - [`martian`]: the received UDP datagrams a host drops (martian source or destination
+//!   address, port 0), as pure functions of the addresses.
 //! - [`bpf`]: a classic BPF program builder for the relays' receive filter.
 //!
 //! It has no threads, locks or queues and builds without `std` with its default features. The
@@ -60,6 +62,7 @@ pub mod bpf;
 pub mod build;
 pub mod classify;
 pub mod key;
+pub mod martian;
 pub mod wire;
 
 pub use key::{L2EndpointKey, L4RecvKey, VlanIds};

@@ -2,6 +2,11 @@
 //! stack) on a relay, UDP/IPv4 frames built with `build_udp_frame` and taken apart by the
 //! relay's one-pass classification. Optionally answers ARP for the endpoints' addresses, so a
 //! kernel peer can reach them without static neighbour entries.
+//!
+//! A datagram whose IPv4 reserved flag is set is not handed over (counted as
+//! `rx_reserved_flag`): RFC 791 makes senders clear it, so it marks a forged or broken frame,
+//! which a measurement should count, not answer. The library's conns take such datagrams, as
+//! Linux does.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::wire::{arp, EtherType, MacAddr, VlanTag};
+use etherconn_core::wire::{arp, ipv4, EtherType, MacAddr, VlanTag};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_relay::{EtherConn, EtherConnConfig};
 use etherconn_relay::{PacketRelay, RxFrame};
@@ -60,6 +65,7 @@ impl L2UdpConfig {
 struct Counters {
     rx_udp: u64,
     rx_not_ours: u64,
+    rx_reserved_flag: u64,
     rx_other: u64,
     arp_replies: u64,
     tx: u64,
@@ -224,6 +230,11 @@ impl L2UdpEndpoints {
                     self.c.rx_not_ours += 1;
                     return false;
                 }
+                // A UDP layer means a classified IPv4 header: the view's reads are in bounds.
+                if ipv4::Packet::new_unchecked(rx.payload()).reserved_flag() {
+                    self.c.rx_reserved_flag += 1;
+                    return false;
+                }
                 on(&RxDatagram {
                     endpoint: i,
                     from: Peer {
@@ -300,6 +311,8 @@ pub fn relay_counters(relay: &dyn PacketRelay) -> Vec<(&'static str, u64)> {
         ("relay_rx_offered", s.rx_offered),
         ("relay_rx_delivered", s.rx_delivered),
         ("relay_rx_invalid", s.rx_invalid),
+        ("relay_rx_group_source", s.rx_group_source),
+        ("relay_rx_martian", s.rx_martian),
         ("relay_rx_queue_full", s.rx_queue_full),
         ("relay_rx_no_buffer", s.rx_no_buffer),
         ("relay_rx_miss", s.rx_miss),
@@ -421,6 +434,7 @@ impl EndpointSet for L2UdpEndpoints {
             ("tx_datagrams", self.c.tx),
             ("rx_datagrams", self.c.rx_udp),
             ("rx_not_ours", self.c.rx_not_ours),
+            ("rx_reserved_flag", self.c.rx_reserved_flag),
             ("rx_other", self.c.rx_other),
             ("arp_replies", self.c.arp_replies),
         ]

@@ -32,6 +32,9 @@ use crate::error::RelayError;
 pub struct RxQueue {
     q: ArrayQueue<RxFrame>,
     closed: AtomicBool,
+    /// Refuse martian UDP datagrams ([`RxQueue::set_drop_martians`]); beside `closed`, which
+    /// every push reads anyway.
+    drop_martians: AtomicBool,
     /// Set by a [`ReadySet`](crate::ReadySet) watching this queue when it wants to hear of the
     /// next frame; the push (or close) that clears it lists `ready`'s token.
     armed: AtomicBool,
@@ -54,6 +57,7 @@ impl RxQueue {
             q: ArrayQueue::new(depth.max(1)),
             waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            drop_martians: AtomicBool::new(false),
             lock: Mutex::new(()),
             cv: Condvar::new(),
             waker: Mutex::new(None),
@@ -95,6 +99,22 @@ impl RxQueue {
         core::hint::black_box(self.armed.load(Ordering::Relaxed));
     }
 
+    /// Makes the queue refuse the UDP datagrams a host drops before any socket sees them:
+    /// those whose source or destination address is martian, or whose source or destination
+    /// port is 0 (the rules: [`etherconn_core::martian`]). The relay counts each one in
+    /// `RelayStats::rx_martian`; other frames (ARP, fragments, non-UDP IP) are unaffected.
+    ///
+    /// Off for a new queue: an `EtherConn` sees every frame for its keys. `RUdpConn` and
+    /// `SharingRUdpConn` turn it on unless their config's `accept_martians` is set.
+    pub fn set_drop_martians(&self, on: bool) {
+        self.drop_martians.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the queue refuses martian UDP datagrams ([`set_drop_martians`](Self::set_drop_martians)).
+    pub fn drops_martians(&self) -> bool {
+        self.drop_martians.load(Ordering::Relaxed)
+    }
+
     /// Adds a frame without blocking; a full queue drops it (the caller counts that).
     pub(crate) fn push(&self, frame: RxFrame) -> Result<(), PushError> {
         // Checked before the push, so that a closed queue's reader never sees a frame counted
@@ -102,6 +122,10 @@ impl RxQueue {
         // close racing with the push may still let one frame in; the reader drains it first.
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
+        }
+        // Before the inbox too: an attached conn's reader never sees the frame either.
+        if self.drop_martians.load(Ordering::Relaxed) && frame.info.udp_martian().is_some() {
+            return Err(PushError::Martian);
         }
         if let Some(inbox) = self.inbox.get() {
             return inbox.push(frame);

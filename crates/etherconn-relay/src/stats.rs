@@ -62,6 +62,10 @@ counters! {
     rx_invalid,
     /// Of `rx_invalid`, those with a bad IPv4 or UDP checksum.
     rx_bad_checksum,
+    /// Frames dropped because their source MAC is a group (multicast or broadcast) address:
+    /// IEEE 802 sources are individual addresses, and a reply to a group reaches every
+    /// station. Unless `DispatcherConfig::accept_group_source` is on.
+    rx_group_source,
     /// IP fragments received (delivered at L2, never as UDP datagrams).
     rx_fragments,
     /// Frames put on a conn's receive queue by exact key match.
@@ -76,6 +80,11 @@ counters! {
     rx_miss,
     /// UDP datagrams for a shared L2 endpoint that no UDP endpoint on it registered.
     rx_l4_miss,
+    /// UDP datagrams a conn that takes only what a host would take (`RxQueue::set_drop_martians`:
+    /// `RUdpConn` and `SharingRUdpConn` by default) did not get: a martian source or
+    /// destination address or port 0 (`etherconn_core::martian`). Counted once per conn that
+    /// refused it: a broadcast refused by three conns counts three.
+    rx_martian,
     /// Frames dropped because the conn's queue was full.
     rx_queue_full,
     /// Frames dropped because no receive buffer was free.

@@ -2,7 +2,8 @@
 //! delivery (`Dispatcher::deliver`, whose rules `tests/relay.rs` checks) puts it, in the same
 //! order, with the same drops and counters: the two are run side by side on identical tables
 //! over random mixes of unicast, UDP-demultiplexed, broadcast, unmatched and invalid frames,
-//! with small queues (so that drop decisions, which depend on order, are compared too) and
+//! frames from group source MACs and martian UDP datagrams (some queues drop those), with
+//! small queues (so that drop decisions, which depend on order, are compared too) and
 //! batches flushed at random points.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +48,8 @@ fn world(mirror: bool) -> World {
     let shared2v = ConnEntry::with_l4(DEPTH, false);
     let shared3 = ConnEntry::with_l4(DEPTH, true);
     let default = ConnEntry::new(DEPTH * 4, false);
+    // Some queues take only what a host would take.
+    plain.queue.set_drop_martians(true);
     d.register(&[key(1, VlanIds::NONE)], &plain, false).unwrap();
     d.register(&[key(2, VlanIds::NONE)], &shared2, false)
         .unwrap();
@@ -63,6 +66,7 @@ fn world(mirror: bool) -> World {
         (&shared3, ip(3), 200),
     ] {
         let q = Arc::new(RxQueue::new(DEPTH));
+        q.set_drop_martians(port == 100);
         entry
             .l4
             .as_ref()
@@ -102,7 +106,9 @@ impl World {
     }
 }
 
-/// A frame: which MAC, VLAN, IP and port it is for; `garbage` makes it an invalid frame.
+/// A frame: which MAC, VLAN, IP and port it is for; `garbage` makes it an invalid frame;
+/// `from` 0 is an ordinary sender, 1 a group source MAC, 2 a martian source address, 3 source
+/// port 0.
 #[derive(Debug, Clone)]
 struct Spec {
     dst: u8,
@@ -110,6 +116,7 @@ struct Spec {
     ip: u8,
     port: u16,
     garbage: bool,
+    from: u8,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -119,13 +126,15 @@ fn spec() -> impl Strategy<Value = Spec> {
         1u8..5,
         0u16..3,
         prop::bool::weighted(0.05),
+        prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
     )
-        .prop_map(|(dst, vlan7, ip, port, garbage)| Spec {
+        .prop_map(|(dst, vlan7, ip, port, garbage, from)| Spec {
             dst,
             vlan7,
             ip,
             port: [100, 200, 300][usize::from(port)],
             garbage,
+            from,
         })
 }
 
@@ -147,10 +156,14 @@ fn frame(s: &Spec, n: usize) -> Vec<u8> {
     let len = build_udp_frame(
         &mut buf,
         &UdpFrame {
-            src_mac: mac(99),
+            src_mac: if s.from == 1 { BROADCAST } else { mac(99) },
             dst_mac,
             vlans: if s.vlan7 { &tag } else { &[] },
-            src: SocketAddr::new(ip(99), 5000),
+            src: match s.from {
+                2 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5000),
+                3 => SocketAddr::new(ip(99), 0),
+                _ => SocketAddr::new(ip(99), 5000),
+            },
             dst: SocketAddr::new(ip(s.ip), s.port),
             ttl: 64,
             dscp: 0,
@@ -218,6 +231,7 @@ fn a_dropped_batch_delivers_what_it_holds() {
             ip: 1,
             port: 100,
             garbage: false,
+            from: 0,
         },
         0,
     );

@@ -92,12 +92,21 @@ pub struct RUdpConfig {
     pub queue_depth: usize,
     /// The next-hop MAC for unicast destinations. Default [`broadcast_resolver`].
     pub resolver: NextHopResolver,
+    /// Also receive the UDP datagrams a host drops: a martian source or destination address
+    /// (`255.255.255.255`, multicast, loopback, `0.0.0.0` except to `255.255.255.255`, class
+    /// E; IPv6 multicast, `::1`, `::`, IPv4-mapped) or port 0. The rules are
+    /// [`etherconn_core::martian`]'s. Off by default: the relay drops them before the conn's
+    /// queue and counts them in `RelayStats::rx_martian`, so that a forged sender cannot make
+    /// the conn's owner answer a broadcast or a group. On only for a tool that must see forged
+    /// traffic (a capture, a test of another stack's filters).
+    pub accept_martians: bool,
 }
 
 impl Default for RUdpConfig {
     fn default() -> Self {
         RUdpConfig {
             accept_any: false,
+            accept_martians: false,
             ttl: DEFAULT_TTL,
             dscp: 0,
             recv_multicast: false,
@@ -116,6 +125,7 @@ impl fmt::Debug for RUdpConfig {
             .field("recv_multicast", &self.recv_multicast)
             .field("queue_depth", &self.queue_depth)
             .field("resolver", &ResolverDebug(&self.resolver))
+            .field("accept_martians", &self.accept_martians)
             .finish()
     }
 }
@@ -124,6 +134,12 @@ impl RUdpConfig {
     /// These options with `accept_any` set.
     pub fn accept_any(mut self, on: bool) -> Self {
         self.accept_any = on;
+        self
+    }
+
+    /// These options with `accept_martians` set.
+    pub fn accept_martians(mut self, on: bool) -> Self {
+        self.accept_martians = on;
         self
     }
 
@@ -243,6 +259,10 @@ pub struct SharingConfig {
     /// Take the address over from a conn already bound to it instead of failing with
     /// [`UdpError::AddrInUse`](crate::UdpError::AddrInUse).
     pub replace: bool,
+    /// Also receive the UDP datagrams a host drops (martian addresses, port 0); see
+    /// [`RUdpConfig::accept_martians`]. Per conn: the other conns on the shared endpoint keep
+    /// dropping them.
+    pub accept_martians: bool,
 }
 
 impl Default for SharingConfig {
@@ -252,6 +272,7 @@ impl Default for SharingConfig {
             ttl: DEFAULT_TTL,
             dscp: 0,
             replace: false,
+            accept_martians: false,
         }
     }
 }
@@ -278,6 +299,12 @@ impl SharingConfig {
     /// These options with `replace` set.
     pub fn replace(mut self, on: bool) -> Self {
         self.replace = on;
+        self
+    }
+
+    /// These options with `accept_martians` set.
+    pub fn accept_martians(mut self, on: bool) -> Self {
+        self.accept_martians = on;
         self
     }
 }
@@ -308,6 +335,7 @@ mod tests {
     fn defaults() {
         let c = RUdpConfig::default();
         assert_eq!((c.accept_any, c.ttl, c.dscp), (false, 255, 0));
+        assert!(!c.accept_martians && !SharingConfig::default().accept_martians);
         assert_eq!(
             (c.resolver)("192.0.2.1".parse().unwrap()),
             Some(MacAddr::BROADCAST)

@@ -15,6 +15,11 @@
 //! fragmented; received IP fragments are never delivered (the relay counts them in
 //! `rx_fragments`). Sending and receiving allocate nothing per datagram once warm.
 //!
+//! Like a host's IP stack, the conns never receive what a host drops: datagrams with a martian
+//! source or destination address or port 0 ([`etherconn_core::martian`], counted by the relay
+//! in `rx_martian`; `accept_martians` in a conn's config lets them through) and frames from a
+//! group source MAC (`rx_group_source`).
+//!
 //! # Example: two endpoints talking through a loopback relay
 //!
 //! ```

@@ -57,6 +57,12 @@ fn ethertype_of(addr: SocketAddr) -> EtherType {
 /// dropped and counted in [`rx_filtered`](Self::rx_filtered). IP fragments are never
 /// delivered: the relay does not reassemble, and counts them in `RelayStats::rx_fragments`.
 ///
+/// Like a host's IP stack, the conn never receives a datagram with a martian source or
+/// destination address or port 0 (the rules: [`etherconn_core::martian`]), nor any frame from
+/// a group source MAC: the relay drops them before they reach the conn's queue and counts
+/// them in `RelayStats::rx_martian` and `rx_group_source` (the relay's counters, not the
+/// conn's). [`RUdpConfig::accept_martians`] lets the martian datagrams through.
+///
 /// Every call takes `&self`; the conn can be shared between threads (in an `Arc`).
 pub struct RUdpConn {
     ether: EtherConn,
@@ -125,8 +131,8 @@ impl RUdpConn {
     ///
     /// `config.queue_depth` is not used (the `EtherConn` has its queue);
     /// `config.recv_multicast` only decides whether broadcast/multicast datagrams to the local
-    /// port are accepted. The conn takes over the `EtherConn`'s read and write timeouts and
-    /// sets it blocking.
+    /// port are accepted; `config.accept_martians` is applied to the `EtherConn`'s queue. The
+    /// conn takes over the `EtherConn`'s read and write timeouts and sets it blocking.
     ///
     /// Errors: [`UdpError::InvalidConfig`] when the `EtherConn` does not receive `local`'s IP
     /// version or demultiplexes UDP (`l4_demux`, which is what [`SharedEtherConn`] is for),
@@ -159,6 +165,7 @@ impl RUdpConn {
         } else {
             local
         };
+        ether.rx_queue().set_drop_martians(!config.accept_martians);
         Ok(RUdpConn {
             ether,
             local,

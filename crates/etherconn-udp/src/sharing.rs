@@ -114,6 +114,8 @@ impl SharedEtherConn {
             return Err(UdpError::Relay(RelayError::Stopped));
         }
         let queue = Arc::new(RxQueue::new(config.queue_depth));
+        // Set before the queue is registered: no martian can reach it before the flag does.
+        queue.set_drop_martians(!config.accept_martians);
         let port = if local.port() == 0 {
             self.register_ephemeral(local.ip(), &queue)?
         } else {
@@ -185,7 +187,9 @@ impl SharedEtherConn {
 /// [`SharedEtherConn::bind`].
 ///
 /// It sends from the shared endpoint's MAC and VLAN stack, with the shared endpoint's
-/// next-hop resolver, and receives the datagrams the relay demultiplexed to its address.
+/// next-hop resolver, and receives the datagrams the relay demultiplexed to its address,
+/// except, as a host, those with a martian address or port 0 (see
+/// [`RUdpConn`](crate::RUdpConn) and [`SharingConfig::accept_martians`]).
 /// Dropping it unbinds the address. An idle conn costs its struct plus a receive queue of
 /// [`SharingConfig::queue_depth`] slots: about 1.7 KiB at the default depth of 4 (see the
 /// crate docs).

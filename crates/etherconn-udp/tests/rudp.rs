@@ -161,12 +161,17 @@ fn accept_any_takes_every_udp_datagram_like_a_dhcp_client() {
         ])),
     )
     .unwrap();
+    // accept_martians: the last offer below goes to 0.0.0.0, a martian destination that a
+    // client without it drops (`accept_any_still_drops_martians`); no DHCP server sends there.
     let client = RUdpConn::new(
         relay.clone(),
         mac(2),
         &[],
         sa("0.0.0.0:68"),
-        RUdpConfig::default().accept_any(true).recv_multicast(true),
+        RUdpConfig::default()
+            .accept_any(true)
+            .recv_multicast(true)
+            .accept_martians(true),
     )
     .unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();
@@ -709,6 +714,167 @@ fn port_zero_picks_an_ephemeral_port_and_spoofed_sources_arrive_as_sent() {
     a.send_to_from(b"y", sa("203.0.113.9:999"), sa("192.0.2.2:5000"))
         .unwrap();
     assert_eq!(b.recv_from(&mut buf).unwrap(), (1, sa("203.0.113.9:999")));
+}
+
+/// Spoofed sources a host drops, towards `b` (192.0.2.2:5000 or [2001:db8::2]:5000).
+const MARTIAN_SOURCES: [&str; 12] = [
+    "255.255.255.255:9",
+    "224.0.0.1:9",
+    "127.0.0.1:9",
+    "0.0.0.0:9",
+    "0.1.2.3:9",
+    "240.0.0.1:9",
+    "192.0.2.1:0",
+    "[ff02::1]:9",
+    "[::1]:9",
+    "[::]:9",
+    "[::ffff:192.0.2.1]:9",
+    "[2001:db8::1]:0",
+];
+
+fn b_of(src: &str) -> SocketAddr {
+    if sa(src).is_ipv4() {
+        sa("192.0.2.2:5000")
+    } else {
+        sa("[2001:db8::2]:5000")
+    }
+}
+
+#[test]
+fn martian_sources_and_port_zero_never_reach_the_conn_and_are_counted() {
+    for accept in [false, true] {
+        let relay = relay();
+        let cfg = RUdpConfig::default().accept_martians(accept);
+        let (a4, b4) = pair(&relay, &[], "192.0.2.1:4000", "192.0.2.2:5000", cfg.clone());
+        drop(a4);
+        let (a6, b6) = {
+            let relay = relay.clone();
+            let resolver = table(&[("2001:db8::2", mac(4))]);
+            let a = RUdpConn::new(
+                relay.clone(),
+                mac(3),
+                &[],
+                sa("[2001:db8::1]:4000"),
+                RUdpConfig::default().resolver(resolver),
+            )
+            .unwrap();
+            let b = RUdpConn::new(relay, mac(4), &[], sa("[2001:db8::2]:5000"), cfg).unwrap();
+            (a, b)
+        };
+        // A v4 sender that resolves b4 (a4 was dropped to free mac 1).
+        let tx4 = RUdpConn::new(
+            relay.clone(),
+            mac(1),
+            &[],
+            sa("192.0.2.1:4000"),
+            RUdpConfig::default().resolver(table(&[("192.0.2.2", mac(2))])),
+        )
+        .unwrap();
+        for src in MARTIAN_SOURCES {
+            let tx = if sa(src).is_ipv4() { &tx4 } else { &a6 };
+            tx.send_to_from(src.as_bytes(), sa(src), b_of(src))
+                .unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for b in [&b4, &b6] {
+            b.set_nonblocking(true).unwrap();
+            while let Ok((_, from)) = b.recv_from(&mut buf) {
+                got.push(from);
+            }
+        }
+        let s = relay.stats();
+        if accept {
+            assert_eq!(got.len(), MARTIAN_SOURCES.len(), "{got:?}");
+            assert_eq!(s.rx_martian, 0, "{s}");
+        } else {
+            assert_eq!(got, Vec::<SocketAddr>::new());
+            assert_eq!(s.rx_martian, MARTIAN_SOURCES.len() as u64, "{s}");
+        }
+        assert_eq!(b4.rx_filtered() + b6.rx_filtered(), 0);
+        // The same datagram from an ordinary source arrives.
+        tx4.send_to(b"ok", sa("192.0.2.2:5000")).unwrap();
+        a6.send_to(b"ok", sa("[2001:db8::2]:5000")).unwrap();
+        b4.set_nonblocking(false).unwrap();
+        b6.set_nonblocking(false).unwrap();
+        b4.set_read_timeout(Some(WAIT)).unwrap();
+        b6.set_read_timeout(Some(WAIT)).unwrap();
+        assert_eq!(b4.recv_from(&mut buf).unwrap(), (2, sa("192.0.2.1:4000")));
+        assert_eq!(
+            b6.recv_from(&mut buf).unwrap(),
+            (2, sa("[2001:db8::1]:4000"))
+        );
+    }
+}
+
+#[test]
+fn group_source_macs_never_reach_the_conn() {
+    let relay = relay();
+    let (_a, b) = pair(
+        &relay,
+        &[],
+        "192.0.2.1:4000",
+        "192.0.2.2:5000",
+        RUdpConfig::default().accept_martians(true),
+    );
+    for src_mac in [MacAddr::BROADCAST, MacAddr([0x01, 0x00, 0x5e, 0, 0, 1])] {
+        let f = udp_frame(
+            src_mac,
+            mac(2),
+            &[],
+            sa("192.0.2.1:4000"),
+            sa("192.0.2.2:5000"),
+            b"group",
+        );
+        relay.dispatcher().deliver(&f, None, false);
+    }
+    b.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        b.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert_eq!(relay.stats().rx_group_source, 2);
+}
+
+#[test]
+fn accept_any_still_drops_martians() {
+    let relay = relay();
+    let server = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:67"),
+        RUdpConfig::default().resolver(|_| Some(mac(2))),
+    )
+    .unwrap();
+    let client = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("0.0.0.0:68"),
+        RUdpConfig::default().accept_any(true),
+    )
+    .unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    for (src, dst) in [
+        ("192.0.2.1:67", "0.0.0.0:68"),
+        ("192.0.2.1:67", "127.0.0.1:68"),
+        ("127.0.0.1:67", "192.0.2.50:68"),
+        ("192.0.2.1:0", "192.0.2.50:68"),
+        ("192.0.2.1:67", "192.0.2.50:0"),
+    ] {
+        server.send_to_from(b"forged", sa(src), sa(dst)).unwrap();
+    }
+    server
+        .send_to_from(b"OFFER", sa("192.0.2.1:67"), sa("192.0.2.50:68"))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(client.recv_from(&mut buf).unwrap(), (5, sa("192.0.2.1:67")));
+    assert_eq!(&buf[..5], b"OFFER");
+    // Destination port 0 never gets that far: the classifier already finds it invalid.
+    let st = relay.stats();
+    assert_eq!((st.rx_martian, st.rx_invalid), (4, 1), "{st}");
 }
 
 /// Async receives on many endpoints from one runtime thread: no thread per endpoint, every

@@ -99,7 +99,15 @@ fn wildcard_ip_takes_what_no_exact_binding_takes() {
     let exact = bind(&s, "192.0.2.10:7000");
     let any4 = bind(&s, "0.0.0.0:7000");
     let any6 = bind(&s, "[::]:7000");
-    let tx = bind(&s, "192.0.2.1:1");
+    // accept_martians: the wildcard conn's datagram below comes from 0.0.0.0 to a unicast
+    // address, a martian source that a conn without it drops.
+    let tx = s
+        .bind(
+            sa("192.0.2.1:1"),
+            SharingConfig::default().accept_martians(true),
+        )
+        .unwrap();
+    tx.set_read_timeout(Some(WAIT)).unwrap();
     let tx6 = bind(&s, "[2001:db8::1]:1");
     let mut buf = [0u8; 32];
     tx.send_to(b"exact", sa("192.0.2.10:7000")).unwrap();
@@ -384,4 +392,55 @@ fn shared_endpoint_construction() {
         .bind(sa("192.0.2.2:1"), SharingConfig::default().dscp(99))
         .unwrap_err();
     assert!(matches!(e, UdpError::InvalidConfig(_)));
+}
+
+#[test]
+fn each_conn_on_a_shared_endpoint_drops_martians_unless_it_accepts_them() {
+    let relay = relay();
+    let s = shared(&relay, 1, &[], mac(1));
+    let host = bind(&s, "0.0.0.0:7000");
+    let tool = s
+        .bind(
+            sa("0.0.0.0:7001"),
+            SharingConfig::default()
+                .accept_martians(true)
+                .queue_depth(16),
+        )
+        .unwrap();
+    let tx = bind(&s, "192.0.2.1:1");
+    for c in [&host, &tool] {
+        c.set_nonblocking(true).unwrap();
+    }
+    let forged = [
+        "255.255.255.255:9",
+        "224.0.0.1:9",
+        "127.0.0.1:9",
+        "0.0.0.0:9",
+        "240.0.0.1:9",
+        "192.0.2.9:0",
+    ];
+    for port in [7000, 7001] {
+        for src in forged {
+            tx.send_to_from(b"forged", sa(src), sa(&format!("192.0.2.10:{port}")))
+                .unwrap();
+        }
+    }
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        host.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let mut seen = 0;
+    while tool.recv_from(&mut buf).is_ok() {
+        seen += 1;
+    }
+    assert_eq!(seen, forged.len());
+    assert_eq!(relay.stats().rx_martian, forged.len() as u64);
+    // The same datagram from an ordinary source reaches both.
+    for port in [7000, 7001] {
+        tx.send_to(b"ok", sa(&format!("192.0.2.10:{port}")))
+            .unwrap();
+    }
+    assert_eq!(host.recv_from(&mut buf).unwrap(), (2, sa("192.0.2.1:1")));
+    assert_eq!(tool.recv_from(&mut buf).unwrap(), (2, sa("192.0.2.1:1")));
 }

@@ -128,6 +128,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     #[inline]
+    /// The reserved flag, the first bit of the flags (RFC 791: must be zero). Not checked on
+    /// receive, as no common IP stack (Linux's among them) checks it; a receiver that wants
+    /// only what conforming hosts send reads it here.
+    pub fn reserved_flag(&self) -> bool {
+        be16(self.buffer.as_ref(), field::FLG_OFF) & 0x8000 != 0
+    }
+
+    #[inline]
     /// Don't-fragment flag.
     pub fn dont_frag(&self) -> bool {
         be16(self.buffer.as_ref(), field::FLG_OFF) & 0x4000 != 0
@@ -411,6 +419,7 @@ mod tests {
         assert_eq!(p.header_len(), 20);
         assert_eq!(p.total_len(), 0x73);
         assert!(p.dont_frag());
+        assert!(!p.reserved_flag());
         assert!(!p.is_fragment());
         assert_eq!(p.ttl(), 64);
         assert_eq!(p.protocol(), 17);
@@ -419,6 +428,15 @@ mod tests {
         assert!(p.verify_checksum());
         assert_eq!(p.payload().len(), 0x73 - 20, "padding trimmed");
         assert_eq!(p.payload()[0], 0xaa);
+    }
+
+    #[test]
+    fn reserved_flag_is_read_and_nothing_else_changes() {
+        let mut bytes = packet();
+        bytes[6] |= 0x80;
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert!(p.reserved_flag());
+        assert!(p.dont_frag() && !p.is_fragment());
     }
 
     #[test]

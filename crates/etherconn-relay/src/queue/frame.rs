@@ -48,4 +48,7 @@ pub(crate) enum PushError {
     Full,
     /// The conn is closed.
     Closed,
+    /// The queue takes only what a host would take and the frame is a martian UDP datagram
+    /// (see [`RxQueue::set_drop_martians`](crate::RxQueue::set_drop_martians)); it was dropped.
+    Martian,
 }
