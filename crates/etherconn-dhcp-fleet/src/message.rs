@@ -138,6 +138,8 @@ pub(crate) fn decode_reply(payload: &[u8]) -> Result<Reply, NotAReply> {
         Some(MessageType::Nak) => ReplyKind::Nak,
         _ => return Err(NotAReply::Other),
     };
+    // dhcproto's `chaddr()` slices its 16 bytes by `hlen`, so it panics on a reply with `hlen`
+    // above 16: the `hlen` check above must come first (the `dhcp_reply` fuzz target holds it).
     let mac = MacAddr::from_bytes(&msg.chaddr()[..6]).map_err(|_| NotAReply::Malformed)?;
     let server = match msg.opts().get(OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
