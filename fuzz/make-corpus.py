@@ -9,10 +9,12 @@ hand-assembled classic BPF programs (among them the program tcpdump compiles for
 `udp dst port 67`), DHCP replies laid out as dnsmasq sends them, and lease-file lines as dnsmasq
 writes them. Each input follows the layout its target's header comment documents.
 
-Some seeds are known bad inputs kept so that a regression shows at once: a `build_udp` frame
-to UDP port 0 (which the builder used to write and every receiver drops), and DHCP replies
-with `hlen` 16, 17 and 255 (dhcproto's `chaddr()` panics above 16 unless the decoder checks
-`hlen` first).
+Some seeds are inputs that once failed a target, kept so that a regression shows at once: a
+`build_udp` frame to UDP port 0 (which the builder used to write and every receiver drops), a
+lease line with a signed MAC octet (`+2:...`, which MacAddr::from_str used to take), DHCP
+replies with an option dhcproto cannot decode before the server identifier (it used to drop
+the rest) or with option 94 of the wrong length (a `debug_assert!` in dhcproto's decoder), and
+replies with `hlen` 16, 17 and 255 (dhcproto's `chaddr()` panics above 16).
 
 Usage: python3 fuzz/make-corpus.py [--out DIR]   (default: fuzz/corpus; writes DIR/<target>/)
 Standard library only. The same input always gives the same files.
@@ -378,6 +380,14 @@ def dhcp_seeds(c):
           bootp(2, xid, "10.88.0.17", dnsmasq_options(2) + [option(52, b"\x03")]))
     c.add("dhcp_reply", "offer-long-option",
           bootp(2, xid, "10.88.0.17", [option(53, b"\x02"), b"\x0c\xff" + b"h" * 20]))
+    # dhcproto's decoder stopped at the bad subnet mask and dropped 54 and 51 after it; it
+    # panics (debug_assert!) on options 94, 80 and 81 of the wrong length.
+    for name, bad in (("subnet-mask-len-0", option(1, b"")),
+                      ("option-94-len-1", option(94, b"\0")),
+                      ("option-80-len-1", option(80, b"\0")),
+                      ("option-81-len-1", option(81, b"\0"))):
+        c.add("dhcp_reply", f"offer-{name}-first",
+              bootp(2, xid, "10.88.0.17", [bad] + dnsmasq_options(2)))
     c.add("dhcp_reply", "offer-bad-server-len",
           bootp(2, xid, "10.88.0.17", [option(53, b"\x02"), option(54, b"\x0a\x58\x00")]))
 

@@ -1,14 +1,18 @@
 //! Fuzzes the DHCP fleet's reply decoder (`decode_reply` in
 //! `crates/etherconn-dhcp-fleet/src/message.rs`), which reads every datagram a server (or
-//! anyone else on the segment) sends to the client port, through dhcproto.
+//! anyone else on the segment) sends to the client port.
 //!
-//! It must never panic. dhcproto's `Message::chaddr()` slices its 16-byte array by the
-//! message's `hlen`, so it panics for `hlen > 16`: only the decoder's `hlen == 6` check before
-//! its `chaddr()` call keeps a hostile reply from panicking the fleet, and this target keeps that
-//! order honest. When the decoder accepts a reply, its fields must be what the bytes say,
-//! read here by offset: BOOTREPLY, `hlen` 6, the magic cookie, `xid`, `yiaddr`, the first six
-//! octets of `chaddr`, and, when the options field holds option 53, 54 or 51 exactly once with
-//! the right length (and no option overload), the message type, server id and lease time.
+//! It must never panic, and when it accepts a reply, its fields must be what the bytes say,
+//! read here by offset: BOOTREPLY, Ethernet (`htype` 1, `hlen` 6), the magic cookie, `xid`,
+//! `yiaddr`, the first six octets of `chaddr`, and, when the options field holds option 53, 54
+//! or 51 exactly once with the right length (and no option overload), the message type, server
+//! id and lease time.
+//!
+//! The decoder used to go through dhcproto's `Message::decode`. This target found that
+//! dhcproto stops decoding options at the first one it cannot decode, dropping the server
+//! identifier after it, and that its decoder panics (`debug_assert!`) on option 94 of the
+//! wrong length; its `chaddr()` also panics for `hlen` above 16. The decoder now reads replies
+//! by offset; the seeds keep those inputs.
 //!
 //! The decoder is crate-private; rather than making it public for this target, its source file
 //! is compiled into the target as a module (it uses only dhcproto, etherconn-core and std).
@@ -33,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(data.len() >= OPTIONS_AT, "accepted {} bytes", data.len());
     assert_eq!(data[0], 2, "op is not BOOTREPLY");
+    assert_eq!(data[1], 1, "htype is not Ethernet");
     assert_eq!(data[2], 6, "hlen is not 6");
     assert_eq!(data[236..240], [99, 130, 83, 99], "magic cookie");
     let be32 = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
