@@ -11,9 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::classify::{
-    classify, classify_with, Classified, IpInfo, Options, UdpInfo,
-};
+use etherconn_core::classify::{classify, classify_with, Classified, IpInfo, Options, UdpInfo};
 use etherconn_core::wire::vlan::VlanStack;
 use etherconn_core::wire::{EtherType, MacAddr, Span, Tpid, VlanTag};
 use etherconn_core::{L2EndpointKey, VlanIds};

@@ -197,6 +197,10 @@ pub const fn max_udp_payload(ipv6: bool) -> usize {
 }
 
 /// Writes a whole UDP frame with correct IP and UDP checksums; returns its length (at least 60).
+///
+/// Refuses what no receiver takes: destination port 0 (which [`classify`](crate::classify)
+/// rejects as malformed, as Linux refuses to send it), a DSCP above 63, a PCP above 7, more
+/// than two tags, mixed address families and a payload beyond the IP or UDP length fields.
 pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, BuildError> {
     let ipv6 = match (frame.src.ip(), frame.dst.ip()) {
         (IpAddr::V4(_), IpAddr::V4(_)) => false,
@@ -208,6 +212,9 @@ pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, Bu
     }
     if frame.dscp > 63 {
         return Err(BuildError::InvalidField("DSCP above 63"));
+    }
+    if frame.dst.port() == 0 {
+        return Err(BuildError::InvalidField("UDP destination port 0"));
     }
     let total = frame.len();
     check_buf(buf, total)?;
@@ -395,5 +402,29 @@ mod tests {
         };
         assert!(build_ethernet_frame(&mut buf[..20], &hdr, b"").is_err());
         assert_eq!(build_ethernet_frame(&mut buf, &hdr, b"abc"), Ok(60));
+    }
+
+    /// Found by the `build_udp` fuzz target: the builder wrote datagrams to port 0, which
+    /// `classify` (like every receiver) rejects, so a built frame did not read back.
+    #[test]
+    fn destination_port_0_is_refused() {
+        let mut buf = [0u8; 128];
+        for (src, dst) in [
+            ("192.0.2.1:68", "192.0.2.2:0"),
+            ("[2001:db8::1]:546", "[2001:db8::2]:0"),
+        ] {
+            let f = frame(&[], src, dst, b"x");
+            assert_eq!(
+                build_udp_frame(&mut buf, &f),
+                Err(BuildError::InvalidField("UDP destination port 0"))
+            );
+        }
+        // Source port 0 (no reply expected) is legal and reads back.
+        let f = frame(&[], "192.0.2.1:0", "192.0.2.2:9", b"x");
+        let len = build_udp_frame(&mut buf, &f).unwrap();
+        assert_eq!(
+            classify(&buf[..len], None).unwrap().udp().unwrap().remote,
+            f.src
+        );
     }
 }

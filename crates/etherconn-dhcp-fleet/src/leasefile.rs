@@ -71,3 +71,32 @@ pub fn check_dnsmasq_lease_file(path: &Path, leases: &[Lease]) -> io::Result<Lea
     }
     Ok(check)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_leases_and_skips_the_rest() {
+        let text = "1700000000 02:AA:bb:cc:dd:ee 10.88.0.17 * *\r\n\
+                    duid 00:01:00:01:2c:5e:3a:10:02:00:00:00:00:fe\n\
+                    1700000000 305419896 2001:db8::17 host6 00:01\n\
+                    1700000000 2-a-b-c-d-e 10.88.0.18 * *\n\
+                    1700000000 02:aa:bb:cc:dd:ee 010.88.0.19 * *\n\
+                    1700000000 +2:aa:bb:cc:dd:f1 10.88.0.24 * *\n\
+                    \n\
+                    1700000000 02:aa:bb:cc:dd:f0\n";
+        let leases: Vec<String> = parse_dnsmasq_leases(text)
+            .iter()
+            .map(|(mac, ip)| format!("{mac} {ip}"))
+            .collect();
+        // The `+2` octet was read as 0x02 until the `leasefile` fuzz target found it.
+        assert_eq!(
+            leases,
+            [
+                "02:aa:bb:cc:dd:ee 10.88.0.17",
+                "02:0a:0b:0c:0d:0e 10.88.0.18"
+            ]
+        );
+    }
+}

@@ -1,9 +1,10 @@
-//! The DHCPv4 messages a client sends and the replies it reads, through `dhcproto`.
+//! The DHCPv4 messages a client sends, encoded by `dhcproto`, and the replies it reads, decoded
+//! here by offset (see [`decode_reply`] for why not by `dhcproto`).
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
+use dhcproto::{Encodable, Encoder};
 use etherconn_core::wire::MacAddr;
 
 /// UDP port of DHCP servers.
@@ -16,7 +17,24 @@ pub const CLIENT_PORT: u16 = 68;
 const MIN_BOOTP_LEN: usize = 300;
 /// The DHCP magic cookie (RFC 2131 section 3), which `dhcproto` does not check.
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
+/// Offsets in the fixed BOOTP header (RFC 2131 section 2).
+const OP_AT: usize = 0;
+const HTYPE_AT: usize = 1;
+const HLEN_AT: usize = 2;
+const XID_AT: usize = 4;
+const YIADDR_AT: usize = 16;
+const CHADDR_AT: usize = 28;
 const MAGIC_AT: usize = 236;
+/// The options field: after the fixed BOOTP header and the magic cookie.
+const OPTIONS_AT: usize = MAGIC_AT + MAGIC.len();
+const BOOTREPLY: u8 = 2;
+/// ARP hardware type of Ethernet, and its address length.
+const HTYPE_ETHERNET: u8 = 1;
+const HLEN_ETHERNET: u8 = 6;
+/// Option codes a client acts on (RFC 2132).
+const OPT_LEASE_TIME: u8 = 51;
+const OPT_MESSAGE_TYPE: u8 = 53;
+const OPT_SERVER_ID: u8 = 54;
 
 /// The options a client asks for: subnet mask, router, DNS, lease time, server id.
 const PARAMETERS: [OptionCode; 5] = [
@@ -116,7 +134,8 @@ pub(crate) struct Reply {
 /// Why a datagram to the client port is not a reply a client acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotAReply {
-    /// Not a DHCP message at all (too short, no magic cookie, undecodable options).
+    /// Not a DHCP message at all (too short, no magic cookie, an option running past the end,
+    /// a message type, server identifier or lease time of the wrong length).
     Malformed,
     /// A well-formed message that is not a BOOTREPLY OFFER/ACK/NAK for Ethernet (a request,
     /// another message type).
@@ -124,42 +143,87 @@ pub(crate) enum NotAReply {
 }
 
 /// Reads a server's reply.
+///
+/// By offset rather than through dhcproto's decoder, which a hostile reply can panic or
+/// mislead: `Message::chaddr()` slices its 16 bytes by `hlen` (a panic above 16), several
+/// options are checked with `debug_assert!` (option 94 of a length other than 3 panics a debug
+/// build), and option decoding stops silently at the first option it cannot decode (a
+/// zero-length subnet mask, say), dropping the server identifier and lease time after it. A
+/// client needs six fixed fields and three options, all read here.
 pub(crate) fn decode_reply(payload: &[u8]) -> Result<Reply, NotAReply> {
-    if payload.get(MAGIC_AT..MAGIC_AT + 4) != Some(&MAGIC[..]) {
+    let Some(header) = payload.get(..OPTIONS_AT) else {
+        return Err(NotAReply::Malformed);
+    };
+    if header[MAGIC_AT..] != MAGIC {
         return Err(NotAReply::Malformed);
     }
-    let msg = Message::decode(&mut Decoder::new(payload)).map_err(|_| NotAReply::Malformed)?;
-    if msg.opcode() != Opcode::BootReply || msg.hlen() != 6 {
+    if header[OP_AT] != BOOTREPLY
+        || header[HTYPE_AT] != HTYPE_ETHERNET
+        || header[HLEN_AT] != HLEN_ETHERNET
+    {
         return Err(NotAReply::Other);
     }
-    let kind = match msg.opts().msg_type() {
-        Some(MessageType::Offer) => ReplyKind::Offer,
-        Some(MessageType::Ack) => ReplyKind::Ack,
-        Some(MessageType::Nak) => ReplyKind::Nak,
+    let opts = &payload[OPTIONS_AT..];
+    let kind = match option::<1>(opts, OPT_MESSAGE_TYPE)? {
+        Some([2]) => ReplyKind::Offer,
+        Some([5]) => ReplyKind::Ack,
+        Some([6]) => ReplyKind::Nak,
         _ => return Err(NotAReply::Other),
     };
-    let mac = MacAddr::from_bytes(&msg.chaddr()[..6]).map_err(|_| NotAReply::Malformed)?;
-    let server = match msg.opts().get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
-        _ => None,
-    };
-    let lease_secs = match msg.opts().get(OptionCode::AddressLeaseTime) {
-        Some(DhcpOption::AddressLeaseTime(s)) => Some(*s),
-        _ => None,
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
     Ok(Reply {
         kind,
-        xid: msg.xid(),
-        mac,
-        yiaddr: msg.yiaddr(),
-        server,
-        lease_secs,
+        xid: be32(XID_AT),
+        mac: MacAddr::from_bytes(&header[CHADDR_AT..CHADDR_AT + 6])
+            .map_err(|_| NotAReply::Malformed)?,
+        yiaddr: Ipv4Addr::from(be32(YIADDR_AT)),
+        server: option::<4>(opts, OPT_SERVER_ID)?.map(Ipv4Addr::from),
+        lease_secs: option::<4>(opts, OPT_LEASE_TIME)?.map(u32::from_be_bytes),
     })
+}
+
+/// The `N`-byte value of option `code` in an options field, every occurrence joined (RFC 3396);
+/// `None` when it is absent. Malformed when an option runs past the end of the field, or this
+/// one's value is not `N` bytes long. Options after the End option are not read, nor those an
+/// overload (option 52) moves into `sname` or `file`.
+fn option<const N: usize>(mut opts: &[u8], code: u8) -> Result<Option<[u8; N]>, NotAReply> {
+    const PAD: u8 = 0;
+    const END: u8 = 255;
+    let mut value = [0u8; N];
+    let mut len = 0;
+    let mut found = false;
+    while let Some((&c, rest)) = opts.split_first() {
+        match c {
+            PAD => opts = rest,
+            END => break,
+            _ => {
+                let (&n, rest) = rest.split_first().ok_or(NotAReply::Malformed)?;
+                let n = usize::from(n);
+                let v = rest.get(..n).ok_or(NotAReply::Malformed)?;
+                if c == code {
+                    let to = value.get_mut(len..len + n).ok_or(NotAReply::Malformed)?;
+                    to.copy_from_slice(v);
+                    len += n;
+                    found = true;
+                }
+                opts = &rest[n..];
+            }
+        }
+    }
+    match (found, len == N) {
+        (false, _) => Ok(None),
+        (true, true) => Ok(Some(value)),
+        (true, false) => Err(NotAReply::Malformed),
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use dhcproto::v4::Opcode;
+    use dhcproto::{Decodable, Decoder};
 
     /// A server's reply to `request_bytes`, as a test server would build it.
     pub(crate) fn reply_to(
@@ -240,5 +304,78 @@ pub(crate) mod tests {
         let mut truncated = ack;
         truncated.truncate(MAGIC_AT + 6);
         assert!(decode_reply(&truncated).is_err());
+    }
+
+    /// `reply` with `opts` in place of its options.
+    fn with_options(reply: &[u8], opts: &[u8]) -> Vec<u8> {
+        let mut out = reply[..OPTIONS_AT].to_vec();
+        out.extend_from_slice(opts);
+        out
+    }
+
+    /// Found by the `dhcp_reply` fuzz target: dhcproto stops decoding options at the first one
+    /// it cannot decode (here a zero-length subnet mask) and drops the rest, so the server
+    /// identifier and lease time after it were lost.
+    #[test]
+    fn options_are_read_off_the_wire() {
+        let ip = Ipv4Addr::new(10, 0, 0, 9);
+        let server = Ipv4Addr::new(10, 0, 0, 1);
+        let mut out = Vec::new();
+        encode_request(&mut out, &header(), Request::Discover).unwrap();
+        let offer = reply_to(&out, MessageType::Offer, ip, server);
+        let opts = [
+            &[1, 0][..],
+            &[53, 1, 2],
+            &[54, 4, 10, 0, 0, 1],
+            &[51, 4, 0, 0, 0x0e, 0x10],
+            &[255],
+        ]
+        .concat();
+        let odd = with_options(&offer, &opts);
+        let m = Message::decode(&mut Decoder::new(&odd)).unwrap();
+        assert_eq!(m.opts().get(OptionCode::ServerIdentifier), None);
+        let r = decode_reply(&odd).unwrap();
+        assert_eq!(r.kind, ReplyKind::Offer);
+        assert_eq!((r.server, r.lease_secs), (Some(server), Some(3600)));
+
+        // An option split in two (RFC 3396); pads; nothing read after End.
+        let split = [
+            53, 1, 5, 0, 0, 54, 2, 10, 0, 54, 2, 0, 1, 255, 51, 4, 0, 0, 0, 1,
+        ];
+        let r = decode_reply(&with_options(&offer, &split)).unwrap();
+        assert_eq!(
+            (r.kind, r.server, r.lease_secs),
+            (ReplyKind::Ack, Some(server), None)
+        );
+
+        // Not for Ethernet (hardware type 6, IEEE 802), or a longer hardware address: not a
+        // reply a client acts on. dhcproto's `chaddr()` panics for `hlen` above 16.
+        let mut token_ring = offer.clone();
+        token_ring[HTYPE_AT] = 6;
+        assert_eq!(decode_reply(&token_ring), Err(NotAReply::Other));
+        for hlen in [0, 16, 17, 255] {
+            let mut long = offer.clone();
+            long[HLEN_AT] = hlen;
+            assert_eq!(decode_reply(&long), Err(NotAReply::Other));
+        }
+
+        // Found by the fuzz target too: option 94 (client network interface) of a length other
+        // than 3 fails a `debug_assert!` in dhcproto's decoder, so it panicked a debug build.
+        let nii = [&[94, 1, 0][..], &[53, 1, 2, 54, 4, 10, 0, 0, 1, 255]].concat();
+        let r = decode_reply(&with_options(&offer, &nii)).unwrap();
+        assert_eq!((r.kind, r.server), (ReplyKind::Offer, Some(server)));
+
+        // A server identifier of three bytes, a message type of two, an option running past
+        // the end: malformed. No message type: not a reply.
+        for bad in [
+            &[53, 1, 2, 54, 3, 10, 0, 0, 255][..],
+            &[53, 2, 2, 0, 255],
+            &[53, 1, 2, 12, 9, b'h'],
+        ] {
+            let r = decode_reply(&with_options(&offer, bad));
+            assert_eq!(r, Err(NotAReply::Malformed), "{bad:?}");
+        }
+        let r = decode_reply(&with_options(&offer, &[54, 4, 10, 0, 0, 1, 255]));
+        assert_eq!(r, Err(NotAReply::Other));
     }
 }

@@ -92,7 +92,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split(sep);
         for o in &mut out {
             let p = parts.next().ok_or(ParseMacError)?;
-            if p.is_empty() || p.len() > 2 {
+            // `from_str_radix` alone would also take a sign: "+a" is not an octet.
+            if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ParseMacError);
             }
             *o = u8::from_str_radix(p, 16).map_err(|_| ParseMacError)?;
@@ -377,9 +378,17 @@ mod tests {
             "aa:bb:cc:dd:ee:fg",
             "aaa:bb:cc:dd:ee:ff",
             "aa::cc:dd:ee:ff",
+            // Found by the `leasefile` fuzz target: `u8::from_str_radix` takes a sign.
+            "+a:bb:cc:dd:ee:ff",
+            "aa-bb-cc-dd-ee-+f",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+        // One-digit octets stay legal.
+        assert_eq!(
+            "2:a:b:c:d:e".parse::<MacAddr>().unwrap().to_string(),
+            "02:0a:0b:0c:0d:0e"
+        );
     }
 
     #[test]
