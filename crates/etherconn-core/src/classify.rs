@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(&buf[u.payload.range()], b"x");
         assert_eq!(c.payload(), Span::new(18, len));
         assert_eq!(
-            c.to_string(),
+            alloc::format!("{c}"),
             "02:00:00:00:00:02|7|4095#0x86dd from 02:00:00:00:00:01 \
              udp [2001:db8::1]:546 -> [ff02::1:2]:547 (1 bytes)"
         );
