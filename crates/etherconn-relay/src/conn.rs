@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::vec::Vec;
 
+use crate::budget::{MemoryBudget, Reservation};
 use crate::dispatch::demux::L4Demux;
 use crate::dispatch::table::ConnEntry;
 use crate::error::RelayError;
@@ -122,6 +123,8 @@ pub struct EtherConn {
     vlans: VlanStack,
     keys: Vec<L2EndpointKey>,
     timeouts: Timeouts,
+    /// The queue's share of the relay's memory budget, given back when the conn drops.
+    _budget: Reservation,
 }
 
 impl fmt::Debug for EtherConn {
@@ -138,7 +141,9 @@ impl EtherConn {
     ///
     /// Fails with [`RelayError::KeyInUse`] when another conn holds one of its keys and
     /// `config.replace` is off, [`RelayError::DefaultInUse`] likewise for the default role, and
-    /// [`RelayError::InvalidConfig`] for more than two tags or no EtherType.
+    /// [`RelayError::InvalidConfig`] for more than two tags or no EtherType, and
+    /// [`RelayError::OverBudget`] when its queue (`config.queue_depth` frames) would take the
+    /// relay past its [`MemoryBudget`] (checked before anything is allocated).
     pub fn new(
         relay: Arc<dyn PacketRelay>,
         mac: MacAddr,
@@ -160,12 +165,18 @@ impl EtherConn {
             .map(|&et| L2EndpointKey::new(mac, ids, et))
             .collect();
         keys.dedup();
+        let dispatcher = relay.dispatcher();
+        if dispatcher.is_stopped() {
+            return Err(RelayError::Stopped);
+        }
+        let reservation = dispatcher
+            .budget()
+            .reserve(MemoryBudget::conn_cost(config.queue_depth))?;
         let entry = if config.l4_demux {
             ConnEntry::with_l4(config.queue_depth, config.recv_multicast)
         } else {
             ConnEntry::new(config.queue_depth, config.recv_multicast)
         };
-        let dispatcher = relay.dispatcher();
         dispatcher.register(&keys, &entry, config.replace)?;
         if config.default_conn {
             if let Err(e) = dispatcher.set_default(&entry, config.replace) {
@@ -180,6 +191,7 @@ impl EtherConn {
             vlans: stack,
             keys,
             timeouts: Timeouts::default(),
+            _budget: reservation,
         })
     }
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::vec::Vec;
 
+use crate::budget::{MemoryBudget, MemoryLimit};
 use crate::error::RelayError;
 use crate::pool::{BufferPool, PooledBuf};
 use crate::queue::{PushError, RxFrame};
@@ -53,6 +54,12 @@ pub struct DispatcherConfig {
     /// are dropped before any conn sees them and counted in `rx_group_source`. On: for a
     /// capture or test tool that must see them.
     pub accept_group_source: bool,
+    /// The most memory the relay's conns may reserve for queued frames
+    /// ([`MemoryBudget`]): each conn reserves its worst case (its queue full) when it registers
+    /// and is refused with [`RelayError::OverBudget`] beyond it. Default
+    /// [`MemoryLimit::Machine`]: half the machine's memory, at most what is available when the
+    /// relay is made.
+    pub memory_budget: MemoryLimit,
 }
 
 impl Default for DispatcherConfig {
@@ -63,6 +70,7 @@ impl Default for DispatcherConfig {
             mirror_to_default: false,
             verify_udp_checksum: true,
             accept_group_source: false,
+            memory_budget: MemoryLimit::Machine,
         }
     }
 }
@@ -80,6 +88,18 @@ impl DispatcherConfig {
         self
     }
 
+    /// These settings with the memory budget set.
+    pub fn memory_budget(mut self, limit: MemoryLimit) -> Self {
+        self.memory_budget = limit;
+        self
+    }
+
+    /// The budget a dispatcher with these settings starts with (reads `/proc/meminfo` for
+    /// [`MemoryLimit::Machine`]): tools check their plans against it before setting up.
+    pub fn budget(&self) -> MemoryBudget {
+        MemoryBudget::new(self.memory_budget.bytes(), self.rx_buffers, self.buf_len)
+    }
+
     /// These settings with the buffer count and length set.
     pub fn buffers(mut self, count: usize, len: usize) -> Self {
         self.rx_buffers = count;
@@ -95,6 +115,7 @@ pub struct Dispatcher {
     pool: Arc<BufferPool>,
     tx_pool: Arc<BufferPool>,
     counters: StripedCounters,
+    budget: Arc<MemoryBudget>,
     config: DispatcherConfig,
     stopped: AtomicBool,
 }
@@ -107,6 +128,7 @@ impl Dispatcher {
             pool: BufferPool::new(config.rx_buffers, config.buf_len),
             tx_pool: BufferPool::new(TX_BUFFERS, config.buf_len),
             counters: StripedCounters::default(),
+            budget: Arc::new(config.budget()),
             config,
             stopped: AtomicBool::new(false),
         })
@@ -115,6 +137,11 @@ impl Dispatcher {
     /// The settings.
     pub fn config(&self) -> &DispatcherConfig {
         &self.config
+    }
+
+    /// The memory budget the relay's conns reserve their queues from.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// The calling thread's stripe of the live counters (backends add their own tx counts

@@ -4,6 +4,8 @@ use std::io;
 
 use etherconn_core::key::{L2EndpointKey, L4RecvKey};
 
+use crate::meminfo::human_bytes;
+
 /// Why a relay refused a request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -26,6 +28,31 @@ pub enum RelayError {
     /// The conn already delivers to an [`Inbox`](crate::Inbox).
     #[error("the conn is already attached to an inbox")]
     InInbox,
+    /// Registering the conn would take the relay past its
+    /// [`MemoryBudget`](crate::MemoryBudget): `need` bytes for this conn, `reserved` by the
+    /// relay's conns already, `limit` in all.
+    #[error("{}", over_budget_message(*need, *reserved, *limit))]
+    OverBudget {
+        /// Bytes the conn would reserve (its queue full).
+        need: u64,
+        /// Bytes reserved by the relay's conns before it.
+        reserved: u64,
+        /// The relay's budget, bytes.
+        limit: u64,
+    },
+}
+
+/// The message of [`RelayError::OverBudget`]: what the conn would take, what is taken, the
+/// limit, and what to change.
+fn over_budget_message(need: u64, reserved: u64, limit: u64) -> String {
+    format!(
+        "memory budget exceeded: the conn would take {} (its queue full), the relay's conns \
+         already hold {} and its budget is {}; raise DispatcherConfig::memory_budget, or \
+         use shorter queues or fewer conns",
+        human_bytes(need),
+        human_bytes(reserved),
+        human_bytes(limit)
+    )
 }
 
 impl From<RelayError> for io::Error {
@@ -37,6 +64,7 @@ impl From<RelayError> for io::Error {
             RelayError::Stopped => io::ErrorKind::NotConnected,
             RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
             RelayError::InInbox => io::ErrorKind::AlreadyExists,
+            RelayError::OverBudget { .. } => io::ErrorKind::OutOfMemory,
         };
         io::Error::new(kind, e)
     }

@@ -42,23 +42,26 @@
 // The modules build on each other in this order (each imports only modules before it; this
 // root file only declares them and re-exports their public items):
 //
-//   stripe, locks, error, timeouts   (no module of this crate)
+//   stripe, locks, meminfo, timeouts (no module of this crate)
+//   error                            (meminfo)
 //   pool, stats                      (stripe)
 //   doorbell                         (locks)
 //   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
 //   queue/frame                      (pool)
 //   queue/hooks                      (queue/frame, doorbell, locks, wake)
 //   queue                            (queue/frame, queue/hooks, error)
+//   budget                           (queue, pool, meminfo, error)
 //   ready                            (queue, queue/hooks, wake, locks)
 //   inbox                            (queue, queue/hooks, ready, error, locks)
 //   dispatch/demux                   (queue, error, locks)
 //   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
-//   dispatch                         (dispatch/table, pool, queue, stats, error)
+//   dispatch                         (dispatch/table, pool, queue, stats, error, budget)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
 //   relay                            (dispatch, stats)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
-//                                     timeouts)
+//                                     timeouts, budget)
 //   loopback                         (relay, dispatch, stats)
+mod budget;
 mod conn;
 mod dispatch;
 mod doorbell;
@@ -66,6 +69,7 @@ mod error;
 mod inbox;
 mod locks;
 mod loopback;
+mod meminfo;
 mod pool;
 mod queue;
 mod ready;
@@ -75,6 +79,10 @@ mod stripe;
 pub mod timeouts;
 mod wake;
 
+pub use budget::{
+    frame_bytes, ConnCost, MemoryBudget, MemoryLimit, Reservation, CONN_FIXED_BYTES,
+    FALLBACK_BUDGET, SLOT_BYTES,
+};
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
 pub use dispatch::demux::L4Demux;
@@ -83,6 +91,7 @@ pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
 pub use loopback::LoopbackRelay;
+pub use meminfo::{human_bytes, MemInfo};
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
 pub use queue::{RxFrame, RxQueue};
 pub use ready::{ReadAhead, ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY, READ_AHEAD};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use etherconn_core::classify::UdpInfo;
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_core::L4RecvKey;
-use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig, MemoryBudget, Reservation};
 use etherconn_relay::{
     L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
 };
@@ -102,8 +102,9 @@ impl SharedEtherConn {
     /// see [`SharingRUdpConn::local_addr`]).
     ///
     /// Errors: [`UdpError::AddrInUse`] when a conn is already bound to `local` (unless
-    /// `config.replace`), [`UdpError::NoFreePort`], [`UdpError::Relay`] once the relay stopped,
-    /// [`UdpError::InvalidConfig`] for a DSCP above 63.
+    /// `config.replace`), [`UdpError::NoFreePort`], [`UdpError::Relay`] once the relay stopped
+    /// or when the queue would take the relay past its memory budget
+    /// ([`RelayError::OverBudget`]), [`UdpError::InvalidConfig`] for a DSCP above 63.
     pub fn bind(
         self: &Arc<Self>,
         local: SocketAddr,
@@ -113,6 +114,13 @@ impl SharedEtherConn {
         if self.ether.relay().dispatcher().is_stopped() {
             return Err(UdpError::Relay(RelayError::Stopped));
         }
+        // Reserved before the queue is allocated: a refusal allocates nothing.
+        let reservation = self
+            .ether
+            .relay()
+            .dispatcher()
+            .budget()
+            .reserve(MemoryBudget::conn_cost(config.queue_depth))?;
         let queue = Arc::new(RxQueue::new(config.queue_depth));
         // Set before the queue is registered: no martian can reach it before the flag does.
         queue.set_drop_martians(!config.accept_martians);
@@ -135,6 +143,7 @@ impl SharedEtherConn {
             timeouts: Timeouts::default(),
             ttl: config.ttl,
             dscp: config.dscp,
+            _budget: reservation,
         })
     }
 
@@ -200,6 +209,8 @@ pub struct SharingRUdpConn {
     timeouts: Timeouts,
     ttl: u8,
     dscp: u8,
+    /// The queue's share of the relay's memory budget, given back when the conn drops.
+    _budget: Reservation,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
