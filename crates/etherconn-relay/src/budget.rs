@@ -92,6 +92,14 @@ pub struct ConnCost {
 }
 
 impl ConnCost {
+    /// This cost and `other` together.
+    pub fn plus(self, other: ConnCost) -> ConnCost {
+        ConnCost {
+            frames: self.frames.saturating_add(other.frames),
+            fixed: self.fixed.saturating_add(other.fixed),
+        }
+    }
+
     /// `n` conns of this cost.
     pub fn times(self, n: u64) -> ConnCost {
         ConnCost {
@@ -172,10 +180,7 @@ impl MemoryBudget {
     pub fn reserve(self: &Arc<Self>, cost: ConnCost) -> Result<Reservation, RelayError> {
         let mut reserved = self.lock();
         let before = self.bytes(*reserved);
-        let after_cost = ConnCost {
-            frames: reserved.frames.saturating_add(cost.frames),
-            fixed: reserved.fixed.saturating_add(cost.fixed),
-        };
+        let after_cost = reserved.plus(cost);
         let after = self.bytes(after_cost);
         if after > self.limit {
             return Err(self.refusal(after - before, before));
