@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use crate::addr::{check_ip_range, check_mac_range, max_payload, unusable_ip, Ipv4Cidr};
 use crate::cli::{BackendChoice, BenchArgs, Cli, Command, EchoArgs, ScaleArgs, SendArgs};
 use crate::l2udp::L2UdpConfig;
-use crate::memory::{check_fits, fleet_bytes};
+use crate::memory::check_fits;
 use crate::{scale, sys};
 
 /// Checks everything the parser could not; the message says what is wrong and why.
@@ -34,10 +34,11 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
             let n = n as usize;
             let depth = queue_depth(a.queue_depth, n);
             // A sending and a receiving set, each on its own relay, exist at once.
-            let bytes = fleet_bytes(n, depth).saturating_mul(2);
             check_fits(
                 &format!("--endpoints {n} with queues of {depth} frames (both sides)"),
-                bytes,
+                n,
+                depth,
+                2,
             )?;
         }
     }
@@ -53,7 +54,9 @@ fn echo(a: &EchoArgs) -> Result<(), String> {
     let depth = queue_depth(a.queue_depth, n);
     check_fits(
         &format!("--endpoints {n} with queues of {depth} frames"),
-        fleet_bytes(n, depth),
+        n,
+        depth,
+        1,
     )
 }
 
@@ -88,7 +91,9 @@ fn send(a: &SendArgs) -> Result<(), String> {
     let depth = L2UdpConfig::default_queue_depth(n);
     check_fits(
         &format!("--endpoints {n} with queues of {depth} frames"),
-        fleet_bytes(n, depth),
+        n,
+        depth,
+        1,
     )
 }
 

@@ -1,103 +1,72 @@
-//! What a fleet of endpoints costs in memory, and whether the machine has it: checked before a
-//! run starts, because the queues are allocated up front and a fleet too large for the machine
-//! is otherwise found out by the kernel's OOM killer, minutes later.
+//! What a fleet of endpoints costs in memory, and whether its relay and the machine have it:
+//! checked before a run starts, because the queues are allocated up front and a fleet too
+//! large is otherwise refused by the relay half-way through set-up, or found out by the
+//! kernel's OOM killer minutes later.
+//!
+//! The relay's part is the relay's own rule (`etherconn_relay::MemoryBudget`): the same
+//! per-conn cost, capped by the same pool, against the same default budget the relay will
+//! have. The tool adds what it keeps per endpoint itself.
 
-use std::mem::size_of;
+use etherconn_relay::{human_bytes, DispatcherConfig, MemInfo, MemoryBudget, CONN_FIXED_BYTES};
 
-use etherconn_relay::{DispatcherConfig, FrameSlot, RxFrame};
+/// Heap bytes the tool keeps per endpoint besides the relay's conn (its `ReadySet` entry,
+/// sequence numbers, the `RUdpConn` around the `EtherConn`), rounded up so that an endpoint
+/// with its conn comes to 4 KiB.
+const TOOL_ENDPOINT_BYTES: u64 = 4096 - CONN_FIXED_BYTES;
 
-/// Heap bytes of one endpoint besides its queue's slots, rounded up: an `EtherConn` with its
-/// `RxQueue` and table entry is about 1.1 KB (`scale --child reg:ether-10k` measures 2,614
-/// bytes with 64 slots of 24), an `RUdpConn` wraps one, and the tool keeps a few words per
-/// endpoint (its `ReadySet` entry, sequence numbers).
-const ENDPOINT_BYTES: u64 = 4096;
-
-/// One receive queue slot, allocated (and written) when the queue is made: the frame handle
-/// and crossbeam's `ArrayQueue` stamp.
-const SLOT_BYTES: u64 = (size_of::<RxFrame>() + size_of::<usize>()) as u64;
-
-/// One receive buffer of a relay's pool when it is in use: the bytes, the slot that describes
-/// them and its box.
-fn buffer_bytes(cfg: &DispatcherConfig) -> u64 {
-    (cfg.buf_len + size_of::<FrameSlot>() + 2 * size_of::<usize>()) as u64
+/// What `endpoints` endpoints with queues of `queue_depth` frames take on one relay with the
+/// default settings, by the relay's rule, and the budget that relay will have.
+pub fn relay_need(endpoints: usize, queue_depth: usize) -> (u64, MemoryBudget) {
+    let budget = DispatcherConfig::default().budget();
+    let cost = MemoryBudget::conn_cost(queue_depth).times(endpoints as u64);
+    (budget.bytes(cost), budget)
 }
 
-/// Bytes a set of `endpoints` endpoints with queues of `queue_depth` frames can take on one
-/// relay: the endpoints and their queues, and the relay's receive buffers that full queues
-/// hold (no more than the relay's pool has).
+/// Bytes a set of `endpoints` endpoints with queues of `queue_depth` frames can take in all:
+/// the relay's part and the tool's own.
 pub fn fleet_bytes(endpoints: usize, queue_depth: usize) -> u64 {
-    let relay = DispatcherConfig::default();
-    let (n, depth) = (endpoints as u64, queue_depth as u64);
-    let queued = n
-        .saturating_mul(depth)
-        .min(relay.rx_buffers as u64)
-        .saturating_mul(buffer_bytes(&relay));
-    n.saturating_mul(ENDPOINT_BYTES.saturating_add(depth.saturating_mul(SLOT_BYTES)))
-        .saturating_add(queued)
+    relay_need(endpoints, queue_depth)
+        .0
+        .saturating_add((endpoints as u64).saturating_mul(TOOL_ENDPOINT_BYTES))
 }
 
-/// The machine's memory, from `/proc/meminfo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemInfo {
-    /// `MemTotal`, bytes.
-    pub total: u64,
-    /// `MemAvailable`: what can be allocated without swapping, bytes.
-    pub available: u64,
+/// Refuses `relays` relays each carrying `endpoints` endpoints with queues of `queue_depth`
+/// frames (`what` says so) when one relay's conns would go past its memory budget (the relay
+/// would refuse them), or when all of it is more than the machine's available memory. Without
+/// `/proc/meminfo` only the budget (then its fallback) is checked.
+pub fn check_fits(
+    what: &str,
+    endpoints: usize,
+    queue_depth: usize,
+    relays: u64,
+) -> Result<(), String> {
+    let (need, budget) = relay_need(endpoints, queue_depth);
+    check_budget(what, need, budget.limit())?;
+    let total = fleet_bytes(endpoints, queue_depth).saturating_mul(relays);
+    check_machine(what, total, MemInfo::read())
 }
 
-impl MemInfo {
-    /// Reads `/proc/meminfo`; `None` when it cannot be read or lacks either line.
-    pub fn read() -> Option<MemInfo> {
-        Self::parse(&std::fs::read_to_string("/proc/meminfo").ok()?)
+fn check_budget(what: &str, need: u64, limit: u64) -> Result<(), String> {
+    if need > limit {
+        return Err(format!(
+            "{what} would take about {} of queue memory on a relay, above its memory budget \
+             of {} (half this machine's memory, at most what is available)",
+            human_bytes(need),
+            human_bytes(limit)
+        ));
     }
-
-    /// Parses the text of `/proc/meminfo` (values in kB).
-    pub fn parse(text: &str) -> Option<MemInfo> {
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().strip_suffix("kB"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|kb| kb.saturating_mul(1024))
-        };
-        Some(MemInfo {
-            total: field("MemTotal")?,
-            available: field("MemAvailable")?,
-        })
-    }
+    Ok(())
 }
 
-/// Refuses `bytes` (what `what` would take) when it is more than the machine's available
-/// memory. Without `/proc/meminfo` nothing is refused: the counts' own bounds still hold.
-pub fn check_fits(what: &str, bytes: u64) -> Result<(), String> {
-    check_fits_in(what, bytes, MemInfo::read())
-}
-
-fn check_fits_in(what: &str, bytes: u64, mem: Option<MemInfo>) -> Result<(), String> {
+fn check_machine(what: &str, bytes: u64, mem: Option<MemInfo>) -> Result<(), String> {
     match mem {
         Some(m) if bytes > m.available => Err(format!(
             "{what} would take about {} of memory; this machine has {} ({} available)",
-            human(bytes),
-            human(m.total),
-            human(m.available)
+            human_bytes(bytes),
+            human_bytes(m.total),
+            human_bytes(m.available)
         )),
         _ => Ok(()),
-    }
-}
-
-/// Bytes in binary units with one decimal (`1.5 GiB`).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }
 
@@ -113,25 +82,31 @@ mod tests {
         let one = fleet_bytes(1, 64);
         assert!((4096..4096 + 64 * 2400).contains(&one), "{one}");
         assert_eq!(fleet_bytes(usize::MAX, usize::MAX), u64::MAX);
+        // The relay's part is what the relay itself would reserve.
+        let (need, budget) = relay_need(100, 64);
+        assert_eq!(need, budget.bytes(MemoryBudget::conn_cost(64).times(100)));
     }
 
     #[test]
-    fn meminfo() {
-        let m =
-            MemInfo::parse("MemTotal:       24683584 kB\nMemFree: 1 kB\nMemAvailable:   1024 kB\n")
-                .unwrap();
-        assert_eq!(m.total, 24_683_584 * 1024);
-        assert_eq!(m.available, 1 << 20);
-        assert!(MemInfo::parse("MemTotal: 5 kB\n").is_none());
-        assert!(MemInfo::read().is_some_and(|m| m.total >= m.available));
-        assert!(check_fits_in("x", 1 << 20, Some(m)).is_ok());
-        let e = check_fits_in("x", (1 << 20) + 1, Some(m)).unwrap_err();
+    fn checks() {
+        assert!(check_budget("x", 1 << 20, 1 << 20).is_ok());
         assert_eq!(
-            e,
+            check_budget("x", (1 << 20) + 1, 1 << 20).unwrap_err(),
+            "x would take about 1.0 MiB of queue memory on a relay, above its memory budget \
+             of 1.0 MiB (half this machine's memory, at most what is available)"
+        );
+        let m = MemInfo {
+            total: 24_683_584 * 1024,
+            available: 1 << 20,
+        };
+        assert!(check_machine("x", 1 << 20, Some(m)).is_ok());
+        assert_eq!(
+            check_machine("x", (1 << 20) + 1, Some(m)).unwrap_err(),
             "x would take about 1.0 MiB of memory; this machine has 23.5 GiB (1.0 MiB available)"
         );
-        assert!(check_fits_in("x", u64::MAX, None).is_ok());
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(u64::MAX), "16384.0 PiB");
+        assert!(check_machine("x", u64::MAX, None).is_ok());
+        // The default budget is never above what the machine has available.
+        assert!(check_fits("x", 65_536, 1_048_576, 1).is_err());
+        assert!(check_fits("x", 1, 64, 2).is_ok());
     }
 }
