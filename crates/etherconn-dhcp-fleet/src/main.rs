@@ -19,6 +19,7 @@ use clap::Parser;
 use etherconn_dhcp_fleet::{
     check_dnsmasq_lease_file, Fleet, FleetConfig, Lease, LeaseFileCheck, VlanPlan, VlanRange,
 };
+use etherconn_relay::{human_bytes, DispatcherConfig, MemInfo, MemoryBudget};
 
 /// Exit status when some client got no lease (or the lease file check failed).
 const SOME_FAILED: u8 = 3;
@@ -187,9 +188,16 @@ const XID_BYTES: u64 = 24;
 /// A lease in the `--json --list-leases` report: a JSON object of eleven members, then its
 /// text.
 const LISTED_JSON_BYTES: u64 = 2048;
-/// What does not grow with the fleet: the relay's receive ring (4 MiB) and the receiving
-/// conn's queue and buffers (8,192 frames), rounded up.
-const FIXED_BYTES: u64 = 32 << 20;
+/// The relay's receive ring (4 MiB), which its memory budget does not count.
+const RING_BYTES: u64 = 4 << 20;
+
+/// What the fleet's receiving conn reserves on its relay, by the relay's own rule, and the
+/// budget that relay will have (the default settings the fleet runs it with).
+fn relay_need() -> (u64, u64) {
+    let budget = DispatcherConfig::default().budget();
+    let need = budget.bytes(MemoryBudget::conn_cost(FleetConfig::default().queue_depth));
+    (need, budget.limit())
+}
 
 /// What a fleet of `clients` can take at most: every client restarting `max_restarts` times,
 /// and every lease listed in JSON when asked to.
@@ -200,51 +208,36 @@ fn fleet_bytes(clients: u64, max_restarts: u32, listed: bool) -> u64 {
         + if listed { LISTED_JSON_BYTES } else { 0 };
     clients
         .saturating_mul(per_client)
-        .saturating_add(FIXED_BYTES)
+        .saturating_add(RING_BYTES)
+        .saturating_add(relay_need().0)
 }
 
-/// Refuses `bytes` (what `what` would take) when it is more than `MemAvailable` in
-/// `/proc/meminfo`. Where that cannot be read, nothing is refused.
+/// Refuses the fleet when its receiving conn would take the relay past its memory budget (the
+/// relay would refuse it once the interface is open), or when `bytes` (what `what` would take
+/// in all) is more than `MemAvailable` in `/proc/meminfo`. Where that cannot be read, only the
+/// budget (then its fallback) is checked.
 fn check_fits(what: &str, bytes: u64) -> Result<(), String> {
-    let Some((total, available)) = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| Some((meminfo(&t, "MemTotal")?, meminfo(&t, "MemAvailable")?)))
-    else {
-        return Ok(());
-    };
-    if bytes <= available {
-        return Ok(());
+    let (need, limit) = relay_need();
+    if need > limit {
+        return Err(format!(
+            "the receiving conn's queue would take about {} of the relay's memory budget of {} \
+             (half this machine's memory, at most what is available)",
+            human_bytes(need),
+            human_bytes(limit)
+        ));
     }
-    Err(format!(
-        "{what} would take about {} of memory; this machine has {} ({} available)",
-        human(bytes),
-        human(total),
-        human(available)
-    ))
+    check_machine(what, bytes, MemInfo::read())
 }
 
-/// A `/proc/meminfo` field, in bytes.
-fn meminfo(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|kb| kb.saturating_mul(1024))
-}
-
-/// Bytes in binary units with one decimal (`1.5 GiB`), as etherconn-perf prints them.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
+fn check_machine(what: &str, bytes: u64, mem: Option<MemInfo>) -> Result<(), String> {
+    match mem {
+        Some(m) if bytes > m.available => Err(format!(
+            "{what} would take about {} of memory; this machine has {} ({} available)",
+            human_bytes(bytes),
+            human_bytes(m.total),
+            human_bytes(m.available)
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -367,15 +360,23 @@ mod tests {
 
     #[test]
     fn memory_figures() {
-        let text = "MemTotal:  2048 kB\nMemAvailable:   1024 kB\n";
-        assert_eq!(meminfo(text, "MemTotal"), Some(2 << 20));
-        assert_eq!(meminfo(text, "MemAvailable"), Some(1 << 20));
-        assert_eq!(meminfo(text, "MemFree"), None);
+        let m = MemInfo {
+            total: 2 << 20,
+            available: 1 << 20,
+        };
+        assert!(check_machine("x", 1 << 20, Some(m)).is_ok());
+        assert_eq!(
+            check_machine("x", 3 << 19, Some(m)).unwrap_err(),
+            "x would take about 1.5 MiB of memory; this machine has 2.0 MiB (1.0 MiB available)"
+        );
+        assert!(check_machine("x", u64::MAX, None).is_ok());
+        // The receiving conn fits a relay's default budget on this machine.
+        let (need, limit) = relay_need();
+        assert!(need <= limit && need > 8192 * 2048, "{need} {limit}");
         // The fleet of the issue, 2^32 - 1 clients, is terabytes; the default a few MiB.
         assert!(fleet_bytes(u64::from(u32::MAX), 8, false) > 1 << 40);
         assert!(fleet_bytes(1000, 8, false) < 40 << 20);
         assert_eq!(fleet_bytes(u64::MAX, u32::MAX, true), u64::MAX);
-        assert_eq!(human(3 << 29), "1.5 GiB");
     }
 
     #[test]
