@@ -111,6 +111,30 @@ impl ConnCost {
 
 /// The reservations of one relay, against its limit.
 ///
+/// ```
+/// use std::sync::Arc;
+/// use etherconn_relay::{
+///     DispatcherConfig, EtherConn, EtherConnConfig, LoopbackRelay, MemoryBudget, MemoryLimit,
+///     PacketRelay, RelayError,
+/// };
+///
+/// // Room for exactly two conns of 64 frames.
+/// let base = DispatcherConfig::default();
+/// let limit = base.budget().bytes(MemoryBudget::conn_cost(64).times(2));
+/// let relay: Arc<dyn PacketRelay> =
+///     LoopbackRelay::new(base.memory_budget(MemoryLimit::Bytes(limit)));
+/// let cfg = EtherConnConfig::default().queue_depth(64);
+/// let a = EtherConn::new(relay.clone(), "02:00:00:00:00:01".parse()?, &[], cfg.clone())?;
+/// let _b = EtherConn::new(relay.clone(), "02:00:00:00:00:02".parse()?, &[], cfg.clone())?;
+/// let third = EtherConn::new(relay.clone(), "02:00:00:00:00:03".parse()?, &[], cfg.clone());
+/// let Err(e @ RelayError::OverBudget { .. }) = third else { panic!("not refused") };
+/// println!("{e}"); // memory budget exceeded: the conn would take 139.5 KiB (its queue full), ...
+/// drop(a); // gives its share back
+/// let _c = EtherConn::new(relay.clone(), "02:00:00:00:00:03".parse()?, &[], cfg)?;
+/// assert_eq!(relay.dispatcher().budget().reserved(), limit);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// Shared by the relay's dispatcher and every conn on it ([`Dispatcher::budget`](crate::Dispatcher::budget)).
 /// Registering a conn takes one uncontended lock here; receiving and sending frames never touch it.
 #[derive(Debug)]

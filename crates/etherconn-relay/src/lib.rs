@@ -11,6 +11,12 @@
 //! The trait does not assume one receive thread: an AF_PACKET relay may run several threads
 //! in a fanout group and an AF_XDP relay one per NIC queue, all delivering concurrently.
 //!
+//! Memory is bounded by design: every relay has a [`MemoryBudget`]
+//! ([`DispatcherConfig::memory_budget`]; by default half the machine's memory, at most what is
+//! available), each conn reserves its worst case (its queue full) from it when it registers,
+//! and a conn that would go past it is refused with [`RelayError::OverBudget`] before anything
+//! is allocated. Nothing is charged per frame.
+//!
 //! The parsing this crate relies on lives in `etherconn-core`, which has no threads, locks or
 //! queues; this crate adds them.
 //!
