@@ -109,6 +109,20 @@ fn refuses_the_conn_past_the_budget_and_keeps_serving_the_others() {
 }
 
 #[test]
+fn a_conn_refused_for_another_reason_gives_its_reservation_back() {
+    let (relay, one) = relay_for(2);
+    let _a = open(&relay, 1).unwrap();
+    // The same MAC again: its key is taken.
+    assert!(matches!(open(&relay, 1), Err(RelayError::KeyInUse(_))));
+    assert_eq!(relay.dispatcher().budget().reserved(), one);
+    let _b = open(&relay, 2).unwrap();
+    // A stopped relay refuses before reserving anything.
+    relay.stop();
+    assert!(matches!(open(&relay, 3), Err(RelayError::Stopped)));
+    assert_eq!(relay.dispatcher().budget().reserved(), 2 * one);
+}
+
+#[test]
 fn a_deeper_queue_is_refused_where_a_shallower_one_fits() {
     let (relay, one) = relay_for(2);
     let _a = open(&relay, 1).unwrap();
