@@ -9,7 +9,8 @@
 set -euo pipefail
 
 # Debian packages, each with a command that proves it is installed.
-APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump)
+# g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets that test.sh runs briefly.
+APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump g++)
 # The independent frame encoder/decoder for the golden frames and the VLAN/QinQ peer tests.
 # Pinned so that tests/data/make_golden.py regenerates the committed files byte for byte.
 SCAPY_VERSION="2.8.0"
@@ -49,7 +50,7 @@ else
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-for cmd in ip ethtool tshark dnsmasq ping tcpdump; do
+for cmd in ip ethtool tshark dnsmasq ping tcpdump g++; do
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
         log "'$cmd' still not found after installing" >&2
         exit 1

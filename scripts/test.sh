@@ -3,8 +3,9 @@
 #
 # Installs the system packages the tests need (scripts/setup-debian.sh), then runs, in order:
 # the golden-frame checks (scapy regeneration, tshark cross-check), rustfmt, clippy with
-# warnings denied, every test target, the doctests, rustdoc with warnings denied, and a build of
-# etherconn-core with its default features (the no_std, parser-only configuration).
+# warnings denied, every test target, the doctests, rustdoc with warnings denied, every fuzz
+# target for a few seconds (ETHERCONN_FUZZ_SECONDS, default 5; installs cargo-fuzz if missing),
+# and a build of etherconn-core with its default features (the no_std, parser-only configuration).
 #
 # Run it as root: the relay tests create network namespaces and veth pairs. As root it sets
 # ETHERCONN_REQUIRE_ROOT_TESTS=1 so that a root-only test fails instead of skipping.
@@ -101,6 +102,35 @@ cargo test -p etherconn-udp --features tokio
 
 section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# Every fuzz target for a few seconds from the seed corpus, so that a crash on a known input (the
+# seeds include inputs that once failed) or a shallow new one stops CI. Long runs are recorded in
+# docs/fuzzing.md. The fuzz crate is outside the workspace (its own lock file and build flags).
+section "fuzz: every target for ${ETHERCONN_FUZZ_SECONDS:=5} s from the seed corpus (cargo fuzz, no sanitizer)"
+if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+fuzz_corpus="$(mktemp -d)"
+python3 fuzz/make-corpus.py --out "$fuzz_corpus"
+(
+    cd fuzz
+    cargo fuzz build --sanitizer none
+    for target in $(cargo fuzz list); do
+        echo "-- $target"
+        # Seeds are read from the corpus directory but new inputs go to a scratch one, so the
+        # generated seeds stay as made.
+        mkdir -p "$fuzz_corpus/new-$target"
+        log="$fuzz_corpus/$target.log"
+        if ! cargo fuzz run --sanitizer none "$target" "$fuzz_corpus/new-$target" "$fuzz_corpus/$target" -- \
+            -max_total_time="$ETHERCONN_FUZZ_SECONDS" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+            tail -n 60 "$log" >&2
+            echo "fuzz target $target failed (the crash input is under fuzz/artifacts/$target)" >&2
+            exit 1
+        fi
+        grep -E '^(INFO: seed corpus|stat::number_of_executed_units|stat::new_units_added)' "$log" || true
+    done
+)
+rm -rf "$fuzz_corpus"
 
 # etherconn-core's default features are no_std. The host target with std available still proves
 # that it compiles without std (a bare-metal target would need `rustup target add`, which this
