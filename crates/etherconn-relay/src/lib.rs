@@ -43,6 +43,9 @@
 // root file only declares them and re-exports their public items):
 //
 //   stripe, locks, error, timeouts   (no module of this crate)
+//   capture/handoff                  (doorbell)
+//   capture/writer                   (capture/handoff)
+//   capture                          (capture/handoff, capture/writer, locks, stripe)
 //   pool, stats                      (stripe)
 //   doorbell                         (locks)
 //   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
@@ -53,12 +56,13 @@
 //   inbox                            (queue, queue/hooks, ready, error, locks)
 //   dispatch/demux                   (queue, error, locks)
 //   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
-//   dispatch                         (dispatch/table, pool, queue, stats, error)
+//   dispatch                         (dispatch/table, pool, queue, stats, error, capture)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
 //   relay                            (dispatch, stats)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
 //                                     timeouts)
-//   loopback                         (relay, dispatch, stats)
+//   loopback                         (relay, dispatch, stats, capture)
+mod capture;
 mod conn;
 mod dispatch;
 mod doorbell;
@@ -75,6 +79,10 @@ mod stripe;
 pub mod timeouts;
 mod wake;
 
+pub use capture::{
+    Capture, CaptureConfig, CaptureEndpoint, CaptureError, CaptureStats, Direction,
+    DEFAULT_CAPTURE_SLOTS,
+};
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
 pub use dispatch::demux::L4Demux;
