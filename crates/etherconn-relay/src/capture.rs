@@ -18,7 +18,7 @@ pub(crate) mod handoff;
 pub(crate) mod writer;
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +116,20 @@ impl CaptureConfig {
     pub fn endpoints(mut self, endpoints: impl IntoIterator<Item = CaptureEndpoint>) -> Self {
         self.endpoints = Some(endpoints.into_iter().collect());
         self
+    }
+
+    /// Whether a capture file could be created at `path` (a writable file, or a new one in a
+    /// writable directory), without truncating one that is there or leaving a new one
+    /// behind: for a tool that checks its command line before it sets anything up.
+    pub fn check_file(path: &Path) -> io::Result<()> {
+        match OpenOptions::new().write(true).open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                OpenOptions::new().write(true).create_new(true).open(path)?;
+                std::fs::remove_file(path)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// These settings with the interface's name recorded in the file (`if_name`).
