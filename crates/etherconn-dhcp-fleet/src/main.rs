@@ -283,22 +283,21 @@ fn run(cli: &Cli) -> Result<bool, Stop> {
     cli.check().map_err(Stop::Usage)?;
     let config = cli.config();
     // DHCP is IPv4 only: the kernel filter drops ARP and IPv6 before they cost a copy.
-    let relay = RawSocketRelay::new(
-        &cli.iface,
-        RawSocketRelayConfig::default().ethertypes(&[EtherType::IPV4]),
-    )
+    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::IPV4]);
+    let relay = match &cli.pcap {
+        None => RawSocketRelay::new(&cli.iface, relay_cfg),
+        Some(path) => {
+            let capture = etherconn_relay::CaptureConfig::file(path).interface_name(&cli.iface);
+            RawSocketRelay::with_capture(&cli.iface, relay_cfg, capture)
+        }
+    }
     .map_err(|e| match e {
         etherconn_rawsock::Error::NoSuchInterface { name } => Stop::Usage(format!(
             "--iface {name:?}: no network interface of that name (in this network namespace)"
         )),
         e => Stop::Error(format!("cannot open {}: {e}", cli.iface)),
     })?;
-    if let Some(path) = &cli.pcap {
-        let capture = etherconn_relay::CaptureConfig::file(path).interface_name(&cli.iface);
-        relay
-            .dispatcher()
-            .start_capture(capture)
-            .map_err(|e| format!("--pcap: {e}"))?;
+    if cli.pcap.is_some() {
         close_capture_on_signals(&relay)?;
     }
     let result = Fleet::new(relay.clone(), config).and_then(Fleet::run);

@@ -301,14 +301,14 @@ impl L2UdpEndpoints {
 /// `pcap` when given.
 pub fn open_rawsock_relay(ifname: &str, pcap: Option<&Path>) -> Result<Arc<dyn PacketRelay>> {
     let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
-    let relay = RawSocketRelay::new(ifname, relay_cfg)
-        .map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
-    if let Some(path) = pcap {
-        relay
-            .dispatcher()
-            .start_capture(CaptureConfig::file(path).interface_name(ifname))
-            .map_err(|e| Failure::new(format!("--pcap: {e}")))?;
-    }
+    let relay = match pcap {
+        None => RawSocketRelay::new(ifname, relay_cfg),
+        Some(path) => {
+            let capture = CaptureConfig::file(path).interface_name(ifname);
+            RawSocketRelay::with_capture(ifname, relay_cfg, capture)
+        }
+    };
+    let relay = relay.map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
     Ok(relay)
 }
 

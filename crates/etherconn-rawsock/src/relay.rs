@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
 use etherconn_relay::{
-    Capture, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
+    Capture, CaptureConfig, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
 };
 
 use crate::error::{Error, Result};
@@ -141,6 +141,25 @@ impl RawSocketRelay {
     /// [`Error::PermissionDenied`] (needs root or `CAP_NET_RAW`), [`Error::RingSetup`],
     /// [`Error::FilterRejected`], [`Error::InvalidConfig`].
     pub fn new(ifname: &str, config: RawSocketRelayConfig) -> Result<Arc<RawSocketRelay>> {
+        Self::open(ifname, config, None)
+    }
+
+    /// [`new`](Self::new) with a capture of every frame from the first one on
+    /// ([`Dispatcher::start_capture`] on a running relay may miss the frames of a receive
+    /// batch already under way). Also [`Error::Capture`] when the capture cannot start.
+    pub fn with_capture(
+        ifname: &str,
+        config: RawSocketRelayConfig,
+        capture: CaptureConfig,
+    ) -> Result<Arc<RawSocketRelay>> {
+        Self::open(ifname, config, Some(capture))
+    }
+
+    fn open(
+        ifname: &str,
+        config: RawSocketRelayConfig,
+        capture: Option<CaptureConfig>,
+    ) -> Result<Arc<RawSocketRelay>> {
         if config.threads == 0 {
             return Err(Error::InvalidConfig(
                 "a relay needs at least one receive thread",
@@ -172,6 +191,9 @@ impl RawSocketRelay {
         };
         let tx = PacketSocket::open(ifname, &tx_cfg)?;
         let dispatcher = Dispatcher::new(config.dispatcher);
+        if let Some(capture) = capture {
+            dispatcher.start_capture(capture)?;
+        }
         let stops = rx.iter().map(PacketSocket::stop_handle).collect();
         let mut threads = Vec::with_capacity(rx.len());
         for (i, sock) in rx.into_iter().enumerate() {

@@ -69,13 +69,12 @@ fn capture_holds_what_was_on_the_wire_both_ways() {
         "etherconn-capture-veth-{}.pcapng",
         std::process::id()
     ));
-    let relay: Arc<RawSocketRelay> =
-        tb.b.run_in(|| RawSocketRelay::new(&tb.b_if, RawSocketRelayConfig::default()))
-            .unwrap()
-            .unwrap();
-    relay
-        .dispatcher()
-        .start_capture(CaptureConfig::file(&file).interface_name(&tb.b_if))
+    // Captured from the first frame on: the capture is there before the receive thread starts.
+    let capture = CaptureConfig::file(&file).interface_name(&tb.b_if);
+    let relay: Arc<RawSocketRelay> = tb
+        .b
+        .run_in(|| RawSocketRelay::with_capture(&tb.b_if, RawSocketRelayConfig::default(), capture))
+        .unwrap()
         .unwrap();
 
     // (source port, tags as (TPID, id), outermost first).

@@ -141,7 +141,10 @@ impl Dispatcher {
 
     /// Starts capturing every frame the relay sends and receives (or those of the endpoints
     /// `config` names) to a pcapng file: creates the file and writes its headers before it
-    /// returns, so that a path that cannot be written is an error here. One capture per
+    /// returns, so that a path that cannot be written is an error here. A relay thread looks
+    /// the capture up once per receive batch, so on a running relay the frames of a batch
+    /// already under way may be missed: a relay that offers it takes a capture when it is
+    /// made, before its threads start. One capture per
     /// relay, for the rest of its life; it ends with [`close_capture`](Self::close_capture),
     /// which a relay's `stop` calls, or when the relay is dropped. See [`Capture`].
     pub fn start_capture(&self, config: CaptureConfig) -> Result<(), CaptureError> {

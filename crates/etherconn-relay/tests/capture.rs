@@ -189,7 +189,11 @@ fn every_frame_sent_and_received_is_in_the_file() {
             // The inner tag's TPID: tshark decodes a tag as "vlan" (802.1Q) only when the
             // type before it is 0x8100, and gives an outer "vlan" tag's next type.
             assert_eq!(vlans[1].tpid, Tpid::DOT1Q);
-            assert_eq!(row[6].split(',').next_back(), Some(ids[1].as_str()), "{row:?}");
+            assert_eq!(
+                row[6].split(',').next_back(),
+                Some(ids[1].as_str()),
+                "{row:?}"
+            );
             if vlans[0].tpid != Tpid::QINQ {
                 assert!(row[8].starts_with("0x8100"), "{row:?}");
             }
