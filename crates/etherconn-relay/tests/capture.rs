@@ -6,6 +6,7 @@
 //! On the loopback relay (every frame sent is also received); `etherconn-rawsock`'s
 //! `tests/capture_veth.rs` checks the same over a veth pair with offloaded VLAN tags.
 //! Without tshark each test prints a skip line and passes, unless `CI` is set.
+#![cfg(target_os = "linux")]
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
