@@ -25,7 +25,12 @@ pub fn tshark_fields(path: &Path, fields: &[&str]) -> io::Result<Vec<Vec<String>
     cmd.arg("-n")
         .arg("-r")
         .arg(path)
-        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
+        .args([
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+        ])
         .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a"])
         .args(["-E", "aggregator=,"]);
     for f in fields {
