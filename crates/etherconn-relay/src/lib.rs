@@ -11,6 +11,10 @@
 //! The trait does not assume one receive thread: an AF_PACKET relay may run several threads
 //! in a fanout group and an AF_XDP relay one per NIC queue, all delivering concurrently.
 //!
+//! Any relay can also write the frames it sends and receives to a pcapng file: a [`Capture`]
+//! in its dispatcher ([`Dispatcher::start_capture`]), which the relay hands every frame to
+//! without waiting and without allocating (docs/capture.md).
+//!
 //! The parsing this crate relies on lives in `etherconn-core`, which has no threads, locks or
 //! queues; this crate adds them.
 //!
