@@ -95,6 +95,10 @@ struct Cli {
     /// After the run, check that this dnsmasq lease file lists every lease with its address.
     #[arg(long, value_name = "PATH")]
     lease_file_check: Option<PathBuf>,
+    /// Write every frame the relay sends and receives to this pcapng file (closed at the
+    /// end, and on SIGINT/SIGTERM).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 impl Cli {
@@ -106,6 +110,14 @@ impl Cli {
         if let Some(path) = &self.lease_file_check {
             readable_file(path).map_err(|e| {
                 format!("--lease-file-check {}: cannot read it: {e}", path.display())
+            })?;
+        }
+        if let Some(path) = &self.pcap {
+            etherconn_relay::CaptureConfig::check_file(path).map_err(|e| {
+                format!(
+                    "--pcap {}: cannot write a capture file there: {e}",
+                    path.display()
+                )
             })?;
         }
         Ok(())
@@ -264,16 +276,23 @@ fn run(cli: &Cli) -> Result<bool, Stop> {
     cli.check().map_err(Stop::Usage)?;
     let config = cli.config();
     // DHCP is IPv4 only: the kernel filter drops ARP and IPv6 before they cost a copy.
-    let relay = RawSocketRelay::new(
-        &cli.iface,
-        RawSocketRelayConfig::default().ethertypes(&[EtherType::IPV4]),
-    )
+    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::IPV4]);
+    let relay = match &cli.pcap {
+        None => RawSocketRelay::new(&cli.iface, relay_cfg),
+        Some(path) => {
+            let capture = etherconn_relay::CaptureConfig::file(path).interface_name(&cli.iface);
+            RawSocketRelay::with_capture(&cli.iface, relay_cfg, capture)
+        }
+    }
     .map_err(|e| match e {
         etherconn_rawsock::Error::NoSuchInterface { name } => Stop::Usage(format!(
             "--iface {name:?}: no network interface of that name (in this network namespace)"
         )),
         e => Stop::Error(format!("cannot open {}: {e}", cli.iface)),
     })?;
+    if cli.pcap.is_some() {
+        close_capture_on_signals(&relay)?;
+    }
     let result = Fleet::new(relay.clone(), config).and_then(Fleet::run);
     relay.stop();
     let mut report = result.map_err(|e| e.to_string())?;
@@ -322,6 +341,32 @@ fn run(cli: &Cli) -> Result<bool, Stop> {
         }
     }
     Ok(ok)
+}
+
+/// SIGINT and SIGTERM close the capture (every frame taken written, the file flushed) and
+/// then end the process as the signal's default action would: the shell sees the same as
+/// without a capture.
+#[cfg(target_os = "linux")]
+fn close_capture_on_signals(
+    relay: &std::sync::Arc<etherconn_rawsock::RawSocketRelay>,
+) -> Result<(), Stop> {
+    use etherconn_relay::PacketRelay;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Stop::Error(format!("cannot handle SIGINT/SIGTERM: {e}")))?;
+    let relay = std::sync::Arc::clone(relay);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let _ = relay.dispatcher().close_capture();
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        })
+        .map_err(|e| Stop::Error(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]

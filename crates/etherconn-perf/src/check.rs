@@ -5,6 +5,9 @@
 //! with exit status 2, as the parser's own errors are.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
+
+use etherconn_relay::CaptureConfig;
 
 use crate::addr::{check_ip_range, check_mac_range, max_payload, unusable_ip, Ipv4Cidr};
 use crate::cli::{BackendChoice, BenchArgs, Cli, Command, EchoArgs, ScaleArgs, SendArgs};
@@ -23,7 +26,22 @@ pub fn cli(cli: &Cli) -> Result<(), String> {
     }
 }
 
+/// A `--pcap` file must be one the run can write: refused before anything is set up, not
+/// after a relay started.
+fn check_pcap(pcap: Option<&Path>) -> Result<(), String> {
+    match pcap {
+        Some(p) => CaptureConfig::check_file(p).map_err(|e| {
+            format!(
+                "--pcap {}: cannot write a capture file there: {e}",
+                p.display()
+            )
+        }),
+        None => Ok(()),
+    }
+}
+
 fn bench(a: &BenchArgs) -> Result<(), String> {
+    check_pcap(a.pcap.as_deref())?;
     let tags = a.vlans.stack().len();
     // The testbed's veth pair has the default 1500-byte MTU.
     check_payloads(&a.payload, max_payload(tags), tags, "a 1500-byte MTU")?;
@@ -47,6 +65,7 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
 
 fn echo(a: &EchoArgs) -> Result<(), String> {
     check_iface(&a.iface)?;
+    check_pcap(a.pcap.as_deref())?;
     let n = a.endpoints as usize;
     check_ip_range("--ip", a.ip.addr, n)?;
     check_in_prefix(a.ip, n)?;
@@ -62,6 +81,7 @@ fn echo(a: &EchoArgs) -> Result<(), String> {
 
 fn send(a: &SendArgs) -> Result<(), String> {
     check_iface(&a.iface)?;
+    check_pcap(a.pcap.as_deref())?;
     let n = a.endpoints as usize;
     check_ip_range("--ip", a.ip.addr, n)?;
     check_mac_range(a.mac, n)?;

@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etherconn_core::wire::{MacAddr, VlanTag};
@@ -140,6 +141,11 @@ pub struct BenchArgs {
     /// CPU of the receiving threads and, with --threaded-rx, of the NAPI thread (namespace B).
     #[arg(long, default_value_t = 1)]
     pub rx_cpu: usize,
+    /// Also measure each etherconn case with the receiving relay capturing every frame to
+    /// this pcapng file (rows `rawsock+pcap`, `rudp+pcap`, right after the same case without):
+    /// the cost of capture, in the same run. Each captured measurement rewrites the file.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// Options of `echo`.
@@ -166,6 +172,10 @@ pub struct EchoArgs {
     /// Receive queue depth of each endpoint.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub queue_depth: Option<u32>,
+    /// Write every frame the relay receives and sends to this pcapng file (closed on
+    /// SIGINT/SIGTERM).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// Options of `send`.
@@ -210,6 +220,10 @@ pub struct SendArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write every frame the relay sends and receives to this pcapng file (closed at the
+    /// end, and on SIGINT/SIGTERM).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// Options of `scale`.

@@ -38,6 +38,7 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
             .queue_depth
             .map_or_else(|| L2UdpConfig::default_queue_depth(n), |d| d as usize),
         tx_path: TxPath::Batch,
+        pcap: args.pcap.clone(),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     {

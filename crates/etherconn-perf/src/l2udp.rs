@@ -10,13 +10,14 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::wire::{arp, ipv4, EtherType, MacAddr, VlanTag};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
-use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_relay::{CaptureConfig, EtherConn, EtherConnConfig};
 use etherconn_relay::{PacketRelay, RxFrame};
 
 use crate::addr::{ip_index, ip_offset};
@@ -52,6 +53,8 @@ pub struct L2UdpConfig {
     pub queue_depth: usize,
     /// How bursts are sent.
     pub tx_path: TxPath,
+    /// A pcapng file the relay writes every frame it sends and receives to.
+    pub pcap: Option<PathBuf>,
 }
 
 impl L2UdpConfig {
@@ -99,7 +102,7 @@ impl L2UdpEndpoints {
     /// Opens an AF_PACKET relay on `ifname` (in the calling thread's network namespace) and
     /// registers the endpoints on it.
     pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
-        Self::on_relay(open_rawsock_relay(ifname)?, cfg)
+        Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg)
     }
 
     /// Registers the endpoints on `relay`.
@@ -294,11 +297,18 @@ impl L2UdpEndpoints {
 }
 
 /// Opens an AF_PACKET relay for ARP and IPv4 on `ifname` (in the calling thread's network
-/// namespace; its receive thread inherits the calling thread's CPU pinning).
-pub fn open_rawsock_relay(ifname: &str) -> Result<Arc<dyn PacketRelay>> {
+/// namespace; its receive thread inherits the calling thread's CPU pinning), capturing to
+/// `pcap` when given.
+pub fn open_rawsock_relay(ifname: &str, pcap: Option<&Path>) -> Result<Arc<dyn PacketRelay>> {
     let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
-    let relay = RawSocketRelay::new(ifname, relay_cfg)
-        .map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
+    let relay = match pcap {
+        None => RawSocketRelay::new(ifname, relay_cfg),
+        Some(path) => {
+            let capture = CaptureConfig::file(path).interface_name(ifname);
+            RawSocketRelay::with_capture(ifname, relay_cfg, capture)
+        }
+    };
+    let relay = relay.map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
     Ok(relay)
 }
 
@@ -318,6 +328,8 @@ pub fn relay_counters(relay: &dyn PacketRelay) -> Vec<(&'static str, u64)> {
         ("relay_rx_miss", s.rx_miss),
         ("relay_rx_multicast_delivered", s.rx_multicast_delivered),
         ("relay_rx_multicast_ignored", s.rx_multicast_ignored),
+        ("relay_captured", s.captured),
+        ("relay_capture_dropped", s.capture_dropped),
     ]
 }
 

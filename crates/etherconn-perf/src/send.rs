@@ -106,6 +106,7 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
         answer_arp: true,
         queue_depth: L2UdpConfig::default_queue_depth(n),
         tx_path: args.tx_path,
+        pcap: args.pcap.clone(),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let dst_mac = match args.dst_mac {

@@ -83,6 +83,9 @@ pub enum Error {
     /// Every transmit buffer holds a queued frame: flush before pushing more.
     #[error("the transmit batch is full; flush it first")]
     TxBatchFull,
+    /// The relay's capture could not start (its file could not be created, say).
+    #[error("cannot start the capture: {0}")]
+    Capture(#[from] etherconn_relay::CaptureError),
 }
 
 impl Error {
@@ -107,7 +110,7 @@ impl From<Error> for io::Error {
             Error::Stopped => io::ErrorKind::NotConnected,
             Error::TxBatchFull => io::ErrorKind::WouldBlock,
             Error::Io { source, .. } | Error::RingSetup { source, .. } => source.kind(),
-            Error::InterfaceDown { .. } => io::ErrorKind::Other,
+            Error::InterfaceDown { .. } | Error::Capture(_) => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
-use etherconn_relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
+use etherconn_relay::{
+    Capture, CaptureConfig, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
+};
 
 use crate::error::{Error, Result};
 use crate::ring::RxMeta;
@@ -139,6 +141,25 @@ impl RawSocketRelay {
     /// [`Error::PermissionDenied`] (needs root or `CAP_NET_RAW`), [`Error::RingSetup`],
     /// [`Error::FilterRejected`], [`Error::InvalidConfig`].
     pub fn new(ifname: &str, config: RawSocketRelayConfig) -> Result<Arc<RawSocketRelay>> {
+        Self::open(ifname, config, None)
+    }
+
+    /// [`new`](Self::new) with a capture of every frame from the first one on
+    /// ([`Dispatcher::start_capture`] on a running relay may miss the frames of a receive
+    /// batch already under way). Also [`Error::Capture`] when the capture cannot start.
+    pub fn with_capture(
+        ifname: &str,
+        config: RawSocketRelayConfig,
+        capture: CaptureConfig,
+    ) -> Result<Arc<RawSocketRelay>> {
+        Self::open(ifname, config, Some(capture))
+    }
+
+    fn open(
+        ifname: &str,
+        config: RawSocketRelayConfig,
+        capture: Option<CaptureConfig>,
+    ) -> Result<Arc<RawSocketRelay>> {
         if config.threads == 0 {
             return Err(Error::InvalidConfig(
                 "a relay needs at least one receive thread",
@@ -170,6 +191,9 @@ impl RawSocketRelay {
         };
         let tx = PacketSocket::open(ifname, &tx_cfg)?;
         let dispatcher = Dispatcher::new(config.dispatcher);
+        if let Some(capture) = capture {
+            dispatcher.start_capture(capture)?;
+        }
         let stops = rx.iter().map(PacketSocket::stop_handle).collect();
         let mut threads = Vec::with_capacity(rx.len());
         for (i, sock) in rx.into_iter().enumerate() {
@@ -247,6 +271,16 @@ fn is_transient(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
+/// Hands frames just sent to the capture, with one time for the batch.
+fn record_sent(capture: &Capture, frames: &[&[u8]]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok();
+    for f in frames {
+        capture.record(Direction::Outbound, f, None, now);
+    }
+}
+
 /// One receive thread: drain the ring into the dispatcher until stopped.
 fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
     let mut last_stats = Instant::now();
@@ -255,7 +289,12 @@ fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
     // blocks, and a batch overlaps the cache misses of many endpoints' lookups and queues.
     let mut batch = dispatcher.delivery();
     loop {
+        // Looked up once per ring drain: without a capture, one untaken branch per frame.
+        let capture = dispatcher.capture();
         let polled = sock.poll_batch(Duration::from_millis(100), |frame: &[u8], meta: RxMeta| {
+            if let Some(cap) = capture {
+                cap.record(Direction::Inbound, frame, meta.vlan, Some(meta.timestamp));
+            }
             // A frame from a local sender (a veth peer) may carry only a partial UDP checksum
             // that the kernel will never complete; one the driver verified needs no second
             // check.
@@ -302,6 +341,9 @@ impl PacketRelay for RawSocketRelay {
         match self.send_once(frame, deadline) {
             Ok(()) => {
                 RelayCounters::bump(&c.tx);
+                if let Some(cap) = self.dispatcher.capture() {
+                    cap.record(Direction::Outbound, frame, None, None);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -317,6 +359,7 @@ impl PacketRelay for RawSocketRelay {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let capture = self.dispatcher.capture();
         let mut done = 0;
         while done < frames.len() {
             let chunk = &frames[done..frames.len().min(done + SEND_BATCH)];
@@ -329,6 +372,9 @@ impl PacketRelay for RawSocketRelay {
             match sent {
                 Ok(n) if n > 0 => {
                     c.tx.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(cap) = capture {
+                        record_sent(cap, &chunk[..n]);
+                    }
                     done += n;
                 }
                 // Nothing went (EAGAIN/ENOBUFS, or a zero count): fall back to one `send` with
@@ -336,6 +382,9 @@ impl PacketRelay for RawSocketRelay {
                 Ok(_) | Err(_) => match self.send_once(chunk[0], deadline) {
                     Ok(()) => {
                         RelayCounters::bump(&c.tx);
+                        if let Some(cap) = capture {
+                            record_sent(cap, &chunk[..1]);
+                        }
                         done += 1;
                     }
                     Err(e) => {
@@ -361,6 +410,8 @@ impl PacketRelay for RawSocketRelay {
         for t in threads {
             let _ = t.join();
         }
+        // After the receive threads ended: every frame they took is in the file.
+        let _ = self.dispatcher.close_capture();
     }
 }
 

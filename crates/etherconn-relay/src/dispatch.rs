@@ -19,10 +19,11 @@ pub(crate) mod demux;
 pub(crate) mod table;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::vec::Vec;
 
 use crate::budget::{MemoryBudget, MemoryLimit};
+use crate::capture::{Capture, CaptureConfig, CaptureError, CaptureStats};
 use crate::error::RelayError;
 use crate::pool::{BufferPool, PooledBuf};
 use crate::queue::{PushError, RxFrame};
@@ -118,6 +119,8 @@ pub struct Dispatcher {
     budget: Arc<MemoryBudget>,
     config: DispatcherConfig,
     stopped: AtomicBool,
+    /// The capture, once started: relays look it up once per receive batch and per send.
+    capture: OnceLock<Capture>,
 }
 
 impl Dispatcher {
@@ -131,6 +134,7 @@ impl Dispatcher {
             budget: Arc::new(config.budget()),
             config,
             stopped: AtomicBool::new(false),
+            capture: OnceLock::new(),
         })
     }
 
@@ -151,9 +155,52 @@ impl Dispatcher {
         self.counters.local()
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (the capture's included).
     pub fn stats(&self) -> RelayStats {
-        self.counters.snapshot()
+        let mut st = self.counters.snapshot();
+        if let Some(c) = self.capture.get() {
+            let cs = c.stats();
+            st.captured = cs.captured;
+            st.capture_dropped = cs.dropped;
+        }
+        st
+    }
+
+    /// Starts capturing every frame the relay sends and receives (or those of the endpoints
+    /// `config` names) to a pcapng file: creates the file and writes its headers before it
+    /// returns, so that a path that cannot be written is an error here. A relay thread looks
+    /// the capture up once per receive batch, so on a running relay the frames of a batch
+    /// already under way may be missed: a relay that offers it takes a capture when it is
+    /// made, before its threads start. One capture per
+    /// relay, for the rest of its life; it ends with [`close_capture`](Self::close_capture),
+    /// which a relay's `stop` calls, or when the relay is dropped. See [`Capture`].
+    pub fn start_capture(&self, config: CaptureConfig) -> Result<(), CaptureError> {
+        if self.is_stopped() {
+            return Err(CaptureError::Stopped);
+        }
+        if self.capture.get().is_some() {
+            return Err(CaptureError::AlreadyCapturing);
+        }
+        // Room for the relay's largest frame with a VLAN tag put back.
+        let capture = Capture::start(config, self.config.buf_len + vlan::HEADER_LEN)?;
+        // Lost a race with another start: that one stays, this one closes as it drops.
+        self.capture
+            .set(capture)
+            .map_err(|_| CaptureError::AlreadyCapturing)
+    }
+
+    /// The capture, if one was started (closed or not): the relay's hook. A relay looks it up
+    /// once per batch and, when there is one, calls [`Capture::record`] for every frame it
+    /// received (before any check) and every frame it sent.
+    #[inline]
+    pub fn capture(&self) -> Option<&Capture> {
+        self.capture.get()
+    }
+
+    /// Closes the capture, if any: every frame handed over is written and the file closed.
+    /// A relay calls it in `stop` once its threads have ended; idempotent.
+    pub fn close_capture(&self) -> Option<Result<CaptureStats, CaptureError>> {
+        self.capture.get().map(Capture::close)
     }
 
     /// Number of exact keys registered.

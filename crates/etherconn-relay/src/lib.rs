@@ -17,6 +17,10 @@
 //! and a conn that would go past it is refused with [`RelayError::OverBudget`] before anything
 //! is allocated. Nothing is charged per frame.
 //!
+//! Any relay can also write the frames it sends and receives to a pcapng file: a [`Capture`]
+//! in its dispatcher ([`Dispatcher::start_capture`]), which the relay hands every frame to
+//! without waiting and without allocating (docs/capture.md).
+//!
 //! The parsing this crate relies on lives in `etherconn-core`, which has no threads, locks or
 //! queues; this crate adds them.
 //!
@@ -52,6 +56,9 @@
 //   error                            (meminfo)
 //   pool, stats                      (stripe)
 //   doorbell                         (locks)
+//   capture/handoff                  (doorbell)
+//   capture/writer                   (capture/handoff)
+//   capture                          (capture/handoff, capture/writer, locks, stripe)
 //   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
 //   queue/frame                      (pool)
 //   queue/hooks                      (queue/frame, doorbell, locks, wake)
@@ -61,13 +68,14 @@
 //   inbox                            (queue, queue/hooks, ready, error, locks)
 //   dispatch/demux                   (queue, error, locks)
 //   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
-//   dispatch                         (dispatch/table, pool, queue, stats, error, budget)
+//   dispatch                         (dispatch/table, pool, queue, stats, error, budget, capture)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
 //   relay                            (dispatch, stats)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
 //                                     timeouts, budget)
-//   loopback                         (relay, dispatch, stats)
+//   loopback                         (relay, dispatch, stats, capture)
 mod budget;
+mod capture;
 mod conn;
 mod dispatch;
 mod doorbell;
@@ -88,6 +96,10 @@ mod wake;
 pub use budget::{
     frame_bytes, ConnCost, MemoryBudget, MemoryLimit, Reservation, CONN_FIXED_BYTES,
     FALLBACK_BUDGET, SLOT_BYTES,
+};
+pub use capture::{
+    Capture, CaptureConfig, CaptureEndpoint, CaptureError, CaptureStats, Direction,
+    DEFAULT_CAPTURE_SLOTS,
 };
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::capture::Direction;
 use crate::dispatch::{Dispatcher, DispatcherConfig};
 use crate::relay::PacketRelay;
 use crate::stats::RelayCounters;
@@ -63,11 +64,20 @@ impl PacketRelay for LoopbackRelay {
             ));
         }
         RelayCounters::bump(&self.dispatcher.counters().tx);
+        if let Some(c) = self.dispatcher.capture() {
+            // The frame leaves and arrives at once: one time for both records.
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok();
+            c.record(Direction::Outbound, frame, None, ts);
+            c.record(Direction::Inbound, frame, None, ts);
+        }
         self.dispatcher.deliver(frame, None, false);
         Ok(())
     }
 
     fn stop(&self) {
         self.dispatcher.stop();
+        let _ = self.dispatcher.close_capture();
     }
 }

@@ -41,7 +41,11 @@ pub trait PacketRelay: Send + Sync + core::fmt::Debug {
         self.dispatcher().stats()
     }
 
-    /// Stops the relay: joins its threads, releases the interface and wakes every blocked
-    /// reader with an error. Idempotent.
+    /// Stops the relay: joins its threads, releases the interface, wakes every blocked
+    /// reader with an error and, once its threads have ended, closes the capture
+    /// ([`Dispatcher::close_capture`]) so that the file is complete. Idempotent.
+    ///
+    /// A relay with a capture ([`Dispatcher::capture`]) hands it every frame it receives and
+    /// every frame it sent ([`Capture::record`](crate::Capture::record)).
     fn stop(&self);
 }

@@ -8,7 +8,11 @@ use super::stripe::{self, Padded, STRIPES};
 use etherconn_core::classify::Invalid;
 
 macro_rules! counters {
-    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+    (
+        $($(#[doc = $doc:literal])* $name:ident,)*
+        ;
+        $($(#[doc = $xdoc:literal])* $xname:ident,)*
+    ) => {
         /// Live counters of a relay: one stripe of them. Each thread updates its own stripe
         /// ([`StripedCounters::local`]); a snapshot sums all stripes.
         #[derive(Debug, Default)]
@@ -21,18 +25,23 @@ macro_rules! counters {
         #[non_exhaustive]
         pub struct RelayStats {
             $($(#[doc = $doc])* pub $name: u64,)*
+            $($(#[doc = $xdoc])* pub $xname: u64,)*
         }
 
         impl RelayCounters {
             /// Reads every counter of this stripe.
             pub fn snapshot(&self) -> RelayStats {
-                RelayStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+                RelayStats {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                    $($xname: 0,)*
+                }
             }
         }
 
         impl core::ops::AddAssign for RelayStats {
             fn add_assign(&mut self, other: RelayStats) {
                 $(self.$name += other.$name;)*
+                $(self.$xname += other.$xname;)*
             }
         }
 
@@ -43,6 +52,11 @@ macro_rules! counters {
                     if !first { f.write_str(" ")?; }
                     first = false;
                     write!(f, "{}={}", stringify!($name), self.$name)?;
+                )*
+                $(
+                    if !first { f.write_str(" ")?; }
+                    first = false;
+                    write!(f, "{}={}", stringify!($xname), self.$xname)?;
                 )*
                 let _ = first;
                 Ok(())
@@ -92,6 +106,13 @@ counters! {
     /// Frames the backend lost before the relay saw them (AF_PACKET ring full, AF_XDP ring
     /// full), as the kernel reports them.
     rx_backend_dropped,
+    ;
+    // Kept by the relay's capture, not in these stripes; a snapshot of the dispatcher fills
+    // them in.
+    /// Frames handed to the relay's capture writer (zero without a capture).
+    captured,
+    /// Frames the capture writer had no room for: sent or received, but not in the file.
+    capture_dropped,
 }
 
 impl RelayCounters {

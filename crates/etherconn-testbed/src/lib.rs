@@ -33,7 +33,9 @@ mod root;
 #[allow(unsafe_code)]
 mod sys;
 mod testbed;
+mod tshark;
 
 pub use netns::{leftover_namespaces, process_prefix, remove_stale_namespaces, Netns};
 pub use root::{is_root, require_root, REQUIRE_ROOT_ENV};
 pub use testbed::{Side, Testbed};
+pub use tshark::{tshark_available, tshark_fields};

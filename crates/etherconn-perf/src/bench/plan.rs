@@ -42,10 +42,20 @@ pub(super) struct Case {
     pub(super) backend: Backend,
     pub(super) payload: usize,
     pub(super) endpoints: usize,
+    /// The receiving relay captures to `--pcap`.
+    pub(super) capture: bool,
+}
+
+impl Case {
+    /// The backend's name, `+pcap` when capturing.
+    pub(super) fn name(&self) -> String {
+        let plus = if self.capture { "+pcap" } else { "" };
+        format!("{}{plus}", self.backend.name())
+    }
 }
 
 /// The cases of a run, in order: per payload, the kernel baseline, then each etherconn backend
-/// at each endpoint count.
+/// at each endpoint count (with `--pcap`, each followed by the same case capturing).
 pub(super) fn plan(args: &BenchArgs) -> Vec<Case> {
     let wants = |b: BackendChoice| {
         args.backend
@@ -68,15 +78,22 @@ pub(super) fn plan(args: &BenchArgs) -> Vec<Case> {
                 backend: Backend::Kernel,
                 payload,
                 endpoints: 1,
+                capture: false,
             });
         }
         for &backend in &etherconn {
             for &endpoints in &args.endpoints {
-                cases.push(Case {
-                    backend,
-                    payload,
-                    endpoints: endpoints as usize,
-                });
+                for capture in [false, true] {
+                    if capture && args.pcap.is_none() {
+                        continue;
+                    }
+                    cases.push(Case {
+                        backend,
+                        payload,
+                        endpoints: endpoints as usize,
+                        capture,
+                    });
+                }
             }
         }
     }

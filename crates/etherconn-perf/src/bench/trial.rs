@@ -33,7 +33,7 @@ pub(super) fn measure(
     let vlans: Vec<VlanTag> = if tagged { vlans.to_vec() } else { Vec::new() };
     let label = format!(
         "{} {} B x{}{}",
-        case.backend.name(),
+        case.name(),
         case.payload,
         case.endpoints,
         if vlans.is_empty() {
@@ -46,7 +46,7 @@ pub(super) fn measure(
         || L2UdpConfig::default_queue_depth(case.endpoints),
         |d| d as usize,
     );
-    let l2 = |base_mac, base_ip, port| L2UdpConfig {
+    let l2 = |base_mac, base_ip, port, pcap| L2UdpConfig {
         base_mac,
         base_ip,
         endpoints: case.endpoints,
@@ -55,9 +55,12 @@ pub(super) fn measure(
         answer_arp: false,
         queue_depth,
         tx_path: args.tx_path,
+        pcap,
     };
-    let rx_cfg = l2(RX_MAC, RX_IP, DST_PORT);
-    let tx_cfg = l2(TX_MAC, TX_IP, SRC_PORT);
+    // The receiving relay captures: the rate measured is the receive rate.
+    let rx_pcap = args.pcap.clone().filter(|_| case.capture);
+    let rx_cfg = l2(RX_MAC, RX_IP, DST_PORT, rx_pcap);
+    let tx_cfg = l2(TX_MAC, TX_IP, SRC_PORT, None);
     let shared = Arc::new(Shared::default());
 
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -153,6 +156,12 @@ pub(super) fn measure(
         notes.push("untagged (no kernel VLAN interfaces here)".to_owned());
     }
     let rxc: std::collections::BTreeMap<String, u64> = rx_report.counters.into_iter().collect();
+    if let Some(&captured) = rxc.get("relay_captured").filter(|&&v| v > 0) {
+        let dropped = rxc.get("relay_capture_dropped").copied().unwrap_or(0);
+        notes.push(format!(
+            "{captured} captured, {dropped} dropped from the capture"
+        ));
+    }
     if let Some(&full) = rxc.get("relay_rx_queue_full").filter(|&&v| v > 0) {
         notes.push(format!("{full} dropped on full conn queues"));
     }
@@ -194,7 +203,11 @@ pub(super) fn measure(
         notes.push(format!("{} send errors, last: {e}", tx_report.errors));
     }
     let m = Measurement {
-        backend: rx_report.backend.to_owned(),
+        backend: if case.capture {
+            format!("{}+pcap", rx_report.backend)
+        } else {
+            rx_report.backend.to_owned()
+        },
         payload: case.payload,
         endpoints: case.endpoints,
         vlans: describe_vlans(&vlans),
