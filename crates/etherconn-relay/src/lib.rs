@@ -48,8 +48,9 @@
 // The modules build on each other in this order (each imports only modules before it; this
 // root file only declares them and re-exports their public items):
 //
-//   stripe, locks, meminfo, timeouts (no module of this crate)
-//   error                            (meminfo)
+//   stripe, locks, meminfo, timeouts,
+//   link                             (no module of this crate)
+//   error                            (meminfo, link)
 //   pool, stats                      (stripe)
 //   doorbell                         (locks)
 //   wake                             (doorbell: ready lists, wake-ups held to a batch's end)
@@ -63,16 +64,17 @@
 //   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
 //   dispatch                         (dispatch/table, pool, queue, stats, error, budget)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
-//   relay                            (dispatch, stats)
+//   relay                            (dispatch, stats, link)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
 //                                     timeouts, budget)
-//   loopback                         (relay, dispatch, stats)
+//   loopback                         (relay, dispatch, stats, link)
 mod budget;
 mod conn;
 mod dispatch;
 mod doorbell;
 mod error;
 mod inbox;
+mod link;
 mod locks;
 mod loopback;
 mod meminfo;
@@ -96,6 +98,7 @@ pub use dispatch::table::{ConnEntry, SHARDS};
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
+pub use link::{SizeLimit, DEFAULT_MTU};
 pub use loopback::LoopbackRelay;
 pub use meminfo::{human_bytes, MemInfo};
 pub use pool::{BufferPool, FrameSlot, PooledBuf};
