@@ -220,7 +220,7 @@ impl EtherConn {
     /// VLAN stack, or less when the relay's buffers are smaller
     /// ([`PacketRelay::size_limit`]).
     pub fn max_payload(&self) -> usize {
-        self.relay.size_limit(self.vlans.len()).payload()
+        self.relay.size_limit(self.vlans.as_slice()).payload()
     }
 
     /// Sends `payload` as one frame of `ethertype` to `dst_mac`, from this endpoint's MAC and
@@ -247,7 +247,7 @@ impl EtherConn {
         vlans: &[VlanTag],
     ) -> io::Result<usize> {
         if vlans.len() <= MAX_TAGS {
-            let limit = self.relay.size_limit(vlans.len());
+            let limit = self.relay.size_limit(vlans);
             if payload.len() > limit.payload() {
                 return Err(RelayError::TooLarge {
                     len: payload.len(),

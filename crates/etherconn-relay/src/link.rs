@@ -2,32 +2,38 @@
 //!
 //! Two things bound a frame: the interface's MTU (what the kernel and the peers on the link
 //! take) and the relay's frame buffers (`DispatcherConfig::buf_len`). The MTU counts the bytes
-//! after the Ethernet header; as Linux and most switches do, a link also carries one VLAN tag
-//! on top of it (a 1500-byte MTU link takes 1518-byte tagged frames), so the first tag costs
-//! no payload and a second one (QinQ) costs 4 bytes. Nothing is fragmented.
+//! after the Ethernet header. Linux lets a packet socket send 4 bytes more when the outermost
+//! tag is 802.1Q (0x8100: a 1500-byte MTU link takes 1518-byte tagged frames, as most switches
+//! do), and no more for any other outer tag or a second one: an 802.1Q tag costs no payload, an
+//! 802.1ad (0x88a8) outer tag and every tag after the first cost 4 bytes each. Nothing is
+//! fragmented.
 
 use core::fmt;
 
-use etherconn_core::wire::{ethernet, vlan};
+use etherconn_core::wire::{ethernet, vlan, Tpid, VlanTag};
 
 /// The MTU of a standard Ethernet link, what a relay that does not know its link assumes.
 pub const DEFAULT_MTU: usize = 1500;
 
 /// The largest payload (the bytes after the last VLAN tag's EtherType) one frame carries on a
-/// link, for a given number of VLAN tags, with what bounds it.
+/// link, for a given VLAN stack, with what bounds it.
 ///
 /// `Display` says why, for error messages ("the interface MTU of 1500 bytes less 4 bytes for
-/// the second VLAN tag").
+/// VLAN tags").
 ///
 /// ```
+/// use etherconn_core::wire::{Tpid, VlanId, VlanTag};
 /// use etherconn_relay::SizeLimit;
 ///
+/// let dot1q = VlanTag::dot1q(100).unwrap();
+/// let s_tag = VlanTag::new(Tpid::QINQ, VlanId::new(10).unwrap());
 /// // A 1500-byte MTU link, frames in 2048-byte buffers.
-/// assert_eq!(SizeLimit::new(1500, 0, 2048).payload(), 1500);
-/// assert_eq!(SizeLimit::new(1500, 1, 2048).payload(), 1500); // a 1518-byte frame
-/// assert_eq!(SizeLimit::new(1500, 2, 2048).payload(), 1496); // QinQ: 4 bytes less
+/// assert_eq!(SizeLimit::new(1500, &[], 2048).payload(), 1500);
+/// assert_eq!(SizeLimit::new(1500, &[dot1q], 2048).payload(), 1500); // a 1518-byte frame
+/// assert_eq!(SizeLimit::new(1500, &[dot1q, dot1q], 2048).payload(), 1496);
+/// assert_eq!(SizeLimit::new(1500, &[s_tag, dot1q], 2048).payload(), 1492);
 /// // A jumbo link whose frames the buffers cannot hold: the buffers decide.
-/// assert_eq!(SizeLimit::new(9000, 1, 2048).payload(), 2048 - 14 - 4);
+/// assert_eq!(SizeLimit::new(9000, &[dot1q], 2048).payload(), 2048 - 14 - 4);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SizeLimit {
@@ -35,21 +41,37 @@ pub struct SizeLimit {
     pub mtu: usize,
     /// VLAN tags in the frame.
     pub tags: usize,
+    /// Whether the outermost tag is 802.1Q (0x8100), which the link carries on top of its MTU.
+    pub dot1q_outer: bool,
     /// The relay's frame buffer length: the largest whole frame it sends or receives.
     pub buf_len: usize,
 }
 
 impl SizeLimit {
-    /// The limit for frames with `tags` VLAN tags on a link of `mtu` bytes, in buffers of
-    /// `buf_len` bytes.
-    pub const fn new(mtu: usize, tags: usize, buf_len: usize) -> SizeLimit {
-        SizeLimit { mtu, tags, buf_len }
+    /// The limit for frames with the VLAN stack `vlans` (outermost first) on a link of `mtu`
+    /// bytes, in buffers of `buf_len` bytes.
+    pub fn new(mtu: usize, vlans: &[VlanTag], buf_len: usize) -> SizeLimit {
+        SizeLimit {
+            mtu,
+            tags: vlans.len(),
+            dot1q_outer: vlans.first().is_some_and(|t| t.tpid == Tpid::DOT1Q),
+            buf_len,
+        }
     }
 
-    /// The payload the link's MTU allows: the MTU, less 4 bytes for every tag after the first.
+    /// Bytes of the MTU the tags take: 4 per tag, less the 4 an outer 802.1Q tag rides on.
+    pub const fn tag_cost(&self) -> usize {
+        let all = self.tags * vlan::HEADER_LEN;
+        if self.dot1q_outer {
+            all - vlan::HEADER_LEN
+        } else {
+            all
+        }
+    }
+
+    /// The payload the link's MTU allows.
     const fn link_payload(&self) -> usize {
-        self.mtu
-            .saturating_sub(self.tags.saturating_sub(1) * vlan::HEADER_LEN)
+        self.mtu.saturating_sub(self.tag_cost())
     }
 
     /// The payload the relay's buffers allow.
@@ -100,13 +122,12 @@ impl fmt::Display for SizeLimit {
             );
         }
         write!(f, "the interface MTU of {} bytes", self.mtu)?;
-        match self.tags {
-            0 | 1 => Ok(()),
-            n => write!(
+        match self.tag_cost() {
+            0 => Ok(()),
+            cost => write!(
                 f,
-                " less {} bytes for the VLAN tag{} after the first",
-                (n - 1) * vlan::HEADER_LEN,
-                if n > 2 { "s" } else { "" }
+                " less {cost} bytes for VLAN tags (only an outermost 802.1Q tag rides on top \
+                 of the MTU)"
             ),
         }
     }
@@ -118,19 +139,26 @@ mod tests {
 
     #[test]
     fn limits_and_reasons() {
-        let l = SizeLimit::new(1500, 0, 2048);
+        let c = VlanTag::dot1q(100).unwrap();
+        let s = VlanTag::new(Tpid::QINQ, c.id);
+        let l = SizeLimit::new(1500, &[], 2048);
         assert_eq!((l.payload(), l.frame_len()), (1500, 1514));
         assert_eq!(l.to_string(), "the interface MTU of 1500 bytes");
-        let l = SizeLimit::new(1500, 1, 2048);
+        let l = SizeLimit::new(1500, &[c], 2048);
         assert_eq!((l.payload(), l.frame_len()), (1500, 1518));
         assert_eq!(l.to_string(), "the interface MTU of 1500 bytes");
-        let l = SizeLimit::new(1500, 2, 2048);
+        let l = SizeLimit::new(1500, &[s], 2048);
+        assert_eq!((l.payload(), l.frame_len()), (1496, 1514));
+        let l = SizeLimit::new(1500, &[c, c], 2048);
         assert_eq!((l.payload(), l.frame_len()), (1496, 1518));
         assert_eq!(
             l.to_string(),
-            "the interface MTU of 1500 bytes less 4 bytes for the VLAN tag after the first"
+            "the interface MTU of 1500 bytes less 4 bytes for VLAN tags (only an outermost \
+             802.1Q tag rides on top of the MTU)"
         );
-        let l = SizeLimit::new(9000, 2, 2048);
+        let l = SizeLimit::new(1500, &[s, c], 2048);
+        assert_eq!((l.payload(), l.frame_len()), (1492, 1514));
+        let l = SizeLimit::new(9000, &[s, c], 2048);
         assert!(l.buffer_bound());
         assert_eq!((l.payload(), l.frame_len()), (2026, 2048));
         assert_eq!(
@@ -138,6 +166,6 @@ mod tests {
             "the relay's 2048-byte frame buffers less 22 bytes of Ethernet header and VLAN tags"
         );
         // Degenerate sizes saturate rather than wrap.
-        assert_eq!(SizeLimit::new(0, 2, 10).payload(), 0);
+        assert_eq!(SizeLimit::new(0, &[s, c], 10).payload(), 0);
     }
 }

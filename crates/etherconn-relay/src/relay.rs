@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::wire::EtherType;
+use etherconn_core::wire::{EtherType, VlanTag};
 
 use crate::dispatch::Dispatcher;
 use crate::link::{SizeLimit, DEFAULT_MTU};
@@ -48,11 +48,11 @@ pub trait PacketRelay: Send + Sync + core::fmt::Debug {
         DEFAULT_MTU
     }
 
-    /// The largest payload one frame with `tags` VLAN tags carries on this relay, bounded by
-    /// the link's MTU and the relay's buffers: what senders check a payload against before
-    /// building a frame.
-    fn size_limit(&self, tags: usize) -> SizeLimit {
-        SizeLimit::new(self.mtu(), tags, self.max_frame_len())
+    /// The largest payload one frame with the VLAN stack `vlans` (outermost first) carries on
+    /// this relay, bounded by the link's MTU and the relay's buffers: what senders check a
+    /// payload against before building a frame.
+    fn size_limit(&self, vlans: &[VlanTag]) -> SizeLimit {
+        SizeLimit::new(self.mtu(), vlans, self.max_frame_len())
     }
 
     /// Whether frames of `ethertype` can reach the dispatcher at all (a backend's kernel filter

@@ -203,7 +203,7 @@ fn payloads_over_the_link_limit_are_refused_up_front_with_the_reason() {
         &[tag(100)],
         &[VlanTag::new(Tpid::QINQ, VlanId::new(10).unwrap()), tag(20)],
     ];
-    for (i, (vlans, max)) in vlan_stacks.into_iter().zip([1500, 1500, 1496]).enumerate() {
+    for (i, (vlans, max)) in vlan_stacks.into_iter().zip([1500, 1500, 1492]).enumerate() {
         let c = EtherConn::new(r.clone(), mac(i as u8 + 1), vlans, cfg()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         assert_eq!(c.max_payload(), max, "{} tag(s)", vlans.len());
@@ -235,7 +235,7 @@ fn payloads_over_the_link_limit_are_refused_up_front_with_the_reason() {
             assert!(!text.contains("buffer"), "{text}");
             if vlans.len() == 2 {
                 assert!(
-                    text.contains("less 4 bytes for the VLAN tag after the first"),
+                    text.contains("less 8 bytes for VLAN tags (only an outermost 802.1Q tag"),
                     "{text}"
                 );
             }
@@ -249,8 +249,8 @@ fn a_jumbo_link_is_bounded_by_the_buffers_and_says_so() {
     let r: Arc<dyn PacketRelay> = LoopbackRelay::with_mtu(DispatcherConfig::default(), 9000);
     assert_eq!(r.mtu(), 9000);
     let c = EtherConn::new(r.clone(), mac(1), &[tag(5)], cfg()).unwrap();
-    let limit = r.size_limit(1);
-    assert_eq!(limit, SizeLimit::new(9000, 1, 2048));
+    let limit = r.size_limit(&[tag(5)]);
+    assert_eq!(limit, SizeLimit::new(9000, &[tag(5)], 2048));
     assert_eq!(c.max_payload(), 2048 - 18);
     c.send_to(&vec![1; 2030], ET, mac(1)).unwrap();
     let e = c.send_to(&vec![1; 2031], ET, mac(1)).unwrap_err();
