@@ -381,11 +381,7 @@ fn check_endpoint(
     if config.ethertypes.is_empty() {
         return Err(RelayError::InvalidConfig("no EtherType to receive"));
     }
-    if config.queue_depth == 0 {
-        return Err(RelayError::InvalidConfig(
-            "queue depth 0: a conn's receive queue holds at least one frame",
-        ));
-    }
+    RxQueue::check_depth(config.queue_depth)?;
     if let Some(&et) = config.ethertypes.iter().find(|&&et| !relay.receives(et)) {
         return Err(RelayError::EtherTypeFiltered(et));
     }

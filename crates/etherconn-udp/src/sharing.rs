@@ -104,13 +104,15 @@ impl SharedEtherConn {
     /// Errors: [`UdpError::AddrInUse`] when a conn is already bound to `local` (unless
     /// `config.replace`), [`UdpError::NoFreePort`], [`UdpError::Relay`] once the relay stopped
     /// or when the queue would take the relay past its memory budget
-    /// ([`RelayError::OverBudget`]), [`UdpError::InvalidConfig`] for a DSCP above 63.
+    /// ([`RelayError::OverBudget`]) or for a queue depth of 0 ([`RelayError::InvalidConfig`]),
+    /// [`UdpError::InvalidConfig`] for a DSCP above 63.
     pub fn bind(
         self: &Arc<Self>,
         local: SocketAddr,
         config: SharingConfig,
     ) -> Result<SharingRUdpConn, UdpError> {
         check_dscp(config.dscp)?;
+        RxQueue::check_depth(config.queue_depth)?;
         if self.ether.relay().dispatcher().is_stopped() {
             return Err(UdpError::Relay(RelayError::Stopped));
         }
@@ -266,7 +268,7 @@ impl SharingRUdpConn {
     pub fn max_payload(&self) -> usize {
         max_payload(
             &**self.shared.ether.relay(),
-            self.shared.ether.vlans().len(),
+            self.shared.ether.vlans(),
             self.local.is_ipv6(),
         )
     }
