@@ -219,6 +219,27 @@ impl EtherConn {
     /// The largest payload [`send_to`](Self::send_to) takes: the link's MTU on this conn's
     /// VLAN stack, or less when the relay's buffers are smaller
     /// ([`PacketRelay::size_limit`]).
+    ///
+    /// ```
+    /// use etherconn_core::wire::{EtherType, VlanTag};
+    /// use etherconn_relay::{EtherConn, EtherConnConfig, LoopbackRelay};
+    ///
+    /// let relay = LoopbackRelay::new(Default::default()); // a 1500-byte MTU link
+    /// let vlans = [VlanTag::dot1q(100).unwrap()];
+    /// let conn = EtherConn::new(relay, "02:00:00:00:00:01".parse()?, &vlans, Default::default())?;
+    /// assert_eq!(conn.max_payload(), 1500); // an 802.1Q tag rides on top of the MTU
+    /// let e = conn
+    ///     .send_to(&[0; 3000], EtherType(0x88b5), "02:00:00:00:00:02".parse()?)
+    ///     .unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "payload of 3000 bytes does not fit one frame: at most 1500 bytes fit after the \
+    ///      Ethernet header and one VLAN tag (the interface MTU of 1500 bytes); nothing is \
+    ///      fragmented"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.relay.size_limit(self.vlans.as_slice()).payload()
     }
