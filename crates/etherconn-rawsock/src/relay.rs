@@ -237,7 +237,7 @@ impl RawSocketRelay {
                     )];
                     let _ = sys::poll(&mut fds, wait);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.explain(e, frame.len())),
             }
             if self.stopped.load(Ordering::Relaxed) {
                 return Err(io::Error::new(
@@ -246,6 +246,28 @@ impl RawSocketRelay {
                 ));
             }
         }
+    }
+}
+
+impl RawSocketRelay {
+    /// The kernel's `EMSGSIZE` for a frame past the link's MTU (one built by hand, or after the
+    /// MTU shrank under the relay), said in the link's terms; other errors unchanged. Only on
+    /// the error path, so the formatting costs nothing per frame sent.
+    fn explain(&self, e: io::Error, len: usize) -> io::Error {
+        if e.raw_os_error() != Some(libc::EMSGSIZE) {
+            return e;
+        }
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
+                 behind an outer 802.1Q tag; the MTU as read when the relay was made): {e}",
+                self.mtu,
+                self.ifname,
+                self.mtu + 14,
+                self.mtu + 18
+            ),
+        )
     }
 }
 
