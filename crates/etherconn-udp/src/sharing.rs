@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::L4RecvKey;
 use etherconn_relay::{EtherConn, EtherConnConfig, MemoryBudget, Reservation};
 use etherconn_relay::{
@@ -51,16 +51,31 @@ impl fmt::Debug for SharedEtherConn {
 
 impl SharedEtherConn {
     /// Registers the L2 endpoint `mac` + `vlans` (outermost first, at most two) on `relay` for
-    /// ARP, IPv4 and IPv6, with UDP demultiplexing on.
+    /// ARP, IPv4 and IPv6 (those of them the relay receives: an IPv4-only relay gives an
+    /// IPv4-only endpoint), with UDP demultiplexing on.
     ///
-    /// Errors: [`UdpError::Relay`] when the relay refuses the endpoint.
+    /// Errors: [`UdpError::Relay`] when the relay refuses the endpoint
+    /// (`RelayError::EtherTypeFiltered` when it receives neither IPv4 nor IPv6).
     pub fn new(
         relay: Arc<dyn PacketRelay>,
         mac: MacAddr,
         vlans: &[VlanTag],
         config: SharedConfig,
     ) -> Result<Arc<SharedEtherConn>, UdpError> {
+        let wanted = [EtherType::ARP, EtherType::IPV4, EtherType::IPV6];
+        let received: Vec<EtherType> = wanted
+            .into_iter()
+            .filter(|&et| relay.receives(et))
+            .collect();
+        let ip = |et: &EtherType| *et == EtherType::IPV4 || *et == EtherType::IPV6;
+        // With no IP family left the full list goes, and the relay's refusal names one.
+        let ethertypes = if received.iter().any(ip) {
+            &received[..]
+        } else {
+            &wanted[..]
+        };
         let ether_config = EtherConnConfig::default()
+            .ethertypes(ethertypes)
             .recv_multicast(config.recv_multicast)
             .queue_depth(config.queue_depth)
             .replace(config.replace)

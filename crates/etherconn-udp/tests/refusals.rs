@@ -11,7 +11,7 @@ use std::io;
 use std::sync::Arc;
 
 use common::*;
-use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
+use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
 use etherconn_relay::{PacketRelay, RelayError};
 use etherconn_udp::{RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn, SharingConfig, UdpError};
 
@@ -194,5 +194,93 @@ fn endpoint_rules_reach_the_udp_constructors() {
         relay.dispatcher().key_count(),
         3,
         "only the shared conn's keys"
+    );
+}
+
+/// A loopback relay behind a kernel-like filter that passes only some EtherTypes.
+#[derive(Debug)]
+struct FilteredRelay {
+    inner: Arc<etherconn_relay::LoopbackRelay>,
+    passes: Vec<EtherType>,
+}
+
+impl PacketRelay for FilteredRelay {
+    fn dispatcher(&self) -> &Arc<etherconn_relay::Dispatcher> {
+        self.inner.dispatcher()
+    }
+
+    fn send(&self, frame: &[u8], timeout: Option<std::time::Duration>) -> io::Result<()> {
+        self.inner.send(frame, timeout)
+    }
+
+    fn receives(&self, ethertype: EtherType) -> bool {
+        self.passes.contains(&ethertype)
+    }
+
+    fn stop(&self) {
+        self.inner.stop();
+    }
+}
+
+fn filtered(passes: &[EtherType]) -> Arc<dyn PacketRelay> {
+    Arc::new(FilteredRelay {
+        inner: etherconn_relay::LoopbackRelay::new(Default::default()),
+        passes: passes.to_vec(),
+    })
+}
+
+#[test]
+fn conns_register_only_what_the_relay_receives() {
+    // An IPv4-only relay: an IPv4 RUdpConn registers, an IPv6 one is refused, and a shared
+    // endpoint registers IPv4 alone.
+    let relay = filtered(&[EtherType::IPV4]);
+    let v4 = RUdpConn::new(
+        relay.clone(),
+        mac(1),
+        &[],
+        sa("192.0.2.1:1"),
+        RUdpConfig::default().resolver(|_| Some(mac(3))),
+    )
+    .unwrap();
+    let e = RUdpConn::new(
+        relay.clone(),
+        mac(2),
+        &[],
+        sa("[2001:db8::2]:1"),
+        RUdpConfig::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, UdpError::Relay(RelayError::EtherTypeFiltered(et)) if et == EtherType::IPV6),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("the relay does not receive EtherType 0x86dd"),
+        "{e}"
+    );
+    assert_eq!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput);
+    let shared = SharedEtherConn::new(relay.clone(), mac(3), &[], SharedConfig::default()).unwrap();
+    let ets: Vec<EtherType> = shared
+        .ether_conn()
+        .keys()
+        .iter()
+        .map(|k| k.ethertype)
+        .collect();
+    assert_eq!(ets, [EtherType::IPV4]);
+    let c = shared
+        .bind(sa("192.0.2.3:1"), SharingConfig::default())
+        .unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    v4.send_to(b"hi", sa("192.0.2.3:1")).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.recv_from(&mut buf).unwrap(), (2, sa("192.0.2.1:1")));
+
+    // A relay that receives ARP alone: no IP family, so the shared endpoint is refused.
+    let arp_only = filtered(&[EtherType::ARP]);
+    let e = SharedEtherConn::new(arp_only, mac(4), &[], SharedConfig::default()).unwrap_err();
+    assert!(
+        matches!(e, UdpError::Relay(RelayError::EtherTypeFiltered(et)) if et == EtherType::IPV4),
+        "{e:?}"
     );
 }
