@@ -196,10 +196,39 @@ pub const fn max_udp_payload(ipv6: bool) -> usize {
     }
 }
 
+/// Why [`build_udp_frame`] refuses destination port 0.
+const PORT_0: &str = "UDP destination port 0 is reserved: no socket receives on it";
+
+/// Why no receiver takes a UDP datagram sent to `dst`, or `None` when one may: destination
+/// port 0 (which [`classify`](crate::classify) rejects as malformed, as Linux refuses to send
+/// it) or the unspecified address (`0.0.0.0` or `::`, which names no host: Linux sends such a
+/// datagram to itself, and a peer on the wire drops it as a martian).
+///
+/// The sending APIs above (`RUdpConn`, `SharingRUdpConn`) refuse both. [`build_udp_frame`]
+/// refuses only port 0, which makes a frame [`classify`](crate::classify) calls malformed: an
+/// unspecified destination is well formed, and tests build such frames on purpose.
+///
+/// ```
+/// use etherconn_core::build::udp_destination_problem;
+/// assert_eq!(udp_destination_problem("192.0.2.1:53".parse().unwrap()), None);
+/// assert!(udp_destination_problem("192.0.2.1:0".parse().unwrap()).is_some());
+/// assert!(udp_destination_problem("0.0.0.0:53".parse().unwrap()).is_some());
+/// assert!(udp_destination_problem("[::]:53".parse().unwrap()).is_some());
+/// ```
+pub fn udp_destination_problem(dst: SocketAddr) -> Option<&'static str> {
+    if dst.port() == 0 {
+        Some(PORT_0)
+    } else if dst.ip().is_unspecified() {
+        Some("the unspecified address names no host to send to")
+    } else {
+        None
+    }
+}
+
 /// Writes a whole UDP frame with correct IP and UDP checksums; returns its length (at least 60).
 ///
-/// Refuses what no receiver takes: destination port 0 (which [`classify`](crate::classify)
-/// rejects as malformed, as Linux refuses to send it), a DSCP above 63, a PCP above 7, more
+/// Refuses what no receiver takes: destination port 0 (see [`udp_destination_problem`]), a
+/// DSCP above 63, a PCP above 7, more
 /// than two tags, mixed address families and a payload beyond the IP or UDP length fields.
 pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, BuildError> {
     let ipv6 = match (frame.src.ip(), frame.dst.ip()) {
@@ -214,7 +243,7 @@ pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, Bu
         return Err(BuildError::InvalidField("DSCP above 63"));
     }
     if frame.dst.port() == 0 {
-        return Err(BuildError::InvalidField("UDP destination port 0"));
+        return Err(BuildError::InvalidField(PORT_0));
     }
     let total = frame.len();
     check_buf(buf, total)?;
@@ -416,7 +445,9 @@ mod tests {
             let f = frame(&[], src, dst, b"x");
             assert_eq!(
                 build_udp_frame(&mut buf, &f),
-                Err(BuildError::InvalidField("UDP destination port 0"))
+                Err(BuildError::InvalidField(
+                    "UDP destination port 0 is reserved: no socket receives on it"
+                ))
             );
         }
         // Source port 0 (no reply expected) is legal and reads back.

@@ -78,22 +78,16 @@ pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
         .map_err(|_| format!("{s:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
 }
 
-/// Parses the MAC of an endpoint or a peer: a unicast address (group bit of the first octet
-/// clear), not all zeros. A frame from a group address is invalid, and one to a group address
-/// is not a unicast datagram.
+/// Parses the MAC of an endpoint or a peer: one that names a station
+/// ([`MacAddr::station_problem`], the library's rule, which `EtherConn::new` enforces too):
+/// unicast (group bit of the first octet clear), not all zeros. A frame from a group address
+/// is invalid, and one to a group address is not a unicast datagram.
 pub fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
     let mac = parse_mac(s)?;
-    if mac.is_multicast() {
-        return Err(format!(
-            "{mac} is a group (multicast or broadcast) address; the first octet must be even"
-        ));
+    match mac.station_problem() {
+        Some(reason) => Err(format!("{mac} does not name one station: {reason}")),
+        None => Ok(mac),
     }
-    if mac == MacAddr::UNSPECIFIED {
-        return Err(format!(
-            "{mac} is the all-zero address, which names no station"
-        ));
-    }
-    Ok(mac)
 }
 
 /// Checks that `count` consecutive MACs from `base` (endpoint `i` has `base + i`) never carry

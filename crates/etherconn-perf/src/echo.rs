@@ -169,7 +169,7 @@ enum Refusal {
 /// Whether `echo` refuses to answer a datagram from `from` to `to`, and why.
 fn refusal(from: &Peer, to: SocketAddr, served: &Served) -> Option<Refusal> {
     let mac = from.mac;
-    if mac.is_multicast() || mac.0 == [0; 6] {
+    if mac.station_problem().is_some() {
         return Some(Refusal::SenderMac);
     }
     if let Some(m) = martian::udp(from.addr, to) {

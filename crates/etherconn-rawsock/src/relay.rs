@@ -27,9 +27,11 @@ use crate::sys::{self, PollFd, SockFilter};
 #[non_exhaustive]
 pub struct RawSocketRelayConfig {
     /// EtherTypes the kernel filter passes (untagged, behind one tag or two). Default ARP, IPv4,
-    /// IPv6. Ignored when `filter` is set.
+    /// IPv6. Ignored when `filter` is set. An `EtherConn` for an EtherType not listed here is
+    /// refused (`RelayError::EtherTypeFiltered`): the relay would never see its frames.
     pub ethertypes: Vec<EtherType>,
-    /// A classic BPF program that replaces the one built from `ethertypes`.
+    /// A classic BPF program that replaces the one built from `ethertypes`. The relay cannot
+    /// tell what such a program passes, so it refuses no EtherType.
     pub filter: Option<Program>,
     /// The dispatch table's settings (buffers, mirroring, checksum verification).
     pub dispatcher: DispatcherConfig,
@@ -120,6 +122,10 @@ pub struct RawSocketRelay {
     stops: Vec<StopHandle>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// The interface's MTU when the relay was made.
+    mtu: usize,
+    /// What the kernel filter passes; `None` for a user's program.
+    ethertypes: Option<Vec<EtherType>>,
 }
 
 impl RawSocketRelay {
@@ -165,10 +171,14 @@ impl RawSocketRelay {
                 "a relay needs at least one receive thread",
             ));
         }
-        let program = match config.filter {
-            Some(p) => p,
-            None => ethertype_filter(&config.ethertypes, FilterOptions::default())
-                .map_err(|_| Error::InvalidConfig("cannot build a filter for these EtherTypes"))?,
+        let (program, ethertypes) = match config.filter {
+            Some(p) => (p, None),
+            None => (
+                ethertype_filter(&config.ethertypes, FilterOptions::default()).map_err(|_| {
+                    Error::InvalidConfig("cannot build a filter for these EtherTypes")
+                })?,
+                Some(config.ethertypes),
+            ),
         };
         let mut sock_cfg = config.socket.clone();
         sock_cfg.filter = Some(to_sock_filter(&program));
@@ -190,6 +200,10 @@ impl RawSocketRelay {
             ..SocketConfig::send_only()
         };
         let tx = PacketSocket::open(ifname, &tx_cfg)?;
+        let mtu = tx
+            .socket()
+            .interface_mtu(ifname)
+            .map_err(|e| Error::io("SIOCGIFMTU", e))? as usize;
         let dispatcher = Dispatcher::new(config.dispatcher);
         if let Some(capture) = capture {
             dispatcher.start_capture(capture)?;
@@ -212,6 +226,8 @@ impl RawSocketRelay {
             stops,
             threads: Mutex::new(threads),
             stopped: AtomicBool::new(false),
+            mtu,
+            ethertypes,
         }))
     }
 
@@ -245,7 +261,7 @@ impl RawSocketRelay {
                     )];
                     let _ = sys::poll(&mut fds, wait);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.explain(e, frame.len())),
             }
             if self.stopped.load(Ordering::Relaxed) {
                 return Err(io::Error::new(
@@ -254,6 +270,28 @@ impl RawSocketRelay {
                 ));
             }
         }
+    }
+}
+
+impl RawSocketRelay {
+    /// The kernel's `EMSGSIZE` for a frame past the link's MTU (one built by hand, or after the
+    /// MTU shrank under the relay), said in the link's terms; other errors unchanged. Only on
+    /// the error path, so the formatting costs nothing per frame sent.
+    fn explain(&self, e: io::Error, len: usize) -> io::Error {
+        if e.raw_os_error() != Some(libc::EMSGSIZE) {
+            return e;
+        }
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
+                 behind an outer 802.1Q tag; the MTU as read when the relay was made): {e}",
+                self.mtu,
+                self.ifname,
+                self.mtu + 14,
+                self.mtu + 18
+            ),
+        )
     }
 }
 
@@ -332,6 +370,21 @@ fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
 impl PacketRelay for RawSocketRelay {
     fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
+    }
+
+    /// The interface's MTU, read (`SIOCGIFMTU`) when the relay was made. A later change of the
+    /// MTU is not seen: make a new relay after `ip link set IF mtu N`.
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Whether the kernel filter built from `RawSocketRelayConfig::ethertypes` passes
+    /// `ethertype`; always `true` under a user's filter program.
+    fn receives(&self, ethertype: EtherType) -> bool {
+        match &self.ethertypes {
+            Some(list) => list.contains(&ethertype),
+            None => true,
+        }
     }
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {

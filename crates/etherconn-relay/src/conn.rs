@@ -31,7 +31,7 @@ pub struct EtherConnConfig {
     pub default_conn: bool,
     /// Take over keys (and the default role) other conns hold instead of failing.
     pub replace: bool,
-    /// Frames the receive queue holds before new ones are dropped (and counted).
+    /// Frames the receive queue holds before new ones are dropped (and counted); at least 1.
     pub queue_depth: usize,
     /// Demultiplex received UDP datagrams to the queues registered in
     /// [`EtherConn::l4_demux`] (by local IP and port) instead of this conn's own queue, which
@@ -140,22 +140,23 @@ impl EtherConn {
     /// Registers an endpoint for `mac` and `vlans` (outermost first, at most two) on `relay`.
     ///
     /// Fails with [`RelayError::KeyInUse`] when another conn holds one of its keys and
-    /// `config.replace` is off, [`RelayError::DefaultInUse`] likewise for the default role, and
-    /// [`RelayError::InvalidConfig`] for more than two tags or no EtherType, and
+    /// `config.replace` is off, [`RelayError::DefaultInUse`] likewise for the default role;
+    /// [`RelayError::NotStationMac`] for a group (multicast, broadcast) or all-zero `mac`;
+    /// [`RelayError::EtherTypeFiltered`] for an EtherType the relay's kernel filter drops
+    /// ([`PacketRelay::receives`]); [`RelayError::InvalidConfig`] for more than two tags, a tag
+    /// with the reserved VLAN id 4095, no EtherType or a queue depth of 0; and
     /// [`RelayError::OverBudget`] when its queue (`config.queue_depth` frames) would take the
     /// relay past its [`MemoryBudget`] (checked before anything is allocated).
+    ///
+    /// VLAN id 0 is accepted: it marks a priority-tagged frame (no VLAN, a PCP), which some
+    /// access networks require.
     pub fn new(
         relay: Arc<dyn PacketRelay>,
         mac: MacAddr,
         vlans: &[VlanTag],
         config: EtherConnConfig,
     ) -> Result<EtherConn, RelayError> {
-        if vlans.len() > MAX_TAGS {
-            return Err(RelayError::InvalidConfig("at most two VLAN tags"));
-        }
-        if config.ethertypes.is_empty() {
-            return Err(RelayError::InvalidConfig("no EtherType to receive"));
-        }
+        check_endpoint(&*relay, mac, vlans, &config)?;
         let stack = VlanStack::from_slice(vlans)
             .map_err(|_| RelayError::InvalidConfig("at most two VLAN tags"))?;
         let ids = VlanIds::from_stack(&stack);
@@ -215,8 +216,39 @@ impl EtherConn {
         &self.relay
     }
 
+    /// The largest payload [`send_to`](Self::send_to) takes: the link's MTU on this conn's
+    /// VLAN stack, or less when the relay's buffers are smaller
+    /// ([`PacketRelay::size_limit`]).
+    ///
+    /// ```
+    /// use etherconn_core::wire::{EtherType, VlanTag};
+    /// use etherconn_relay::{EtherConn, EtherConnConfig, LoopbackRelay};
+    ///
+    /// let relay = LoopbackRelay::new(Default::default()); // a 1500-byte MTU link
+    /// let vlans = [VlanTag::dot1q(100).unwrap()];
+    /// let conn = EtherConn::new(relay, "02:00:00:00:00:01".parse()?, &vlans, Default::default())?;
+    /// assert_eq!(conn.max_payload(), 1500); // an 802.1Q tag rides on top of the MTU
+    /// let e = conn
+    ///     .send_to(&[0; 3000], EtherType(0x88b5), "02:00:00:00:00:02".parse()?)
+    ///     .unwrap_err();
+    /// assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "payload of 3000 bytes does not fit one frame: at most 1500 bytes fit after the \
+    ///      Ethernet header and one VLAN tag (the interface MTU of 1500 bytes); nothing is \
+    ///      fragmented"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_payload(&self) -> usize {
+        self.relay.size_limit(self.vlans.as_slice()).payload()
+    }
+
     /// Sends `payload` as one frame of `ethertype` to `dst_mac`, from this endpoint's MAC and
     /// VLAN stack; returns the payload length. Frames shorter than 60 bytes are padded.
+    ///
+    /// A payload over [`max_payload`](Self::max_payload) is refused before anything is built,
+    /// with `InvalidInput` carrying [`RelayError::TooLarge`].
     pub fn send_to(
         &self,
         payload: &[u8],
@@ -235,6 +267,16 @@ impl EtherConn {
         src_mac: MacAddr,
         vlans: &[VlanTag],
     ) -> io::Result<usize> {
+        if vlans.len() <= MAX_TAGS {
+            let limit = self.relay.size_limit(vlans);
+            if payload.len() > limit.payload() {
+                return Err(RelayError::TooLarge {
+                    len: payload.len(),
+                    limit,
+                }
+                .into());
+            }
+        }
         let header = L2Header {
             src_mac,
             dst_mac,
@@ -337,6 +379,34 @@ impl EtherConn {
     pub fn queued(&self) -> usize {
         self.entry.queue.len()
     }
+}
+
+/// The rules an endpoint obeys before anything is registered or reserved.
+fn check_endpoint(
+    relay: &dyn PacketRelay,
+    mac: MacAddr,
+    vlans: &[VlanTag],
+    config: &EtherConnConfig,
+) -> Result<(), RelayError> {
+    if let Some(reason) = mac.station_problem() {
+        return Err(RelayError::NotStationMac { mac, reason });
+    }
+    if vlans.len() > MAX_TAGS {
+        return Err(RelayError::InvalidConfig("at most two VLAN tags"));
+    }
+    if vlans.iter().any(|t| t.id.is_reserved()) {
+        return Err(RelayError::InvalidConfig(
+            "VLAN id 4095 is reserved (IEEE 802.1Q): no VLAN carries frames tagged with it",
+        ));
+    }
+    if config.ethertypes.is_empty() {
+        return Err(RelayError::InvalidConfig("no EtherType to receive"));
+    }
+    RxQueue::check_depth(config.queue_depth)?;
+    if let Some(&et) = config.ethertypes.iter().find(|&&et| !relay.receives(et)) {
+        return Err(RelayError::EtherTypeFiltered(et));
+    }
+    Ok(())
 }
 
 /// Every build error is the caller's input not fitting a frame.

@@ -3,7 +3,9 @@
 use std::io;
 
 use etherconn_core::key::{L2EndpointKey, L4RecvKey};
+use etherconn_core::wire::{EtherType, MacAddr};
 
+use crate::link::SizeLimit;
 use crate::meminfo::human_bytes;
 
 /// Why a relay refused a request.
@@ -11,7 +13,11 @@ use crate::meminfo::human_bytes;
 #[non_exhaustive]
 pub enum RelayError {
     /// The key is registered to another conn.
-    #[error("endpoint key {0} is already registered to another conn")]
+    #[error(
+        "endpoint key {0} is already registered to another conn; for several UDP endpoints on \
+         one MAC and VLAN stack, open one SharedEtherConn (etherconn-udp) and bind a \
+         SharingRUdpConn per address on it, or set EtherConnConfig::replace to take the key over"
+    )]
     KeyInUse(L2EndpointKey),
     /// The UDP key is registered to another endpoint of the shared L2 endpoint.
     #[error("UDP endpoint key {0} is already registered")]
@@ -22,6 +28,32 @@ pub enum RelayError {
     /// The relay has stopped.
     #[error("the relay has stopped")]
     Stopped,
+    /// The endpoint's MAC cannot name one station: a group (multicast or broadcast) or
+    /// all-zero address. Frames from it are dropped by every receiver (this relay included),
+    /// and frames to a group address are not addressed to one endpoint.
+    #[error("{mac} cannot be an endpoint's MAC: {reason}")]
+    NotStationMac {
+        /// The MAC asked for.
+        mac: MacAddr,
+        /// Why ([`MacAddr::station_problem`]).
+        reason: &'static str,
+    },
+    /// The relay never receives this EtherType: its backend's kernel filter drops such frames
+    /// before the dispatcher sees them, so the conn would wait for nothing.
+    #[error(
+        "the relay does not receive EtherType {0}: its kernel filter drops such frames, so the \
+         conn would never see one; list the EtherType in the relay's configuration \
+         (RawSocketRelayConfig::ethertypes for the AF_PACKET relay)"
+    )]
+    EtherTypeFiltered(EtherType),
+    /// A payload does not fit one frame on the relay's link.
+    #[error("{}", too_large_message(*len, limit))]
+    TooLarge {
+        /// Payload length asked for.
+        len: usize,
+        /// The link's limit for the frame's VLAN stack.
+        limit: SizeLimit,
+    },
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
@@ -55,6 +87,20 @@ fn over_budget_message(need: u64, reserved: u64, limit: u64) -> String {
     )
 }
 
+/// The message of [`RelayError::TooLarge`]: the payload's size, the limit and what sets it.
+fn too_large_message(len: usize, limit: &SizeLimit) -> String {
+    let after = match limit.tags {
+        0 => "the Ethernet header",
+        1 => "the Ethernet header and one VLAN tag",
+        _ => "the Ethernet header and two VLAN tags",
+    };
+    format!(
+        "payload of {len} bytes does not fit one frame: at most {} bytes fit after {after} \
+         ({limit}); nothing is fragmented",
+        limit.payload()
+    )
+}
+
 impl From<RelayError> for io::Error {
     fn from(e: RelayError) -> io::Error {
         let kind = match e {
@@ -62,7 +108,10 @@ impl From<RelayError> for io::Error {
                 io::ErrorKind::AddrInUse
             }
             RelayError::Stopped => io::ErrorKind::NotConnected,
-            RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+            RelayError::InvalidConfig(_)
+            | RelayError::NotStationMac { .. }
+            | RelayError::EtherTypeFiltered(_)
+            | RelayError::TooLarge { .. } => io::ErrorKind::InvalidInput,
             RelayError::InInbox => io::ErrorKind::AlreadyExists,
             RelayError::OverBudget { .. } => io::ErrorKind::OutOfMemory,
         };

@@ -52,8 +52,9 @@
 // The modules build on each other in this order (each imports only modules before it; this
 // root file only declares them and re-exports their public items):
 //
-//   stripe, locks, meminfo, timeouts (no module of this crate)
-//   error                            (meminfo)
+//   stripe, locks, meminfo, timeouts,
+//   link                             (no module of this crate)
+//   error                            (meminfo, link)
 //   pool, stats                      (stripe)
 //   doorbell                         (locks)
 //   capture/handoff                  (doorbell)
@@ -70,10 +71,10 @@
 //   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
 //   dispatch                         (dispatch/table, pool, queue, stats, error, budget, capture)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
-//   relay                            (dispatch, stats)
+//   relay                            (dispatch, stats, link)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
 //                                     timeouts, budget)
-//   loopback                         (relay, dispatch, stats, capture)
+//   loopback                         (relay, dispatch, stats, capture, link)
 mod budget;
 mod capture;
 mod conn;
@@ -81,6 +82,7 @@ mod dispatch;
 mod doorbell;
 mod error;
 mod inbox;
+mod link;
 mod locks;
 mod loopback;
 mod meminfo;
@@ -108,6 +110,7 @@ pub use dispatch::table::{ConnEntry, SHARDS};
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};
+pub use link::{SizeLimit, DEFAULT_MTU};
 pub use loopback::LoopbackRelay;
 pub use meminfo::{human_bytes, MemInfo};
 pub use pool::{BufferPool, FrameSlot, PooledBuf};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::capture::Direction;
 use crate::dispatch::{Dispatcher, DispatcherConfig};
+use crate::link::DEFAULT_MTU;
 use crate::relay::PacketRelay;
 use crate::stats::RelayCounters;
 
@@ -39,13 +40,32 @@ use crate::stats::RelayCounters;
 #[derive(Debug)]
 pub struct LoopbackRelay {
     dispatcher: Arc<Dispatcher>,
+    mtu: usize,
 }
 
 impl LoopbackRelay {
-    /// A loopback relay with its own dispatch table.
+    /// A loopback relay with its own dispatch table, on a link of [`DEFAULT_MTU`] (1500)
+    /// bytes.
     pub fn new(config: DispatcherConfig) -> Arc<LoopbackRelay> {
+        LoopbackRelay::with_mtu(config, DEFAULT_MTU)
+    }
+
+    /// A loopback relay whose link has an MTU of `mtu` bytes (frames are still bounded by the
+    /// dispatcher's `buf_len`).
+    ///
+    /// ```
+    /// use etherconn_relay::{EtherConn, EtherConnConfig, LoopbackRelay, PacketRelay};
+    ///
+    /// let relay = LoopbackRelay::with_mtu(Default::default(), 1280);
+    /// assert_eq!(relay.mtu(), 1280);
+    /// let conn = EtherConn::new(relay, "02:00:00:00:00:01".parse()?, &[], Default::default())?;
+    /// assert_eq!(conn.max_payload(), 1280);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_mtu(config: DispatcherConfig, mtu: usize) -> Arc<LoopbackRelay> {
         Arc::new(LoopbackRelay {
             dispatcher: Dispatcher::new(config),
+            mtu,
         })
     }
 }
@@ -53,6 +73,10 @@ impl LoopbackRelay {
 impl PacketRelay for LoopbackRelay {
     fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.dispatcher
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
     }
 
     fn send(&self, frame: &[u8], _timeout: Option<Duration>) -> io::Result<()> {

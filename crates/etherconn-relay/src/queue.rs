@@ -51,7 +51,19 @@ pub struct RxQueue {
 }
 
 impl RxQueue {
-    /// A queue of `depth` frames (at least 1).
+    /// Checks a conn's queue depth: 0 is refused ([`RelayError::InvalidConfig`]), as a queue
+    /// holds at least one frame. What `EtherConn::new` and every layer that makes a conn's
+    /// queue call before anything is reserved.
+    pub fn check_depth(depth: usize) -> Result<(), RelayError> {
+        if depth == 0 {
+            return Err(RelayError::InvalidConfig(
+                "queue depth 0: a conn's receive queue holds at least one frame",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A queue of `depth` frames (at least 1; conns refuse 0, see [`RxQueue::check_depth`]).
     pub fn new(depth: usize) -> RxQueue {
         RxQueue {
             q: ArrayQueue::new(depth.max(1)),

@@ -4,7 +4,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use etherconn_core::wire::{EtherType, VlanTag};
+
 use crate::dispatch::Dispatcher;
+use crate::link::{SizeLimit, DEFAULT_MTU};
 use crate::stats::RelayStats;
 
 /// A forwarding engine bound to one interface.
@@ -31,9 +34,33 @@ pub trait PacketRelay: Send + Sync + core::fmt::Debug {
         Ok(frames.len())
     }
 
-    /// The largest frame the relay sends or receives, VLAN tags included.
+    /// The largest frame the relay's buffers hold, VLAN tags included
+    /// (`DispatcherConfig::buf_len`). The link may take less: see [`mtu`](Self::mtu) and
+    /// [`size_limit`](Self::size_limit).
     fn max_frame_len(&self) -> usize {
         self.dispatcher().config().buf_len
+    }
+
+    /// The MTU of the relay's link: the largest packet after the Ethernet header (one VLAN tag
+    /// rides on top of it). The AF_PACKET relay reads its interface's MTU when it is made; the
+    /// default is [`DEFAULT_MTU`], standard Ethernet's 1500 bytes.
+    fn mtu(&self) -> usize {
+        DEFAULT_MTU
+    }
+
+    /// The largest payload one frame with the VLAN stack `vlans` (outermost first) carries on
+    /// this relay, bounded by the link's MTU and the relay's buffers: what senders check a
+    /// payload against before building a frame.
+    fn size_limit(&self, vlans: &[VlanTag]) -> SizeLimit {
+        SizeLimit::new(self.mtu(), vlans, self.max_frame_len())
+    }
+
+    /// Whether frames of `ethertype` can reach the dispatcher at all (a backend's kernel filter
+    /// may drop them first). `EtherConn::new` refuses to register an EtherType the relay does
+    /// not receive. The default, for relays that filter nothing, is `true`.
+    fn receives(&self, ethertype: EtherType) -> bool {
+        let _ = ethertype;
+        true
     }
 
     /// A snapshot of the counters.

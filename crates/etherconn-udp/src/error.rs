@@ -4,7 +4,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use etherconn_core::L4RecvKey;
-use etherconn_relay::RelayError;
+use etherconn_relay::{RelayError, SizeLimit};
 
 /// Why a UDP endpoint could not be created, or why a datagram was refused.
 ///
@@ -32,18 +32,25 @@ pub enum UdpError {
         remote: SocketAddr,
     },
     /// The datagram does not fit one frame; nothing is fragmented.
-    #[error(
-        "UDP payload of {len} bytes does not fit one frame: at most {max} bytes here \
-         (the relay's {frame_limit}-byte frame limit minus Ethernet, VLAN, IP and UDP headers; \
-         no fragmentation)"
-    )]
+    #[error("{}", too_large_message(*len, *max, limit, *ipv6))]
     TooLarge {
         /// Payload length asked for.
         len: usize,
         /// The largest payload that fits.
         max: usize,
-        /// The relay's largest frame, VLAN tags included.
-        frame_limit: usize,
+        /// The link's limit for the conn's VLAN stack (MTU, tags, the relay's buffers).
+        limit: SizeLimit,
+        /// Whether the datagram is IPv6 (40 bytes of IP header, else 20).
+        ipv6: bool,
+    },
+    /// No receiver takes a datagram to this destination: port 0, or the unspecified address
+    /// (`etherconn_core::build::udp_destination_problem`).
+    #[error("cannot send to {dst}: {reason}")]
+    BadDestination {
+        /// The destination asked for.
+        dst: SocketAddr,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// The next-hop resolver knows no MAC for this destination.
     #[error("no next-hop MAC address for {0}: the resolver returned none")]
@@ -54,6 +61,20 @@ pub enum UdpError {
     InvalidConfig(&'static str),
 }
 
+/// The message of [`UdpError::TooLarge`]: the payload's size, the limit and what sets it.
+fn too_large_message(len: usize, max: usize, limit: &SizeLimit, ipv6: bool) -> String {
+    let (family, ip) = if ipv6 { ("IPv6", 40) } else { ("IPv4", 20) };
+    let why = if max < limit.payload().saturating_sub(ip + 8) {
+        format!("the {family} length field")
+    } else {
+        format!("{limit}, less {ip} bytes of {family} header and 8 of UDP header")
+    };
+    format!(
+        "UDP payload of {len} bytes does not fit one frame: at most {max} bytes here ({why}); \
+         nothing is fragmented"
+    )
+}
+
 impl From<UdpError> for io::Error {
     fn from(e: UdpError) -> io::Error {
         let kind = match e {
@@ -62,6 +83,7 @@ impl From<UdpError> for io::Error {
             UdpError::NoNextHop(_) => io::ErrorKind::AddrNotAvailable,
             UdpError::FamilyMismatch { .. }
             | UdpError::TooLarge { .. }
+            | UdpError::BadDestination { .. }
             | UdpError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
@@ -86,7 +108,8 @@ mod tests {
                 UdpError::TooLarge {
                     len: 2000,
                     max: 1472,
-                    frame_limit: 1514,
+                    limit: SizeLimit::new(1500, &[], 2048),
+                    ipv6: false,
                 },
                 io::ErrorKind::InvalidInput,
             ),
@@ -107,9 +130,15 @@ mod tests {
         let e = io::Error::from(UdpError::TooLarge {
             len: 2000,
             max: 1472,
-            frame_limit: 1514,
+            limit: SizeLimit::new(1500, &[], 2048),
+            ipv6: false,
         });
-        assert!(e.to_string().contains("at most 1472 bytes"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "UDP payload of 2000 bytes does not fit one frame: at most 1472 bytes here (the \
+             interface MTU of 1500 bytes, less 20 bytes of IPv4 header and 8 of UDP header); \
+             nothing is fragmented"
+        );
         assert!(e.get_ref().unwrap().downcast_ref::<UdpError>().is_some());
     }
 }

@@ -10,10 +10,13 @@
 //! timeouts, non-blocking mode), add `send_to_from` (any source address) and the batch calls
 //! `send_batch` / `recv_batch`, speak IPv4 and IPv6, and take their next-hop MAC from a
 //! [`NextHopResolver`] closure (default: broadcast; multicast and `255.255.255.255`
-//! destinations always use their group MAC, see [`multicast_mac`]). Datagrams that do not fit
-//! one frame are refused ([`UdpError::TooLarge`], `io::ErrorKind::InvalidInput`), never
-//! fragmented; received IP fragments are never delivered (the relay counts them in
-//! `rx_fragments`). Sending and receiving allocate nothing per datagram once warm.
+//! destinations always use their group MAC, see [`multicast_mac`]). Datagrams larger than
+//! `max_payload()` (the link's MTU on the conn's VLAN stack less the IP and UDP headers: 1472
+//! bytes over IPv4 on a 1500-byte MTU) are refused ([`UdpError::TooLarge`],
+//! `io::ErrorKind::InvalidInput`), never fragmented, and so are destinations no receiver takes,
+//! port 0 and the unspecified address ([`UdpError::BadDestination`]); received IP fragments
+//! are never delivered (the relay counts them in `rx_fragments`). Sending and receiving
+//! allocate nothing per datagram once warm.
 //!
 //! Like a host's IP stack, the conns never receive what a host drops: datagrams with a martian
 //! source or destination address or port 0 ([`etherconn_core::martian`], counted by the relay

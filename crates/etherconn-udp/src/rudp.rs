@@ -216,12 +216,13 @@ impl RUdpConn {
         &self.ether
     }
 
-    /// The largest payload one datagram from this conn can carry: the relay's frame limit
-    /// minus the Ethernet, VLAN, IP and UDP headers. Larger ones are refused, not fragmented.
+    /// The largest payload one datagram from this conn can carry: the link's MTU on this
+    /// conn's VLAN stack (or the relay's buffers, when smaller) less the IP and UDP headers,
+    /// 1472 bytes over IPv4 on a 1500-byte MTU. Larger ones are refused, not fragmented.
     pub fn max_payload(&self) -> usize {
         max_payload(
             &**self.ether.relay(),
-            self.ether.vlans().len(),
+            self.ether.vlans(),
             self.local.is_ipv6(),
         )
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::L4RecvKey;
 use etherconn_relay::{EtherConn, EtherConnConfig, MemoryBudget, Reservation};
 use etherconn_relay::{
@@ -51,16 +51,31 @@ impl fmt::Debug for SharedEtherConn {
 
 impl SharedEtherConn {
     /// Registers the L2 endpoint `mac` + `vlans` (outermost first, at most two) on `relay` for
-    /// ARP, IPv4 and IPv6, with UDP demultiplexing on.
+    /// ARP, IPv4 and IPv6 (those of them the relay receives: an IPv4-only relay gives an
+    /// IPv4-only endpoint), with UDP demultiplexing on.
     ///
-    /// Errors: [`UdpError::Relay`] when the relay refuses the endpoint.
+    /// Errors: [`UdpError::Relay`] when the relay refuses the endpoint
+    /// (`RelayError::EtherTypeFiltered` when it receives neither IPv4 nor IPv6).
     pub fn new(
         relay: Arc<dyn PacketRelay>,
         mac: MacAddr,
         vlans: &[VlanTag],
         config: SharedConfig,
     ) -> Result<Arc<SharedEtherConn>, UdpError> {
+        let wanted = [EtherType::ARP, EtherType::IPV4, EtherType::IPV6];
+        let received: Vec<EtherType> = wanted
+            .into_iter()
+            .filter(|&et| relay.receives(et))
+            .collect();
+        let ip = |et: &EtherType| *et == EtherType::IPV4 || *et == EtherType::IPV6;
+        // With no IP family left the full list goes, and the relay's refusal names one.
+        let ethertypes = if received.iter().any(ip) {
+            &received[..]
+        } else {
+            &wanted[..]
+        };
         let ether_config = EtherConnConfig::default()
+            .ethertypes(ethertypes)
             .recv_multicast(config.recv_multicast)
             .queue_depth(config.queue_depth)
             .replace(config.replace)
@@ -104,13 +119,15 @@ impl SharedEtherConn {
     /// Errors: [`UdpError::AddrInUse`] when a conn is already bound to `local` (unless
     /// `config.replace`), [`UdpError::NoFreePort`], [`UdpError::Relay`] once the relay stopped
     /// or when the queue would take the relay past its memory budget
-    /// ([`RelayError::OverBudget`]), [`UdpError::InvalidConfig`] for a DSCP above 63.
+    /// ([`RelayError::OverBudget`]) or for a queue depth of 0 ([`RelayError::InvalidConfig`]),
+    /// [`UdpError::InvalidConfig`] for a DSCP above 63.
     pub fn bind(
         self: &Arc<Self>,
         local: SocketAddr,
         config: SharingConfig,
     ) -> Result<SharingRUdpConn, UdpError> {
         check_dscp(config.dscp)?;
+        RxQueue::check_depth(config.queue_depth)?;
         if self.ether.relay().dispatcher().is_stopped() {
             return Err(UdpError::Relay(RelayError::Stopped));
         }
@@ -266,7 +283,7 @@ impl SharingRUdpConn {
     pub fn max_payload(&self) -> usize {
         max_payload(
             &**self.shared.ether.relay(),
-            self.shared.ether.vlans().len(),
+            self.shared.ether.vlans(),
             self.local.is_ipv6(),
         )
     }

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etherconn_core::build::{build_udp_frame, max_udp_payload, UdpFrame};
-use etherconn_core::wire::{ethernet, ipv4, ipv6, udp, vlan, MacAddr, VlanTag};
-use etherconn_relay::{PacketRelay, PooledBuf};
+use etherconn_core::build::{build_udp_frame, max_udp_payload, udp_destination_problem, UdpFrame};
+use etherconn_core::wire::{ipv4, ipv6, udp, MacAddr, VlanTag};
+use etherconn_relay::{PacketRelay, PooledBuf, SizeLimit};
 use smallvec::SmallVec;
 
 use crate::config::{multicast_mac, NextHopResolver};
@@ -16,19 +16,34 @@ use crate::error::UdpError;
 /// Datagrams built before handing them to the relay in one `send_batch` call.
 pub const BATCH_SIZE: usize = 32;
 
-/// The largest UDP payload one frame carries on `relay` behind `vlan_count` tags.
-pub(crate) fn max_payload(relay: &dyn PacketRelay, vlan_count: usize, ipv6: bool) -> usize {
-    let ip_header = if ipv6 {
+/// The largest UDP payload one frame carries on `relay` behind the VLAN stack `vlans`, and
+/// the link limit it comes from.
+pub(crate) fn payload_limit(
+    relay: &dyn PacketRelay,
+    vlans: &[VlanTag],
+    ipv6: bool,
+) -> (usize, SizeLimit) {
+    let limit = relay.size_limit(vlans);
+    let max = limit
+        .payload()
+        .saturating_sub(ip_udp_header_len(ipv6))
+        .min(max_udp_payload(ipv6));
+    (max, limit)
+}
+
+/// The largest UDP payload one frame carries on `relay` behind the VLAN stack `vlans`.
+pub(crate) fn max_payload(relay: &dyn PacketRelay, vlans: &[VlanTag], ipv6: bool) -> usize {
+    payload_limit(relay, vlans, ipv6).0
+}
+
+/// Bytes of IP and UDP header in a datagram.
+pub(crate) const fn ip_udp_header_len(ipv6: bool) -> usize {
+    let ip = if ipv6 {
         ipv6::HEADER_LEN
     } else {
         ipv4::HEADER_LEN
     };
-    let headers =
-        ethernet::HEADER_LEN + vlan_count * vlan::HEADER_LEN + ip_header + udp::HEADER_LEN;
-    relay
-        .max_frame_len()
-        .saturating_sub(headers)
-        .min(max_udp_payload(ipv6))
+    ip + udp::HEADER_LEN
 }
 
 /// What every datagram a conn sends shares: where it leaves from and how it is addressed.
@@ -50,12 +65,16 @@ impl Egress<'_> {
                 remote: dst,
             });
         }
-        let max = max_payload(&**self.relay, self.vlans.len(), dst.is_ipv6());
+        if let Some(reason) = udp_destination_problem(dst) {
+            return Err(UdpError::BadDestination { dst, reason });
+        }
+        let (max, limit) = payload_limit(&**self.relay, self.vlans, dst.is_ipv6());
         if len > max {
             return Err(UdpError::TooLarge {
                 len,
                 max,
-                frame_limit: self.relay.max_frame_len(),
+                limit,
+                ipv6: dst.is_ipv6(),
             });
         }
         let ip = dst.ip();

@@ -44,6 +44,29 @@ impl MacAddr {
         !self.is_multicast()
     }
 
+    /// Why this address cannot name one station (be an endpoint's own MAC, or a frame's
+    /// source), or `None` when it can: a group address (multicast or broadcast: the group bit,
+    /// the low bit of the first octet, is set) or the all-zero address.
+    ///
+    /// ```
+    /// use etherconn_core::wire::MacAddr;
+    /// assert_eq!("02:00:00:00:00:01".parse::<MacAddr>().unwrap().station_problem(), None);
+    /// assert!(MacAddr::BROADCAST.station_problem().is_some());
+    /// assert!(MacAddr::UNSPECIFIED.station_problem().is_some());
+    /// ```
+    pub const fn station_problem(self) -> Option<&'static str> {
+        if self.is_multicast() {
+            Some("it is a group (multicast or broadcast) address; the first octet must be even")
+        } else if u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ]) == 0
+        {
+            Some("it is the all-zero address, which names no station")
+        } else {
+            None
+        }
+    }
+
     /// Whether the locally administered bit is set.
     pub const fn is_local(self) -> bool {
         self.0[0] & 0x02 != 0

@@ -33,6 +33,13 @@ impl VlanId {
     pub const fn get(self) -> u16 {
         self.0
     }
+
+    /// Whether the id is 4095 ([`VlanId::MAX`]), which IEEE 802.1Q reserves: no VLAN carries
+    /// frames tagged with it. (Id 0 is not reserved in that sense: it marks a priority-tagged
+    /// frame, which belongs to no VLAN but carries a priority.)
+    pub const fn is_reserved(self) -> bool {
+        self.0 == Self::MAX
+    }
 }
 
 impl fmt::Display for VlanId {

@@ -310,8 +310,9 @@ impl Socket {
         Ok((e != 0).then(|| io::Error::from_raw_os_error(e)))
     }
 
-    /// `SIOCGIFFLAGS` for interface `name`, in the network namespace of this socket.
-    pub fn interface_flags(&self, name: &str) -> io::Result<InterfaceFlags> {
+    /// An `ifreq` naming interface `name`, the rest zeroed; `ENODEV` for a name the kernel
+    /// could not hold.
+    fn ifreq(name: &str) -> io::Result<libc::ifreq> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
             return Err(io::Error::from_raw_os_error(libc::ENODEV));
         }
@@ -321,6 +322,12 @@ impl Socket {
         for (dst, src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
             *dst = *src as libc::c_char;
         }
+        Ok(ifr)
+    }
+
+    /// `SIOCGIFFLAGS` for interface `name`, in the network namespace of this socket.
+    pub fn interface_flags(&self, name: &str) -> io::Result<InterfaceFlags> {
+        let mut ifr = Self::ifreq(name)?;
         // SAFETY: SIOCGIFFLAGS reads the NUL-terminated name (the array is zero-filled past it)
         // and writes a short into the union of the live `ifr`, which outlives the call.
         cvt(unsafe {
@@ -334,6 +341,25 @@ impl Socket {
         // union holds plain integers so reading this member is valid whatever was written.
         let flags = unsafe { ifr.ifr_ifru.ifru_flags };
         Ok(InterfaceFlags(u32::from(flags as u16)))
+    }
+
+    /// `SIOCGIFMTU` for interface `name`, in the network namespace of this socket: the
+    /// largest packet after the link-layer header, bytes.
+    pub fn interface_mtu(&self, name: &str) -> io::Result<u32> {
+        let mut ifr = Self::ifreq(name)?;
+        // SAFETY: SIOCGIFMTU reads the NUL-terminated name (the array is zero-filled past it)
+        // and writes an int into the union of the live `ifr`, which outlives the call.
+        cvt(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SIOCGIFMTU as _,
+                ptr::addr_of_mut!(ifr),
+            )
+        })?;
+        // SAFETY: after a successful SIOCGIFMTU the kernel has written `ifru_mtu`; the union
+        // holds plain integers so reading this member is valid whatever was written.
+        let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+        u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     /// `send(frame, MSG_DONTWAIT)` on a bound socket: one frame to the bound interface.
