@@ -26,6 +26,10 @@ pub enum RelayError {
     /// The conn already delivers to an [`Inbox`](crate::Inbox).
     #[error("the conn is already attached to an inbox")]
     InInbox,
+    /// The relay's backend could not mirror the registration (a kernel map is full, say);
+    /// the message says why.
+    #[error("the relay's backend refused the registration: {0}")]
+    BackendRefused(String),
 }
 
 impl From<RelayError> for io::Error {
@@ -37,6 +41,7 @@ impl From<RelayError> for io::Error {
             RelayError::Stopped => io::ErrorKind::NotConnected,
             RelayError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
             RelayError::InInbox => io::ErrorKind::AlreadyExists,
+            RelayError::BackendRefused(_) => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

@@ -9,6 +9,7 @@ use std::vec::Vec;
 use ahash::RandomState;
 
 use super::demux::L4Demux;
+use super::observer::{RegistrationChange, RegistrationObserver};
 use crate::error::RelayError;
 use crate::locks::{read, write};
 use crate::queue::RxQueue;
@@ -100,17 +101,27 @@ pub(super) struct KeyTable {
     shards: Vec<Padded<Shard>>,
     default: RwLock<Option<Arc<ConnEntry>>>,
     multicast: RwLock<GroupMap>,
+    observer: Option<Arc<dyn RegistrationObserver>>,
 }
 
 impl KeyTable {
-    /// An empty table.
-    pub(super) fn new() -> KeyTable {
+    /// An empty table, telling `observer` of every change.
+    pub(super) fn new(observer: Option<Arc<dyn RegistrationObserver>>) -> KeyTable {
         KeyTable {
             shards: (0..SHARDS)
                 .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
                 .collect(),
             default: RwLock::new(None),
             multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
+            observer,
+        }
+    }
+
+    /// Tells the observer, if any, of `change`.
+    fn observe(&self, change: RegistrationChange) -> Result<(), RelayError> {
+        match &self.observer {
+            Some(o) => o.on_change(change),
+            None => Ok(()),
         }
     }
 
@@ -162,15 +173,32 @@ impl KeyTable {
                     self.remove_keys(&keys[..i], entry);
                     return Err(RelayError::KeyInUse(*key));
                 }
-                _ => {
+                Some(_) => {
+                    shard.insert(*key, Arc::clone(entry));
+                }
+                None => {
+                    if let Err(e) = self.observe(RegistrationChange::KeyAdded(*key)) {
+                        drop(shard);
+                        self.remove_keys(&keys[..i], entry);
+                        return Err(e);
+                    }
                     shard.insert(*key, Arc::clone(entry));
                 }
             }
         }
         if entry.recv_multicast {
             let mut groups = write(&self.multicast);
-            for key in keys {
-                let members = groups.entry((key.vlans, key.ethertype)).or_default();
+            for (i, key) in keys.iter().enumerate() {
+                let g = (key.vlans, key.ethertype);
+                if !groups.contains_key(&g) {
+                    if let Err(e) = self.observe(RegistrationChange::GroupAdded(g.0, g.1)) {
+                        self.leave_groups(&mut groups, &keys[..i], entry);
+                        drop(groups);
+                        self.remove_keys(keys, entry);
+                        return Err(e);
+                    }
+                }
+                let members = groups.entry(g).or_default();
                 if !members.iter().any(|m| Arc::ptr_eq(m, entry)) {
                     members.push(Arc::clone(entry));
                 }
@@ -184,6 +212,21 @@ impl KeyTable {
             let mut shard = write(self.shard(key));
             if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
                 shard.remove(key);
+                let _ = self.observe(RegistrationChange::KeyRemoved(*key));
+            }
+        }
+    }
+
+    /// Takes `entry` out of the groups of `keys`, removing the groups it leaves empty.
+    fn leave_groups(&self, groups: &mut GroupMap, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        for key in keys {
+            let g = (key.vlans, key.ethertype);
+            if let Some(members) = groups.get_mut(&g) {
+                members.retain(|m| !Arc::ptr_eq(m, entry));
+                if members.is_empty() {
+                    groups.remove(&g);
+                    let _ = self.observe(RegistrationChange::GroupRemoved(g.0, g.1));
+                }
             }
         }
     }
@@ -193,20 +236,12 @@ impl KeyTable {
     pub(super) fn deregister(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
         self.remove_keys(keys, entry);
         if entry.recv_multicast {
-            let mut groups = write(&self.multicast);
-            for key in keys {
-                let g = (key.vlans, key.ethertype);
-                if let Some(members) = groups.get_mut(&g) {
-                    members.retain(|m| !Arc::ptr_eq(m, entry));
-                    if members.is_empty() {
-                        groups.remove(&g);
-                    }
-                }
-            }
+            self.leave_groups(&mut write(&self.multicast), keys, entry);
         }
         let mut default = write(&self.default);
         if default.as_ref().is_some_and(|d| Arc::ptr_eq(d, entry)) {
             *default = None;
+            let _ = self.observe(RegistrationChange::DefaultCleared);
         }
     }
 
@@ -217,10 +252,10 @@ impl KeyTable {
         replace: bool,
     ) -> Result<(), RelayError> {
         let mut default = write(&self.default);
-        if let Some(d) = default.as_ref() {
-            if !replace && !Arc::ptr_eq(d, entry) {
-                return Err(RelayError::DefaultInUse);
-            }
+        match default.as_ref() {
+            Some(d) if !replace && !Arc::ptr_eq(d, entry) => return Err(RelayError::DefaultInUse),
+            Some(_) => {}
+            None => self.observe(RegistrationChange::DefaultSet)?,
         }
         *default = Some(Arc::clone(entry));
         Ok(())
