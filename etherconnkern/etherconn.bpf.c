@@ -74,6 +74,13 @@ static __always_inline int is_tpid(__be16 proto)
 	       proto == bpf_htons(0x9100);
 }
 
+/* clang has no inline memcmp for BPF: compare the six octets by hand. */
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+	       a[5] == b[5];
+}
+
 static __always_inline int count(__u32 index, int action)
 {
 	__u64 *n = bpf_map_lookup_elem(&stats, &index);
@@ -146,7 +153,7 @@ int etherconn_xdp(struct xdp_md *ctx)
 			return redirect(ctx);
 		return count(EC_STAT_PASSED, XDP_PASS);
 	}
-	if (__builtin_memcmp(key.mac, cfg->own_mac, ETH_ALEN) != 0)
+	if (!mac_eq(key.mac, cfg->own_mac))
 		return redirect(ctx);
 	return count(EC_STAT_PASSED, XDP_PASS);
 }
