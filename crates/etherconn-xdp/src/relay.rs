@@ -127,6 +127,14 @@ impl XdpRelay {
                 });
             }
             loaded.detach_foreign(ifindex)?;
+            // A program attached through a BPF link (another relay's) cannot be detached
+            // through netlink: it stays, and so does the refusal.
+            if let Some(prog_id) = loaded.attached_id(ifindex)? {
+                return Err(Error::ForeignProgramAttached {
+                    name: ifname.to_owned(),
+                    prog_id,
+                });
+            }
         }
 
         let mirror = MapMirror {
@@ -158,8 +166,7 @@ impl XdpRelay {
         let mut mode = BindMode::Copy;
         let mut mtu = usize::MAX;
         for &q in &queue_ids {
-            let (rx, tx, fd, m) = sys::open_xsk(ifname, q, sizes, zero_copy, config.need_wakeup)
-                .map_err(|e| setup_error(e, ifname, q, &config))?;
+            let (rx, tx, fd, m) = open_xsk_retrying(ifname, q, sizes, zero_copy, &config)?;
             program::put_socket(&xsks, q, fd)?;
             mode = m;
             mtu = mtu.min(tx.mtu());
@@ -288,6 +295,32 @@ impl XdpRelay {
     }
 }
 
+/// How long a bind that finds the queue busy is retried: the kernel releases a closed
+/// socket's hold on its queue from a work queue, a moment after the close (a relay started
+/// right after another stopped meets that).
+const BUSY_RETRY: Duration = Duration::from_secs(2);
+
+fn open_xsk_retrying(
+    ifname: &str,
+    queue: u32,
+    sizes: XskSizes,
+    zero_copy: Option<bool>,
+    config: &XdpRelayConfig,
+) -> Result<(sys::XskRx, sys::XskTx, std::os::fd::RawFd, BindMode)> {
+    let deadline = Instant::now() + BUSY_RETRY;
+    loop {
+        match sys::open_xsk(ifname, queue, sizes, zero_copy, config.need_wakeup) {
+            Ok(v) => return Ok(v),
+            Err(XskSetupError::Socket(e))
+                if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(setup_error(e, ifname, queue, config)),
+        }
+    }
+}
+
 fn setup_error(e: XskSetupError, ifname: &str, queue: u32, config: &XdpRelayConfig) -> Error {
     let source = match e {
         XskSetupError::Sizes(msg) => io::Error::new(io::ErrorKind::InvalidInput, msg),
@@ -296,6 +329,17 @@ fn setup_error(e: XskSetupError, ifname: &str, queue: u32, config: &XdpRelayConf
     match source.raw_os_error() {
         Some(libc::EPERM | libc::EACCES) => Error::PermissionDenied {
             op: "create an AF_XDP socket",
+        },
+        Some(libc::EBUSY) => Error::UmemSetup {
+            queue,
+            frames: config.rx_ring.saturating_add(config.tx_ring),
+            frame_size: config.frame_size,
+            rx_ring: config.rx_ring,
+            tx_ring: config.tx_ring,
+            source: io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "another AF_XDP socket is bound to this queue",
+            ),
         },
         Some(libc::EOPNOTSUPP) if config.mode == XdpMode::ZeroCopy => Error::XdpNotSupported {
             name: ifname.to_owned(),
