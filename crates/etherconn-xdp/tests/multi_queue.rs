@@ -78,10 +78,19 @@ fn four_queues_four_threads_every_frame_once() {
         .unwrap()
         .unwrap();
     assert_eq!(relay.queues(), [0, 1, 2, 3], "every queue by default");
-    let names = thread_names();
-    for i in 0..QUEUES {
-        let name = format!("etherconn-xdp{i}");
-        assert!(names.contains(&name), "{name} runs: {names:?}");
+    // A thread names itself once it runs: wait for all four.
+    let want: Vec<String> = (0..QUEUES).map(|i| format!("etherconn-xdp{i}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let names = thread_names();
+        if want.iter().all(|w| names.contains(w)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one thread per queue, {want:?}: {names:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 
     let mac = MacAddr([0x02, 0xec, 0x92, 0, 0, 1]);
