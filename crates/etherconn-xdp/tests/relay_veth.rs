@@ -280,6 +280,88 @@ fn etherconn_receives_and_sends_and_the_default_conn_leaves_the_host_alone() {
     bed.finish();
 }
 
+#[test]
+fn host_traffic_with_a_thousand_endpoints_and_a_default_conn_and_stop_wakes_readers() {
+    if !etherconn_testbed::require_root("host_traffic_with_a_thousand_endpoints") {
+        return;
+    }
+    let bed = Bed::new("ecxdp-h-");
+    let relay = bed.relay(XdpRelayConfig::default()).unwrap();
+    let dyn_relay: Arc<dyn PacketRelay> = relay.clone();
+    let conns: Vec<EtherConn> = (0..1000u16)
+        .map(|i| {
+            let [hi, lo] = i.to_be_bytes();
+            let mac = MacAddr([0x02, 0xec, 0x94, 0, hi, lo]);
+            EtherConn::new(dyn_relay.clone(), mac, &[], EtherConnConfig::default()).unwrap()
+        })
+        .collect();
+    let dflt = EtherConn::new(
+        dyn_relay.clone(),
+        MacAddr([0x02, 0xec, 0x94, 1, 0, 0]),
+        &[],
+        EtherConnConfig::default().default_conn(true),
+    )
+    .unwrap();
+    assert_eq!(relay.dispatcher().key_count(), 3 * 1001);
+
+    // ARP and ICMP to the host's own address, and a kernel UDP socket on it, both ways.
+    assert!(
+        bed.ping_host(),
+        "ping with 1,000 endpoints and a default conn"
+    );
+    let host = bed.kernel_socket(Side::B, B4);
+    let peer = bed.kernel_socket(Side::A, A4);
+    let mut buf = [0u8; 64];
+    for i in 0..20 {
+        let msg = format!("to the host {i}");
+        peer.send_to(msg.as_bytes(), host.local_addr().unwrap())
+            .unwrap();
+        let (n, from) = host
+            .recv_from(&mut buf)
+            .expect("the host's socket receives");
+        assert_eq!(&buf[..n], msg.as_bytes());
+        host.send_to(&buf[..n], from).unwrap();
+        let (n, _) = peer
+            .recv_from(&mut buf)
+            .expect("the peer gets the host's reply");
+        assert_eq!(&buf[..n], msg.as_bytes());
+    }
+    assert_eq!(
+        dflt.queued(),
+        0,
+        "the host's frames did not go to the default conn"
+    );
+    let s = relay.stats();
+    assert_eq!(
+        s.rx_offered, 0,
+        "nothing of the host's reached the relay: {s}"
+    );
+
+    // A reader blocked in recv_from wakes with an error when the relay stops.
+    let reader = std::thread::spawn(move || {
+        let conn = &conns[0];
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        let r = conn.recv_from(&mut buf);
+        (r.map(|(n, _)| n), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    relay.stop();
+    let (r, waited) = reader.join().unwrap();
+    assert!(r.is_err(), "recv_from returns an error after stop: {r:?}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken promptly: {waited:?}"
+    );
+    assert!(!bed.xdp_attached());
+    drop(dflt);
+    drop(dyn_relay);
+    drop(relay);
+    bed.finish();
+}
+
 fn rx_packets(bed: &Bed) -> u64 {
     let out = bed
         .tb
