@@ -183,6 +183,7 @@ pub(crate) struct XskRx {
     free: Vec<FrameDesc>,
     /// Descriptors of the batch being consumed.
     batch: Vec<FrameDesc>,
+    need_wakeup: bool,
 }
 
 /// The send half of one queue's AF_XDP socket: its send and completion rings and frames.
@@ -288,6 +289,7 @@ pub(crate) fn open_xsk(
             rx,
             free,
             batch,
+            need_wakeup,
         };
         let scratch = tx_frames.clone();
         let txh = XskTx {
@@ -347,6 +349,11 @@ impl XskRx {
             let put = unsafe { self.fill.produce(&self.batch[..n]) };
             if put < n {
                 self.free.extend_from_slice(&self.batch[..n]);
+            }
+            // A zero-copy driver that ran out of fill frames sleeps until it is woken; copy
+            // mode never sets the flag.
+            if self.need_wakeup && self.fill.needs_wakeup() {
+                let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
             }
         }
         n
