@@ -4,7 +4,8 @@
 //! AF_XDP socket of the queue they arrive on and passes the rest to the kernel; one thread per
 //! queue takes them from its socket's receive ring in batches and delivers them through the
 //! shared [`Dispatcher`]. The dispatcher tells the program's maps of every registration
-//! through one hook ([`MapMirror`]), so what the kernel redirects and what the table
+//! through one hook (a [`RegistrationObserver`](etherconn_relay::RegistrationObserver) that
+//! writes the program's maps), so what the kernel redirects and what the table
 //! delivers follow the same registrations. Senders on any thread copy their frames into the
 //! send ring of one queue (picked per sending thread), under that queue's own lock.
 
@@ -107,7 +108,10 @@ impl XdpRelay {
             Some(q) => q.clone(),
             None => (0..info.rx_queues).collect(),
         };
-        for &q in &queue_ids {
+        for (i, &q) in queue_ids.iter().enumerate() {
+            if queue_ids[..i].contains(&q) {
+                return Err(Error::InvalidConfig("a queue is listed twice"));
+            }
             if q >= info.rx_queues {
                 return Err(Error::QueueOutOfRange {
                     name: ifname.to_owned(),

@@ -406,6 +406,10 @@ fn a_second_relay_refuses_the_attached_program_and_errors_are_typed() {
         queues.unwrap(),
         Error::QueueOutOfRange { queue: 1000, .. }
     ));
+    let twice = bed.tb.b.run_in(|| {
+        XdpRelay::new(&bed.tb.b_if, XdpRelayConfig::default().queues(&[0, 0])).unwrap_err()
+    });
+    assert!(matches!(twice.unwrap(), Error::InvalidConfig(_)));
     let missing = bed
         .tb
         .b
