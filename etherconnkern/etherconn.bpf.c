@@ -32,10 +32,13 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
-/* Registered endpoint keys; the value is unused. The relay sets max_entries. */
+/* Registered endpoint keys; the value is unused. The relay sets max_entries. Not
+ * preallocated: the kernel allocates an entry when the relay adds it, so a large limit costs
+ * nothing until it is used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1048576);
 	__type(key, struct ec_l2_key);
 	__type(value, __u8);
 } endpoints SEC(".maps");
@@ -43,6 +46,7 @@ struct {
 /* (VLAN ids, EtherType) groups with a conn receiving broadcast/multicast: mac is zero. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct ec_l2_key);
 	__type(value, __u8);

@@ -66,6 +66,8 @@ pub(crate) struct MapMirror {
     pub(crate) config: MapHandle,
     pub(crate) own_mac: [u8; 6],
     pub(crate) untagged_group: bool,
+    /// The endpoint map's size, for the message when it is full.
+    pub(crate) max_keys: u32,
 }
 
 impl fmt::Debug for MapMirror {
@@ -107,7 +109,13 @@ impl RegistrationObserver for MapMirror {
             RegistrationChange::KeyAdded(k) => self
                 .endpoints
                 .update(&endpoint_key(&k), &one, MapFlags::ANY)
-                .map_err(|e| refused("an endpoint key", &e)),
+                .map_err(|e| {
+                    RelayError::BackendRefused(format!(
+                        "cannot add endpoint key {k} to the XDP program's map, which holds at \
+                         most {} keys (XdpRelayConfig::max_keys): {e}",
+                        self.max_keys
+                    ))
+                }),
             RegistrationChange::KeyRemoved(k) => {
                 let _ = self.endpoints.delete(&endpoint_key(&k));
                 Ok(())

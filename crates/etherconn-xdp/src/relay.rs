@@ -147,6 +147,7 @@ impl XdpRelay {
             config: loaded.map("config")?,
             own_mac: info.mac,
             untagged_group: config.default_takes_untagged_group,
+            max_keys: config.max_keys.max(1),
         };
         mirror
             .write_config(false)
