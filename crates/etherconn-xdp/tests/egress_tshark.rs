@@ -141,9 +141,9 @@ impl Capture {
 
     /// Stops tshark (SIGINT, so it completes the file).
     fn stop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
     }
 
     /// Waits for tshark to stop and returns the decoded fields, one line per frame.
