@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::vec::Vec;
 
 use ahash::RandomState;
@@ -158,32 +158,56 @@ impl KeyTable {
         read(&self.multicast)
     }
 
+    /// Write-locks the shards of `keys`, each once, in ascending shard order (the order a
+    /// batched delivery read-locks them in, so that neither waits on the other in a cycle).
+    fn write_shards(&self, keys: &[L2EndpointKey]) -> Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> {
+        let mut set = 0u64;
+        for k in keys {
+            set |= 1 << shard_index(k);
+        }
+        let mut guards = Vec::with_capacity(set.count_ones() as usize);
+        while set != 0 {
+            let s = set.trailing_zeros() as usize;
+            set &= set - 1;
+            guards.push((s, write(&self.shards[s].0)));
+        }
+        guards
+    }
+
     /// Registers `keys` for `entry`, all or none; see `Dispatcher::register`.
+    ///
+    /// Every shard involved stays write-locked from the check to the insert, so the keys that
+    /// are new are reported to the observer together, and refused together.
     pub(super) fn register(
         &self,
         keys: &[L2EndpointKey],
         entry: &Arc<ConnEntry>,
         replace: bool,
     ) -> Result<(), RelayError> {
-        for (i, key) in keys.iter().enumerate() {
-            let mut shard = write(self.shard(key));
-            match shard.get(key) {
-                Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
-                    drop(shard);
-                    self.remove_keys(&keys[..i], entry);
-                    return Err(RelayError::KeyInUse(*key));
-                }
-                Some(_) => {
-                    shard.insert(*key, Arc::clone(entry));
-                }
-                None => {
-                    if let Err(e) = self.observe(RegistrationChange::KeyAdded(*key)) {
-                        drop(shard);
-                        self.remove_keys(&keys[..i], entry);
-                        return Err(e);
+        {
+            let mut shards = self.write_shards(keys);
+            let mut added = Vec::new();
+            for key in keys {
+                match locked_shard(&mut shards, key).get(key) {
+                    Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
+                        return Err(RelayError::KeyInUse(*key));
                     }
-                    shard.insert(*key, Arc::clone(entry));
+                    Some(_) => {}
+                    None => {
+                        let c = RegistrationChange::KeyAdded(*key);
+                        if !added.contains(&c) {
+                            added.push(c);
+                        }
+                    }
                 }
+            }
+            if !added.is_empty() {
+                if let Some(o) = &self.observer {
+                    o.on_changes(&added)?;
+                }
+            }
+            for key in keys {
+                locked_shard(&mut shards, key).insert(*key, Arc::clone(entry));
             }
         }
         if entry.recv_multicast {
@@ -207,12 +231,20 @@ impl KeyTable {
         Ok(())
     }
 
+    /// Removes those of `keys` that are `entry`'s, reporting them together.
     fn remove_keys(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        let mut shards = self.write_shards(keys);
+        let mut removed = Vec::new();
         for key in keys {
-            let mut shard = write(self.shard(key));
+            let shard = locked_shard(&mut shards, key);
             if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
                 shard.remove(key);
-                let _ = self.observe(RegistrationChange::KeyRemoved(*key));
+                removed.push(RegistrationChange::KeyRemoved(*key));
+            }
+        }
+        if !removed.is_empty() {
+            if let Some(o) = &self.observer {
+                let _ = o.on_changes(&removed);
             }
         }
     }
@@ -277,6 +309,19 @@ impl KeyTable {
                 m.close();
             }
         }
+    }
+}
+
+/// The guard, among `shards` (from `KeyTable::write_shards`), of `key`'s shard.
+fn locked_shard<'a, 'g>(
+    shards: &'a mut [(usize, RwLockWriteGuard<'g, ShardMap>)],
+    key: &L2EndpointKey,
+) -> &'a mut RwLockWriteGuard<'g, ShardMap> {
+    let s = shard_index(key);
+    match shards.iter_mut().find(|(i, _)| *i == s) {
+        Some((_, g)) => g,
+        // `write_shards` locked the shard of every key it was given.
+        None => unreachable!("shard {s} of {key} was not locked"),
     }
 }
 
