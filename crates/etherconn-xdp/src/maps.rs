@@ -101,6 +101,59 @@ fn refused(what: &str, e: &libbpf_rs::Error) -> RelayError {
     RelayError::BackendRefused(format!("cannot add {what} to the XDP program's map: {e}"))
 }
 
+impl MapMirror {
+    fn key_refused(&self, what: &str, e: &libbpf_rs::Error) -> RelayError {
+        RelayError::BackendRefused(format!(
+            "cannot add {what} to the XDP program's map, which holds at most {} keys \
+             (XdpRelayConfig::max_keys): {e}",
+            self.max_keys
+        ))
+    }
+
+    /// Adds the keys of `changes` (all `KeyAdded`) with one system call; on a failure, which
+    /// may come after a prefix went in, takes every one of them out again.
+    fn add_keys(&self, changes: &[RegistrationChange]) -> Result<(), RelayError> {
+        let mut keys = Vec::with_capacity(changes.len() * KEY_LEN);
+        for c in changes {
+            if let RegistrationChange::KeyAdded(k) = c {
+                keys.extend_from_slice(&endpoint_key(k));
+            }
+        }
+        let n = keys.len() / KEY_LEN;
+        let values = vec![1u8; n];
+        let count = u32::try_from(n).unwrap_or(u32::MAX);
+        self.endpoints
+            .update_batch(&keys, &values, count, MapFlags::ANY, MapFlags::ANY)
+            .map_err(|e| {
+                for k in keys.chunks_exact(KEY_LEN) {
+                    let _ = self.endpoints.delete(k);
+                }
+                self.key_refused(&format!("{n} endpoint keys"), &e)
+            })
+    }
+
+    /// Removes the keys of `changes` (all `KeyRemoved`) with one system call, or one by one
+    /// when the batch stops at a key that is not there.
+    fn remove_keys(&self, changes: &[RegistrationChange]) {
+        let mut keys = Vec::with_capacity(changes.len() * KEY_LEN);
+        for c in changes {
+            if let RegistrationChange::KeyRemoved(k) = c {
+                keys.extend_from_slice(&endpoint_key(k));
+            }
+        }
+        let count = u32::try_from(keys.len() / KEY_LEN).unwrap_or(u32::MAX);
+        if self
+            .endpoints
+            .delete_batch(&keys, count, MapFlags::ANY, MapFlags::ANY)
+            .is_err()
+        {
+            for k in keys.chunks_exact(KEY_LEN) {
+                let _ = self.endpoints.delete(k);
+            }
+        }
+    }
+}
+
 impl RegistrationObserver for MapMirror {
     fn on_change(&self, change: RegistrationChange) -> Result<(), RelayError> {
         // The value of the hash maps is unused; a key's presence is what the program tests.
@@ -109,13 +162,7 @@ impl RegistrationObserver for MapMirror {
             RegistrationChange::KeyAdded(k) => self
                 .endpoints
                 .update(&endpoint_key(&k), &one, MapFlags::ANY)
-                .map_err(|e| {
-                    RelayError::BackendRefused(format!(
-                        "cannot add endpoint key {k} to the XDP program's map, which holds at \
-                         most {} keys (XdpRelayConfig::max_keys): {e}",
-                        self.max_keys
-                    ))
-                }),
+                .map_err(|e| self.key_refused(&format!("endpoint key {k}"), &e)),
             RegistrationChange::KeyRemoved(k) => {
                 let _ = self.endpoints.delete(&endpoint_key(&k));
                 Ok(())
@@ -138,6 +185,28 @@ impl RegistrationObserver for MapMirror {
             // A change this relay does not mirror.
             _ => Ok(()),
         }
+    }
+
+    /// A conn's keys in one `BPF_MAP_UPDATE_BATCH` (or `DELETE_BATCH`): registering 100,000
+    /// conns of three keys each is then 100,000 system calls, not 300,000.
+    fn on_changes(&self, changes: &[RegistrationChange]) -> Result<(), RelayError> {
+        let all = |f: fn(&RegistrationChange) -> bool| changes.iter().all(f);
+        if changes.len() > 1 && all(|c| matches!(c, RegistrationChange::KeyAdded(_))) {
+            return self.add_keys(changes);
+        }
+        if changes.len() > 1 && all(|c| matches!(c, RegistrationChange::KeyRemoved(_))) {
+            self.remove_keys(changes);
+            return Ok(());
+        }
+        for (i, c) in changes.iter().enumerate() {
+            if let Err(e) = self.on_change(*c) {
+                for done in changes[..i].iter().rev() {
+                    let _ = self.on_change(done.reverse());
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -362,6 +362,33 @@ fn host_traffic_with_a_thousand_endpoints_and_a_default_conn_and_stop_wakes_read
     bed.finish();
 }
 
+#[test]
+fn a_full_endpoint_map_refuses_the_whole_conn_and_keeps_no_part_of_it() {
+    if !etherconn_testbed::require_root("a_full_endpoint_map_refuses") {
+        return;
+    }
+    let bed = Bed::new("ecxdp-m-");
+    let mut cfg = XdpRelayConfig::default();
+    cfg.max_keys = 5;
+    let relay = bed.relay(cfg).unwrap();
+    let dyn_relay: Arc<dyn PacketRelay> = relay.clone();
+    let mac = |n: u8| MacAddr([0x02, 0xec, 0x95, 0, 0, n]);
+    let three = EtherConnConfig::default(); // ARP, IPv4, IPv6: three keys
+    let first = EtherConn::new(dyn_relay.clone(), mac(1), &[], three.clone()).unwrap();
+    // Three more keys do not fit in five: the kernel may take two before it refuses the third;
+    // the relay takes those out again and refuses the conn.
+    let err = EtherConn::new(dyn_relay.clone(), mac(2), &[], three).unwrap_err();
+    assert!(err.to_string().contains("at most 5 keys"), "{err}");
+    assert_eq!(relay.dispatcher().key_count(), 3);
+    // Two keys fit only if nothing of the refused conn stayed in the map.
+    let two = EtherConnConfig::default().ethertypes(&[EtherType::IPV4, EtherType::IPV6]);
+    let second = EtherConn::new(dyn_relay.clone(), mac(3), &[], two).unwrap();
+    assert_eq!(relay.dispatcher().key_count(), 5);
+    drop((first, second, dyn_relay));
+    drop(relay);
+    bed.finish();
+}
+
 fn rx_packets(bed: &Bed) -> u64 {
     let out = bed
         .tb
