@@ -11,6 +11,10 @@ set -euo pipefail
 # Debian packages, each with a command that proves it is installed.
 # g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets that test.sh runs briefly.
 APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump g++)
+# The `xdp` feature: libbpf-sys and libxdp-sys build libbpf and libxdp from source (clang for
+# bindgen and libxdp's own BPF objects, m4, pkg-config, libelf, zlib); clang, llvm and
+# libbpf-dev also rebuild etherconnkern/etherconn.bpf.o (etherconnkern/build.sh).
+APT_PACKAGES+=(clang llvm m4 pkg-config libelf-dev zlib1g-dev libbpf-dev)
 # The independent frame encoder/decoder for the golden frames and the VLAN/QinQ peer tests.
 # Pinned so that tests/data/make_golden.py regenerates the committed files byte for byte.
 SCAPY_VERSION="2.8.0"
@@ -50,7 +54,7 @@ else
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-for cmd in ip ethtool tshark dnsmasq ping tcpdump g++; do
+for cmd in ip ethtool tshark dnsmasq ping tcpdump g++ clang llvm-strip m4 pkg-config; do
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
         log "'$cmd' still not found after installing" >&2
         exit 1

@@ -2,10 +2,11 @@
 # etherconn's test command (the README's "Tests" command, and what .ci/run runs).
 #
 # Installs the system packages the tests need (scripts/setup-debian.sh), then runs, in order:
-# the golden-frame checks (scapy regeneration, tshark cross-check), rustfmt, clippy with
-# warnings denied, every test target, the doctests, rustdoc with warnings denied, every fuzz
-# target for a few seconds (ETHERCONN_FUZZ_SECONDS, default 5; installs cargo-fuzz if missing),
-# and a build of etherconn-core with its default features (the no_std, parser-only configuration).
+# the golden-frame checks (scapy regeneration, tshark cross-check), the XDP object check
+# (etherconnkern/build.sh reproduces the committed object), rustfmt, clippy with warnings
+# denied, every test target, the doctests, rustdoc with warnings denied, every fuzz target for
+# a few seconds (ETHERCONN_FUZZ_SECONDS, default 5; installs cargo-fuzz if missing), and a
+# build of etherconn-core with its default features (the no_std, parser-only configuration).
 #
 # Run it as root: the relay tests create network namespaces and veth pairs. As root it sets
 # ETHERCONN_REQUIRE_ROOT_TESTS=1 so that a root-only test fails instead of skipping.
@@ -70,6 +71,26 @@ echo "golden.pcap, golden.json, golden_frames.rs are current"
 
 section "golden frames: tshark agrees (checksums, MACs, VLANs, addresses, ports)"
 bash "$golden/check_golden_tshark.sh"
+
+section "etherconnkern: the committed XDP object is what etherconnkern/build.sh makes of its source"
+kern="$(mktemp -d)"
+bash etherconnkern/build.sh "$kern/etherconn.bpf.o"
+if cmp -s "$kern/etherconn.bpf.o" etherconnkern/etherconn.bpf.o; then
+    echo "byte for byte the same: the XDP tests below run the rebuilt object as well"
+    rm -rf "$kern"
+else
+    # Drift (the source changed without a rebuild) or another clang: show how the rebuilt
+    # object fares in the XDP tests, then fail either way.
+    echo "etherconnkern/etherconn.bpf.o differs from a rebuild of etherconn.bpf.c;" \
+        "running the XDP tests with the rebuilt object, then failing" >&2
+    cp etherconnkern/etherconn.bpf.o "$kern/committed.o"
+    cp "$kern/etherconn.bpf.o" etherconnkern/etherconn.bpf.o
+    cargo test -p etherconn-xdp || true
+    cp "$kern/committed.o" etherconnkern/etherconn.bpf.o
+    rm -rf "$kern"
+    echo "rebuild it with etherconnkern/build.sh and commit the result" >&2
+    exit 1
+fi
 
 section "house rules: no import circles, no library source file over 600 lines before its tests"
 python3 scripts/check-module-cycles.py

@@ -11,11 +11,13 @@
 //! whole batch together; [`Dispatcher::deliver`], one frame at a time, is the plain statement
 //! of the rules the batches follow.
 //!
-//! The modules build on each other in this order: `demux`, `table` (whose entries hold a
-//! demultiplexer), this one (the [`Dispatcher`]), `delivery` (its batches).
+//! The modules build on each other in this order: `demux`, `observer` (the hook a backend
+//! mirrors registrations through), `table` (whose entries hold a demultiplexer and which
+//! tells the observer), this one (the [`Dispatcher`]), `delivery` (its batches).
 
 pub(crate) mod delivery;
 pub(crate) mod demux;
+pub(crate) mod observer;
 pub(crate) mod table;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +33,7 @@ use crate::stats::{RelayCounters, RelayStats, StripedCounters};
 use etherconn_core::classify::{classify_with, Options};
 use etherconn_core::key::L2EndpointKey;
 use etherconn_core::wire::{ethernet, vlan, VlanTag};
+use observer::RegistrationObserver;
 use table::{ConnEntry, KeyTable};
 
 /// Buffers for frames being built by senders (one per concurrently sending thread suffices).
@@ -126,8 +129,25 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// An empty table.
     pub fn new(config: DispatcherConfig) -> Arc<Dispatcher> {
+        Self::build(config, None)
+    }
+
+    /// An empty table that tells `observer` of every registration and deregistration (see
+    /// [`RegistrationObserver`]); a backend that filters in the kernel mirrors the table
+    /// through it.
+    pub fn with_observer(
+        config: DispatcherConfig,
+        observer: Arc<dyn RegistrationObserver>,
+    ) -> Arc<Dispatcher> {
+        Self::build(config, Some(observer))
+    }
+
+    fn build(
+        config: DispatcherConfig,
+        observer: Option<Arc<dyn RegistrationObserver>>,
+    ) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
-            table: KeyTable::new(),
+            table: KeyTable::new(observer),
             pool: BufferPool::new(config.rx_buffers, config.buf_len),
             tx_pool: BufferPool::new(TX_BUFFERS, config.buf_len),
             counters: StripedCounters::default(),

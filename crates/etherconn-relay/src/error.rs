@@ -72,6 +72,10 @@ pub enum RelayError {
         /// The relay's budget, bytes.
         limit: u64,
     },
+    /// The relay's backend could not mirror the registration (a kernel map is full, say);
+    /// the message says why.
+    #[error("the relay's backend refused the registration: {0}")]
+    BackendRefused(String),
 }
 
 /// The message of [`RelayError::OverBudget`]: what the conn would take, what is taken, the
@@ -114,6 +118,7 @@ impl From<RelayError> for io::Error {
             | RelayError::TooLarge { .. } => io::ErrorKind::InvalidInput,
             RelayError::InInbox => io::ErrorKind::AlreadyExists,
             RelayError::OverBudget { .. } => io::ErrorKind::OutOfMemory,
+            RelayError::BackendRefused(_) => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

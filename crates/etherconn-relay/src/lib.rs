@@ -68,8 +68,11 @@
 //   ready                            (queue, queue/hooks, wake, locks)
 //   inbox                            (queue, queue/hooks, ready, error, locks)
 //   dispatch/demux                   (queue, error, locks)
-//   dispatch/table                   (dispatch/demux, queue, error, locks, stripe)
-//   dispatch                         (dispatch/table, pool, queue, stats, error, budget, capture)
+//   dispatch/observer                (error)
+//   dispatch/table                   (dispatch/demux, dispatch/observer, queue, error, locks,
+//                                     stripe)
+//   dispatch                         (dispatch/table, dispatch/observer, pool, queue, stats, error,
+//                                     budget, capture)
 //   dispatch/delivery                (dispatch, dispatch/table, dispatch/demux, queue, stats, wake)
 //   relay                            (dispatch, stats, link)
 //   conn                             (relay, dispatch/table, dispatch/demux, queue, ready, error,
@@ -106,6 +109,7 @@ pub use capture::{
 pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
 pub use dispatch::demux::L4Demux;
+pub use dispatch::observer::{RegistrationChange, RegistrationObserver};
 pub use dispatch::table::{ConnEntry, SHARDS};
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;

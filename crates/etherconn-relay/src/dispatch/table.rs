@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::vec::Vec;
 
 use ahash::RandomState;
 
 use super::demux::L4Demux;
+use super::observer::{RegistrationChange, RegistrationObserver};
 use crate::error::RelayError;
 use crate::locks::{read, write};
 use crate::queue::RxQueue;
@@ -100,17 +101,27 @@ pub(super) struct KeyTable {
     shards: Vec<Padded<Shard>>,
     default: RwLock<Option<Arc<ConnEntry>>>,
     multicast: RwLock<GroupMap>,
+    observer: Option<Arc<dyn RegistrationObserver>>,
 }
 
 impl KeyTable {
-    /// An empty table.
-    pub(super) fn new() -> KeyTable {
+    /// An empty table, telling `observer` of every change.
+    pub(super) fn new(observer: Option<Arc<dyn RegistrationObserver>>) -> KeyTable {
         KeyTable {
             shards: (0..SHARDS)
                 .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
                 .collect(),
             default: RwLock::new(None),
             multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
+            observer,
+        }
+    }
+
+    /// Tells the observer, if any, of `change`.
+    fn observe(&self, change: RegistrationChange) -> Result<(), RelayError> {
+        match &self.observer {
+            Some(o) => o.on_change(change),
+            None => Ok(()),
         }
     }
 
@@ -147,30 +158,71 @@ impl KeyTable {
         read(&self.multicast)
     }
 
+    /// Write-locks the shards of `keys`, each once, in ascending shard order (the order a
+    /// batched delivery read-locks them in, so that neither waits on the other in a cycle).
+    fn write_shards(&self, keys: &[L2EndpointKey]) -> Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> {
+        let mut set = 0u64;
+        for k in keys {
+            set |= 1 << shard_index(k);
+        }
+        let mut guards = Vec::with_capacity(set.count_ones() as usize);
+        while set != 0 {
+            let s = set.trailing_zeros() as usize;
+            set &= set - 1;
+            guards.push((s, write(&self.shards[s].0)));
+        }
+        guards
+    }
+
     /// Registers `keys` for `entry`, all or none; see `Dispatcher::register`.
+    ///
+    /// Every shard involved stays write-locked from the check to the insert, so the keys that
+    /// are new are reported to the observer together, and refused together.
     pub(super) fn register(
         &self,
         keys: &[L2EndpointKey],
         entry: &Arc<ConnEntry>,
         replace: bool,
     ) -> Result<(), RelayError> {
-        for (i, key) in keys.iter().enumerate() {
-            let mut shard = write(self.shard(key));
-            match shard.get(key) {
-                Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
-                    drop(shard);
-                    self.remove_keys(&keys[..i], entry);
-                    return Err(RelayError::KeyInUse(*key));
+        {
+            let mut shards = self.write_shards(keys);
+            let mut added = Vec::new();
+            for key in keys {
+                match locked_shard(&mut shards, key).get(key) {
+                    Some(other) if !replace && !Arc::ptr_eq(other, entry) => {
+                        return Err(RelayError::KeyInUse(*key));
+                    }
+                    Some(_) => {}
+                    None => {
+                        let c = RegistrationChange::KeyAdded(*key);
+                        if !added.contains(&c) {
+                            added.push(c);
+                        }
+                    }
                 }
-                _ => {
-                    shard.insert(*key, Arc::clone(entry));
+            }
+            if !added.is_empty() {
+                if let Some(o) = &self.observer {
+                    o.on_changes(&added)?;
                 }
+            }
+            for key in keys {
+                locked_shard(&mut shards, key).insert(*key, Arc::clone(entry));
             }
         }
         if entry.recv_multicast {
             let mut groups = write(&self.multicast);
-            for key in keys {
-                let members = groups.entry((key.vlans, key.ethertype)).or_default();
+            for (i, key) in keys.iter().enumerate() {
+                let g = (key.vlans, key.ethertype);
+                if !groups.contains_key(&g) {
+                    if let Err(e) = self.observe(RegistrationChange::GroupAdded(g.0, g.1)) {
+                        self.leave_groups(&mut groups, &keys[..i], entry);
+                        drop(groups);
+                        self.remove_keys(keys, entry);
+                        return Err(e);
+                    }
+                }
+                let members = groups.entry(g).or_default();
                 if !members.iter().any(|m| Arc::ptr_eq(m, entry)) {
                     members.push(Arc::clone(entry));
                 }
@@ -179,11 +231,34 @@ impl KeyTable {
         Ok(())
     }
 
+    /// Removes those of `keys` that are `entry`'s, reporting them together.
     fn remove_keys(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        let mut shards = self.write_shards(keys);
+        let mut removed = Vec::new();
         for key in keys {
-            let mut shard = write(self.shard(key));
+            let shard = locked_shard(&mut shards, key);
             if shard.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
                 shard.remove(key);
+                removed.push(RegistrationChange::KeyRemoved(*key));
+            }
+        }
+        if !removed.is_empty() {
+            if let Some(o) = &self.observer {
+                let _ = o.on_changes(&removed);
+            }
+        }
+    }
+
+    /// Takes `entry` out of the groups of `keys`, removing the groups it leaves empty.
+    fn leave_groups(&self, groups: &mut GroupMap, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
+        for key in keys {
+            let g = (key.vlans, key.ethertype);
+            if let Some(members) = groups.get_mut(&g) {
+                members.retain(|m| !Arc::ptr_eq(m, entry));
+                if members.is_empty() {
+                    groups.remove(&g);
+                    let _ = self.observe(RegistrationChange::GroupRemoved(g.0, g.1));
+                }
             }
         }
     }
@@ -193,20 +268,12 @@ impl KeyTable {
     pub(super) fn deregister(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
         self.remove_keys(keys, entry);
         if entry.recv_multicast {
-            let mut groups = write(&self.multicast);
-            for key in keys {
-                let g = (key.vlans, key.ethertype);
-                if let Some(members) = groups.get_mut(&g) {
-                    members.retain(|m| !Arc::ptr_eq(m, entry));
-                    if members.is_empty() {
-                        groups.remove(&g);
-                    }
-                }
-            }
+            self.leave_groups(&mut write(&self.multicast), keys, entry);
         }
         let mut default = write(&self.default);
         if default.as_ref().is_some_and(|d| Arc::ptr_eq(d, entry)) {
             *default = None;
+            let _ = self.observe(RegistrationChange::DefaultCleared);
         }
     }
 
@@ -217,10 +284,10 @@ impl KeyTable {
         replace: bool,
     ) -> Result<(), RelayError> {
         let mut default = write(&self.default);
-        if let Some(d) = default.as_ref() {
-            if !replace && !Arc::ptr_eq(d, entry) {
-                return Err(RelayError::DefaultInUse);
-            }
+        match default.as_ref() {
+            Some(d) if !replace && !Arc::ptr_eq(d, entry) => return Err(RelayError::DefaultInUse),
+            Some(_) => {}
+            None => self.observe(RegistrationChange::DefaultSet)?,
         }
         *default = Some(Arc::clone(entry));
         Ok(())
@@ -242,6 +309,19 @@ impl KeyTable {
                 m.close();
             }
         }
+    }
+}
+
+/// The guard, among `shards` (from `KeyTable::write_shards`), of `key`'s shard.
+fn locked_shard<'a, 'g>(
+    shards: &'a mut [(usize, RwLockWriteGuard<'g, ShardMap>)],
+    key: &L2EndpointKey,
+) -> &'a mut RwLockWriteGuard<'g, ShardMap> {
+    let s = shard_index(key);
+    match shards.iter_mut().find(|(i, _)| *i == s) {
+        Some((_, g)) => g,
+        // `write_shards` locked the shard of every key it was given.
+        None => unreachable!("shard {s} of {key} was not locked"),
     }
 }
 

@@ -1,0 +1,108 @@
+//! One queue of the relay: its counters, the send half of its socket (shared by senders
+//! behind a mutex of its own) and the thread that owns the receive half.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use etherconn_relay::Dispatcher;
+
+use crate::sys::{XskRx, XskTx};
+
+/// Counters of one queue, since the relay started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// The interface queue.
+    pub queue: u32,
+    /// Frames taken from the receive ring.
+    pub rx_frames: u64,
+    /// Frames the kernel dropped on their way to the receive ring (ring full, no fill
+    /// frame, invalid descriptor), as the socket's `XDP_STATISTICS` report them.
+    pub rx_kernel_dropped: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_empty: u64,
+    /// Frames put on the send ring.
+    pub tx_frames: u64,
+}
+
+/// What the relay and the queue's thread share.
+#[derive(Debug)]
+pub(crate) struct QueueShared {
+    pub queue: u32,
+    pub rx_frames: AtomicU64,
+    pub rx_kernel_dropped: AtomicU64,
+    pub rx_fill_empty: AtomicU64,
+    pub tx_frames: AtomicU64,
+    /// The send half: senders on any thread take this queue's lock for one batch.
+    pub tx: Mutex<XskTx>,
+}
+
+impl QueueShared {
+    pub(crate) fn new(queue: u32, tx: XskTx) -> QueueShared {
+        QueueShared {
+            queue,
+            rx_frames: AtomicU64::new(0),
+            rx_kernel_dropped: AtomicU64::new(0),
+            rx_fill_empty: AtomicU64::new(0),
+            tx_frames: AtomicU64::new(0),
+            tx: Mutex::new(tx),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        QueueStats {
+            queue: self.queue,
+            rx_frames: self.rx_frames.load(Ordering::Relaxed),
+            rx_kernel_dropped: self.rx_kernel_dropped.load(Ordering::Relaxed),
+            rx_fill_empty: self.rx_fill_empty.load(Ordering::Relaxed),
+            tx_frames: self.tx_frames.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How often the kernel's socket counters are folded into the relay's.
+const STATS_EVERY: Duration = Duration::from_millis(200);
+
+/// The queue's thread: takes received frames in batches of up to `batch` and delivers them
+/// through the dispatcher, until `stopped`. Frames are copied into the dispatcher's buffers,
+/// so each UMEM frame goes straight back to the fill ring.
+pub(crate) fn engine(
+    mut rx: XskRx,
+    q: &QueueShared,
+    d: &Dispatcher,
+    stopped: &AtomicBool,
+    batch: usize,
+    idle_poll_ms: i32,
+) {
+    let mut delivery = d.delivery();
+    let mut last_stats = Instant::now();
+    let mut reported = (0u64, 0u64);
+    loop {
+        if stopped.load(Ordering::Relaxed) || d.is_stopped() {
+            break;
+        }
+        // No metadata travels with an AF_XDP frame: the UDP checksum is verified (unless the
+        // dispatcher is configured not to), whoever sent it.
+        let n = rx.receive(batch, |frame| delivery.push(frame, None, false));
+        delivery.flush();
+        if n > 0 {
+            q.rx_frames.fetch_add(n as u64, Ordering::Relaxed);
+        } else {
+            // Idle: sleep in poll until frames come or the stop check is due.
+            let _ = rx.wait(idle_poll_ms);
+        }
+        if last_stats.elapsed() >= STATS_EVERY {
+            last_stats = Instant::now();
+            if let Ok((dropped, fill_empty)) = rx.kernel_drops() {
+                let new = dropped.saturating_sub(reported.0);
+                q.rx_kernel_dropped.store(dropped, Ordering::Relaxed);
+                q.rx_fill_empty.store(fill_empty, Ordering::Relaxed);
+                d.counters()
+                    .rx_backend_dropped
+                    .fetch_add(new, Ordering::Relaxed);
+                reported = (dropped, fill_empty);
+            }
+        }
+    }
+}
