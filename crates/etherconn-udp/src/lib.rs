@@ -207,6 +207,7 @@
 mod aio;
 mod config;
 mod error;
+mod neighbour;
 mod rudp;
 mod rx;
 mod sharing;
@@ -219,6 +220,7 @@ pub use config::{
     DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARED_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH, DEFAULT_TTL,
 };
 pub use error::UdpError;
+pub use neighbour::{NeighbourAddr, NeighbourConfig, NeighbourStats, Neighbours};
 pub use rudp::RUdpConn;
 pub use rx::{read_datagram, RecvMeta};
 pub use sharing::{SharedEtherConn, SharingRUdpConn};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,10 +18,15 @@ use etherconn_relay::{
 
 use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
 use crate::error::UdpError;
+use crate::neighbour::{NeighbourAddr, Neighbours};
 use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_relay::timeouts::Timeouts;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One L2 endpoint (a MAC and a VLAN stack) carrying many UDP endpoints, the
 /// [`SharingRUdpConn`]s bound on it.
@@ -37,6 +42,11 @@ pub struct SharedEtherConn {
     ether: EtherConn,
     resolver: NextHopResolver,
     next_port: AtomicU32,
+    /// The neighbour responder its conns' addresses are registered in, if any.
+    neighbours: Option<Neighbours>,
+    /// The first address bound of each family (IPv4, IPv6): where the resolver's requests
+    /// come from.
+    sources: Arc<Mutex<[Option<IpAddr>; 2]>>,
 }
 
 impl fmt::Debug for SharedEtherConn {
@@ -66,7 +76,22 @@ impl SharedEtherConn {
             .replace(config.replace)
             .l4_demux(true);
         let ether = EtherConn::new(relay, mac, vlans, ether_config)?;
-        Self::from_ether_conn(ether, config.resolver)
+        let Some(nd) = config.neighbours.clone() else {
+            return Self::from_ether_conn(ether, config.resolver);
+        };
+        nd.serve(&ether)?;
+        let sources: Arc<Mutex<[Option<IpAddr>; 2]>> = Arc::default();
+        let resolver = if config.resolves_with_neighbours() {
+            let (nd, sources) = (nd.clone(), Arc::clone(&sources));
+            let vlans = ether.vlans().to_vec();
+            Arc::new(move |dst: IpAddr| {
+                let src = lock(&sources)[usize::from(dst.is_ipv6())]?;
+                nd.resolve(mac, &vlans, src, dst)
+            })
+        } else {
+            config.resolver
+        };
+        Self::build(ether, resolver, Some(nd), sources)
     }
 
     /// Shares an existing `EtherConn`, which must have been created with
@@ -80,12 +105,23 @@ impl SharedEtherConn {
                 "a SharedEtherConn needs an EtherConn created with l4_demux",
             ));
         }
+        Self::build(ether, resolver, None, Arc::default())
+    }
+
+    fn build(
+        ether: EtherConn,
+        resolver: NextHopResolver,
+        neighbours: Option<Neighbours>,
+        sources: Arc<Mutex<[Option<IpAddr>; 2]>>,
+    ) -> Result<Arc<SharedEtherConn>, UdpError> {
         // Start the ephemeral search at a different port per endpoint.
         let start = u32::from(ether.local_mac().0[5]) * 61;
         Ok(Arc::new(SharedEtherConn {
             ether,
             resolver,
             next_port: AtomicU32::new(start),
+            neighbours,
+            sources,
         }))
     }
 
@@ -128,7 +164,9 @@ impl SharedEtherConn {
                 })?;
             local.port()
         };
+        let neighbour = self.answer_for(local.ip())?;
         Ok(SharingRUdpConn {
+            neighbour,
             shared: Arc::clone(self),
             queue,
             local: SocketAddr::new(local.ip(), port),
@@ -136,6 +174,19 @@ impl SharedEtherConn {
             ttl: config.ttl,
             dscp: config.dscp,
         })
+    }
+
+    /// Registers `ip` in the neighbour responder, if there is one and `ip` is specified.
+    fn answer_for(&self, ip: IpAddr) -> Result<Option<NeighbourAddr>, UdpError> {
+        let Some(nd) = &self.neighbours else {
+            return Ok(None);
+        };
+        if ip.is_unspecified() {
+            return Ok(None);
+        }
+        let addr = nd.add(self.ether.local_mac(), self.ether.vlans(), ip)?;
+        lock(&self.sources)[usize::from(ip.is_ipv6())].get_or_insert(ip);
+        Ok(Some(addr))
     }
 
     fn register_ephemeral(&self, ip: IpAddr, queue: &Arc<RxQueue>) -> Result<u16, UdpError> {
@@ -177,6 +228,12 @@ impl SharedEtherConn {
         self.ether.relay()
     }
 
+    /// The neighbour responder the endpoint's addresses are answered by
+    /// ([`SharedConfig::neighbours`](crate::SharedConfig::neighbours)).
+    pub fn neighbours(&self) -> Option<&Neighbours> {
+        self.neighbours.as_ref()
+    }
+
     /// Number of UDP endpoints bound.
     pub fn bound(&self) -> usize {
         self.demux().len()
@@ -200,6 +257,8 @@ pub struct SharingRUdpConn {
     timeouts: Timeouts,
     ttl: u8,
     dscp: u8,
+    /// The conn's address in the neighbour responder, answered for while the conn lives.
+    neighbour: Option<NeighbourAddr>,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
@@ -263,6 +322,12 @@ impl SharingRUdpConn {
     /// Datagrams waiting to be received.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether the neighbour responder answers for the conn's address
+    /// ([`SharedConfig::neighbours`](crate::SharedConfig::neighbours)).
+    pub fn answered_by_neighbours(&self) -> bool {
+        self.neighbour.is_some()
     }
 
     /// Sends `payload` to `dst` from the local address (the unspecified address when bound to
