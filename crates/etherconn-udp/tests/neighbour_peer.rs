@@ -17,8 +17,7 @@ use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_relay::PacketRelay;
 use etherconn_testbed::{Side, Testbed};
 use etherconn_udp::{
-    NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn,
-    SharingConfig,
+    NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn, SharingConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -45,7 +44,9 @@ fn kernel_socket(tb: &Testbed, ip: &str) -> UdpSocket {
 
 /// `ip neigh show` of namespace `a`: the MAC the kernel holds for `ip`, if any.
 fn kernel_neighbour(tb: &Testbed, ip: IpAddr) -> Option<MacAddr> {
-    let out = tb.a.ip(&["neigh", "show", &ip.to_string(), "dev", &tb.a_if]).unwrap();
+    let out =
+        tb.a.ip(&["neigh", "show", &ip.to_string(), "dev", &tb.a_if])
+            .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut words = text.split_whitespace();
     while let Some(w) = words.next() {
@@ -85,7 +86,10 @@ fn kernel_and_endpoints_resolve_each_other() {
     let mut conns = Vec::new();
     for n in 1..=4u8 {
         let mac = MacAddr([0x02, 0xec, 0x67, 0, 0, n]);
-        for ip in [format!("10.67.0.{}", 100 + n), format!("2001:db8:67::{}", 100 + n)] {
+        for ip in [
+            format!("10.67.0.{}", 100 + n),
+            format!("2001:db8:67::{}", 100 + n),
+        ] {
             let local = SocketAddr::new(ip.parse().unwrap(), 40000 + u16::from(n));
             let c = RUdpConn::new(relay.clone(), mac, &[], local, cfg.clone()).unwrap();
             c.set_read_timeout(Some(WAIT)).unwrap();
@@ -97,24 +101,42 @@ fn kernel_and_endpoints_resolve_each_other() {
     // The kernel first: it must resolve each endpoint (our responder answers), and our
     // endpoints answer through their resolver (which learns the kernel's MAC).
     for c in &conns {
-        let k = kernel_socket(&tb, if c.local_addr().unwrap().is_ipv4() { A4 } else { A6 });
+        let k = kernel_socket(
+            &tb,
+            if c.local_addr().unwrap().is_ipv4() {
+                A4
+            } else {
+                A6
+            },
+        );
         let me = c.local_addr().unwrap();
         k.send_to(format!("to {me}").as_bytes(), me).unwrap();
-        let (n, from) = c.recv_from(&mut buf).expect("the kernel reaches the endpoint");
+        let (n, from) = c
+            .recv_from(&mut buf)
+            .expect("the kernel reaches the endpoint");
         assert_eq!(&buf[..n], format!("to {me}").as_bytes());
         assert_eq!(from, k.local_addr().unwrap());
-        c.send_to(format!("back from {me}").as_bytes(), from).unwrap();
+        c.send_to(format!("back from {me}").as_bytes(), from)
+            .unwrap();
         let (n, by) = k.recv_from(&mut buf).expect("the endpoint answers");
         assert_eq!((&buf[..n], by), (format!("back from {me}").as_bytes(), me));
         assert_eq!(kernel_neighbour(&tb, me.ip()), Some(c.local_mac()), "{me}");
     }
     for ip in [A4, A6] {
         let ip: IpAddr = ip.parse().unwrap();
-        assert_eq!(nd.lookup(&[], ip), Some(a_mac), "the resolver learned the kernel's MAC");
+        assert_eq!(
+            nd.lookup(&[], ip),
+            Some(a_mac),
+            "the resolver learned the kernel's MAC"
+        );
     }
     // Pings, both families.
     for c in &conns {
-        assert!(ping(&tb, c.local_addr().unwrap().ip()), "{:?}", c.local_addr());
+        assert!(
+            ping(&tb, c.local_addr().unwrap().ip()),
+            "{:?}",
+            c.local_addr()
+        );
     }
     let s = nd.stats();
     println!("{s}");
@@ -144,7 +166,9 @@ fn endpoints_resolve_the_kernel_first() {
     .unwrap();
     let mut buf = [0u8; 256];
     for (ours, kernel) in [("10.67.0.200:5000", A4), ("[2001:db8:67::200]:5000", A6)] {
-        let c = shared.bind(ours.parse().unwrap(), SharingConfig::default()).unwrap();
+        let c = shared
+            .bind(ours.parse().unwrap(), SharingConfig::default())
+            .unwrap();
         c.set_read_timeout(Some(WAIT)).unwrap();
         let k = kernel_socket(&tb, kernel);
         // Ours first: the resolver asks the kernel (which learns our MAC from the request).
