@@ -52,12 +52,12 @@ pub(super) fn measure(
         endpoints: case.endpoints,
         port,
         vlans: vlans.clone(),
-        answer_arp: false,
+        neighbours: false,
         queue_depth,
         tx_path: args.tx_path,
     };
-    let rx_cfg = l2(RX_MAC, RX_IP, DST_PORT);
-    let tx_cfg = l2(TX_MAC, TX_IP, SRC_PORT);
+    let rx_cfg = l2(RX_MAC, RX_IP.into(), DST_PORT);
+    let tx_cfg = l2(TX_MAC, TX_IP.into(), SRC_PORT);
     let shared = Arc::new(Shared::default());
 
     let (ready_tx, ready_rx) = mpsc::channel();
