@@ -75,8 +75,9 @@ pub struct RUdpConn {
     resolver: NextHopResolver,
     timeouts: Timeouts,
     rx_filtered: AtomicU64,
-    /// The conn's address in the neighbour responder, answered for while the conn lives.
-    neighbour: Option<NeighbourAddr>,
+    /// The conn's address in the neighbour responder, answered for while the conn lives
+    /// (boxed: a conn without one pays a pointer, not the handle).
+    neighbour: Option<Box<NeighbourAddr>>,
 }
 
 /// An `RUdpConn` can be waited on with others in a
@@ -186,7 +187,7 @@ impl RUdpConn {
                 if ip.is_unspecified() {
                     None
                 } else {
-                    Some(nd.add(ether.local_mac(), ether.vlans(), ip)?)
+                    Some(Box::new(nd.add(ether.local_mac(), ether.vlans(), ip)?))
                 }
             }
             None => None,

@@ -177,7 +177,7 @@ impl SharedEtherConn {
     }
 
     /// Registers `ip` in the neighbour responder, if there is one and `ip` is specified.
-    fn answer_for(&self, ip: IpAddr) -> Result<Option<NeighbourAddr>, UdpError> {
+    fn answer_for(&self, ip: IpAddr) -> Result<Option<Box<NeighbourAddr>>, UdpError> {
         let Some(nd) = &self.neighbours else {
             return Ok(None);
         };
@@ -186,7 +186,7 @@ impl SharedEtherConn {
         }
         let addr = nd.add(self.ether.local_mac(), self.ether.vlans(), ip)?;
         lock(&self.sources)[usize::from(ip.is_ipv6())].get_or_insert(ip);
-        Ok(Some(addr))
+        Ok(Some(Box::new(addr)))
     }
 
     fn register_ephemeral(&self, ip: IpAddr, queue: &Arc<RxQueue>) -> Result<u16, UdpError> {
@@ -257,8 +257,9 @@ pub struct SharingRUdpConn {
     timeouts: Timeouts,
     ttl: u8,
     dscp: u8,
-    /// The conn's address in the neighbour responder, answered for while the conn lives.
-    neighbour: Option<NeighbourAddr>,
+    /// The conn's address in the neighbour responder, answered for while the conn lives
+    /// (boxed: a conn without one pays a pointer, not the handle).
+    neighbour: Option<Box<NeighbourAddr>>,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a

@@ -69,6 +69,37 @@ fn one_hundred_thousand_endpoints() {
     )
     .unwrap();
 
+    // Whole endpoints: SharingRUdpConns with an address each, answered for or not (by a
+    // responder of their own, whose table keeps its room when they go).
+    let for_conns = Neighbours::new(relay.clone(), NeighbourConfig::default()).unwrap();
+    for with_nd in [false, true] {
+        let mut cfg = SharedConfig::default();
+        if with_nd {
+            cfg = cfg.neighbours(&for_conns);
+        }
+        let shared = SharedEtherConn::new(relay.clone(), mac(0xff_fff0), &[], cfg).unwrap();
+        let before = alloc::live_bytes();
+        let conns: Vec<_> = (0..n)
+            .map(|i| {
+                let local = std::net::SocketAddr::new(v4(i), 9);
+                shared.bind(local, SharingConfig::default()).unwrap()
+            })
+            .collect();
+        let bytes = (alloc::live_bytes() - before) as f64 / f64::from(n);
+        println!(
+            "endpoints: {n} SharingRUdpConns on one SharedEtherConn, {bytes:.0} bytes each {}",
+            if with_nd {
+                "with their addresses in the responder"
+            } else {
+                "without the responder"
+            }
+        );
+        assert!(conns.iter().all(|c| c.answered_by_neighbours() == with_nd));
+        drop((conns, shared));
+    }
+    assert_eq!(for_conns.stats().addresses, 0);
+    drop(for_conns);
+
     // Addresses answered for: half IPv4, half IPv6.
     let before = alloc::live_bytes();
     let t0 = Instant::now();
