@@ -11,38 +11,6 @@
 //! requests, answers to the resolver, pings). One thread answers them all and sends the
 //! retries. See docs/neighbours.md.
 //!
-//! # Example: two endpoints that know each other only by IP
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use etherconn_relay::{LoopbackRelay, PacketRelay};
-//! use etherconn_core::wire::VlanTag;
-//! use etherconn_udp::{NeighbourConfig, Neighbours, RUdpConfig, RUdpConn};
-//!
-//! let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
-//! // One responder and resolver for every endpoint of the relay.
-//! let nd = Neighbours::new(relay.clone(), NeighbourConfig::default())?;
-//! let cfg = RUdpConfig::default().neighbours(&nd);
-//! let vlans = [VlanTag::dot1q(100).unwrap()];
-//! let a = RUdpConn::new(relay.clone(), "02:00:00:00:00:01".parse()?, &vlans,
-//!                       "[2001:db8::1]:5000".parse()?, cfg.clone())?;
-//! let b = RUdpConn::new(relay.clone(), "02:00:00:00:00:02".parse()?, &vlans,
-//!                       "[2001:db8::2]:6000".parse()?, cfg)?;
-//! b.set_read_timeout(Some(Duration::from_secs(1)))?;
-//!
-//! // No resolver closure, no static table: a's first send solicits b's MAC (a neighbour
-//! // solicitation to b's solicited-node group on VLAN 100), which the responder answers
-//! // for b.
-//! a.send_to(b"hello", b.local_addr()?)?;
-//! let mut buf = [0u8; 64];
-//! let (n, from) = b.recv_from(&mut buf)?;
-//! assert_eq!((&buf[..n], from), (&b"hello"[..], a.local_addr()?));
-//! assert_eq!(nd.lookup(&vlans, "2001:db8::2".parse()?), Some(b.local_mac()));
-//! println!("{}", nd.stats()); // na_replies=1 requests=1 learned=1 ...
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
 //! The modules build on each other in this order: `config`, `table`, `cache`, `frames`
 //! (leaves), `shared` (all four), `worker` (shared), this one.
 
@@ -72,9 +40,46 @@ use table::AddrKey;
 
 use crate::error::UdpError;
 
-/// The ARP and IPv6 neighbour discovery responder and resolver of one relay's endpoints; see
-/// [the module docs](self). Cheap to clone (a handle); the thread stops when the last clone
-/// is dropped or the relay stops.
+/// The ARP and IPv6 neighbour discovery responder and resolver of one relay's endpoints: it
+/// answers ARP requests and neighbour solicitations (broadcast, solicited-node and unicast)
+/// and pings for every address registered on it, on that address's VLAN stack, and resolves
+/// next hops from each endpoint's own MAC and address into one cache every endpoint shares,
+/// with one thread per relay and nothing per endpoint but a table entry (docs/neighbours.md).
+/// Cheap to clone (a handle); the thread stops when the last clone is dropped or the relay
+/// stops.
+///
+/// # Example: two endpoints that know each other only by IP
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use etherconn_relay::{LoopbackRelay, PacketRelay};
+/// use etherconn_core::wire::VlanTag;
+/// use etherconn_udp::{NeighbourConfig, Neighbours, RUdpConfig, RUdpConn};
+///
+/// let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+/// // One responder and resolver for every endpoint of the relay.
+/// let nd = Neighbours::new(relay.clone(), NeighbourConfig::default())?;
+/// let cfg = RUdpConfig::default().neighbours(&nd);
+/// let vlans = [VlanTag::dot1q(100).unwrap()];
+/// let a = RUdpConn::new(relay.clone(), "02:00:00:00:00:01".parse()?, &vlans,
+///                       "[2001:db8::1]:5000".parse()?, cfg.clone())?;
+/// let b = RUdpConn::new(relay.clone(), "02:00:00:00:00:02".parse()?, &vlans,
+///                       "[2001:db8::2]:6000".parse()?, cfg)?;
+/// b.set_read_timeout(Some(Duration::from_secs(1)))?;
+///
+/// // No resolver closure, no static table: a's first send solicits b's MAC (a neighbour
+/// // solicitation to b's solicited-node group on VLAN 100), which the responder answers
+/// // for b.
+/// a.send_to(b"hello", b.local_addr()?)?;
+/// let mut buf = [0u8; 64];
+/// let (n, from) = b.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"hello"[..], a.local_addr()?));
+/// assert_eq!(nd.lookup(&vlans, "2001:db8::2".parse()?), Some(b.local_mac()));
+/// println!("{}", nd.stats()); // na_replies=1 requests=1 learned=1 ...
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 #[derive(Clone)]
 pub struct Neighbours {
     handle: Arc<Handle>,
