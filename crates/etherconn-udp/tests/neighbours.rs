@@ -2,12 +2,12 @@
 //! alone (ARP for IPv4, neighbour discovery for IPv6), many resolvers share one request, a
 //! silent address fails after the configured requests, and VLAN stacks are kept apart.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use etherconn_core::wire::{MacAddr, VlanTag};
-use etherconn_relay::{LoopbackRelay, PacketRelay};
+use etherconn_core::wire::{arp, icmpv6, EtherType, MacAddr, VlanTag};
+use etherconn_relay::{EtherConn, EtherConnConfig, LoopbackRelay, PacketRelay};
 use etherconn_udp::{
     NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, SharedConfig, SharedEtherConn,
     SharingConfig, UdpError,
@@ -248,4 +248,121 @@ fn vlan_stacks_are_apart() {
         Some(mac(5))
     );
     assert_eq!(nd.lookup(&v100, ip2), Some(mac(2)));
+}
+
+/// A peer that sees the broadcast ARP and the IPv6 multicast of the untagged stack.
+fn watcher(relay: &Arc<dyn PacketRelay>) -> EtherConn {
+    let cfg = EtherConnConfig::default()
+        .ethertypes(&[EtherType::ARP, EtherType::IPV6])
+        .recv_multicast(true);
+    let w = EtherConn::new(relay.clone(), mac(999), &[], cfg).unwrap();
+    w.set_read_timeout(Some(WAIT)).unwrap();
+    w
+}
+
+#[test]
+fn announcements_when_an_address_is_added() {
+    let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+    let w = watcher(&relay);
+    let nd = Neighbours::new(relay.clone(), NeighbourConfig::default().announce(true)).unwrap();
+    let _a4 = conn(&relay, &nd, 1, "192.0.2.1:1000", &[]);
+    let rx = w.recv_frame().unwrap();
+    assert_eq!(rx.info.dst_mac(), MacAddr::BROADCAST);
+    let garp = arp::Repr::parse(&arp::Packet::new_checked(rx.payload()).unwrap()).unwrap();
+    assert_eq!(garp.operation, arp::Operation::Request);
+    assert_eq!(garp.source_hardware_addr, mac(1));
+    let ip: std::net::Ipv4Addr = "192.0.2.1".parse().unwrap();
+    assert_eq!(
+        (garp.source_protocol_addr, garp.target_protocol_addr),
+        (ip, ip)
+    );
+
+    let _a6 = conn(&relay, &nd, 2, "[2001:db8::1]:1000", &[]);
+    let rx = w.recv_frame().unwrap();
+    assert_eq!(rx.info.dst_mac().to_string(), "33:33:00:00:00:01");
+    let ip6 = rx.info.ip().unwrap();
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip6.src, ip6.dst) else {
+        panic!("not IPv6")
+    };
+    assert_eq!((ip6.ttl, dst.to_string()), (255, "ff02::1".to_owned()));
+    let bytes = &rx.frame()[ip6.payload.range()];
+    let p = icmpv6::Packet::new_checked(bytes).unwrap();
+    let na = icmpv6::Repr::parse(&p, src, dst).unwrap();
+    let icmpv6::Repr::NeighborAdvert {
+        flags,
+        target,
+        target_lladdr,
+    } = na
+    else {
+        panic!("not an advertisement: {na}")
+    };
+    assert!(flags.override_ && !flags.solicited && !flags.router);
+    assert_eq!((target, target_lladdr), (src, Some(mac(2))));
+    assert_eq!(nd.stats().announcements, 2);
+}
+
+#[test]
+fn a_stale_entry_is_confirmed_by_unicast_and_forgotten_when_silent() {
+    let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+    let w = watcher(&relay);
+    let cfg = NeighbourConfig::default()
+        .lifetime(Duration::from_millis(100))
+        .retry_interval(Duration::from_millis(30))
+        .max_requests(2);
+    let nd = Neighbours::new(relay.clone(), cfg).unwrap();
+    let a = conn(&relay, &nd, 1, "192.0.2.1:1000", &[]);
+    let b = conn(&relay, &nd, 2, "192.0.2.2:2000", &[]);
+    exchange(&a, &b);
+    let broadcasts = || {
+        let mut n = 0;
+        while w
+            .recv_frame_timeout(Some(Duration::from_millis(50)))
+            .is_ok()
+        {
+            n += 1;
+        }
+        n
+    };
+    // a asked for b, b (answering) learned a from a's request: one broadcast request.
+    assert_eq!(broadcasts(), 1);
+    let before = nd.stats();
+
+    std::thread::sleep(Duration::from_millis(200));
+    let b_ip: IpAddr = "192.0.2.2".parse().unwrap();
+    // Stale: still used (no wait), and confirmed by a unicast request that b answers.
+    let t0 = std::time::Instant::now();
+    a.send_to(b"again", b.local_addr().unwrap()).unwrap();
+    assert!(t0.elapsed() < Duration::from_millis(50));
+    let mut buf = [0u8; 16];
+    b.recv_from(&mut buf).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let after = nd.stats();
+    assert_eq!(after.requests, before.requests + 1, "{after}");
+    assert_eq!(after.arp_replies, before.arp_replies + 1, "{after}");
+    assert_eq!(broadcasts(), 0, "the confirmation was unicast");
+    assert_eq!(nd.lookup(&[], b_ip), Some(mac(2)));
+
+    // b goes: the next confirmation is unanswered, and the entry forgotten.
+    drop(b);
+    std::thread::sleep(Duration::from_millis(200));
+    a.send_to(b"lost", SocketAddr::new(b_ip, 2000)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = nd.stats();
+    assert_eq!(s.failed, 1, "{s}");
+    assert_eq!(nd.lookup(&[], b_ip), None);
+}
+
+#[test]
+fn the_sender_of_a_request_is_cached_up_to_the_limit() {
+    for (max_unasked, requests) in [(usize::MAX, 1), (0, 2)] {
+        let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+        let cfg = NeighbourConfig::default().max_unasked(max_unasked);
+        let nd = Neighbours::new(relay.clone(), cfg).unwrap();
+        let a = conn(&relay, &nd, 1, "192.0.2.1:1000", &[]);
+        let b = conn(&relay, &nd, 2, "192.0.2.2:2000", &[]);
+        // a asks for b; b answers, and with room caches a: its echo needs no request.
+        exchange(&a, &b);
+        let s = nd.stats();
+        assert_eq!(s.requests, requests, "max_unasked {max_unasked}: {s}");
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
@@ -93,6 +93,9 @@ pub(crate) struct Cache {
     pending: Mutex<HashMap<AddrKey, Pending, RandomState>>,
     resolved: Condvar,
     pub(crate) clock: Clock,
+    /// Addresses learned, and the most learned unasked (see [`Cache::learn`]).
+    entries: AtomicUsize,
+    max_unasked: usize,
 }
 
 fn shard_of(key: &AddrKey) -> usize {
@@ -105,8 +108,10 @@ fn shard_of(key: &AddrKey) -> usize {
 }
 
 impl Cache {
-    pub(crate) fn new() -> Cache {
+    pub(crate) fn new(max_unasked: usize) -> Cache {
         Cache {
+            entries: AtomicUsize::new(0),
+            max_unasked,
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
                 .collect(),
@@ -132,10 +137,13 @@ impl Cache {
         }
     }
 
-    /// Learns that `key` is at `mac`, now. Only an address being resolved or already known is
-    /// learned (an unsolicited answer does not fill the table, as in Linux); returns whether it
-    /// was, and wakes the threads waiting for it.
-    pub(crate) fn learn(&self, key: AddrKey, mac: MacAddr) -> bool {
+    /// Learns that `key` is at `mac`, now. An address being resolved or already known is
+    /// learned; another one only when `create` is set (the sender of a request for one of our
+    /// addresses, which will be answered to, as a host does) and fewer than the configured
+    /// most are cached, so that forged requests cannot fill memory. An unsolicited answer
+    /// creates nothing (as in Linux). Returns whether it was learned, and wakes the threads
+    /// waiting for it.
+    pub(crate) fn learn(&self, key: AddrKey, mac: MacAddr, create: bool) -> bool {
         // The pending entry is removed only once the MAC is in the table, both under the
         // pending lock (always taken before a shard's), so that a waiter never finds the
         // resolution over and the table still empty.
@@ -149,8 +157,11 @@ impl Cache {
                     *l = Learned { mac, at_ms: now };
                     true
                 }
-                None if was_pending => {
+                None if was_pending
+                    || (create && self.entries.load(Ordering::Relaxed) < self.max_unasked) =>
+                {
                     shard.insert(key, Learned { mac, at_ms: now });
+                    self.entries.fetch_add(1, Ordering::Relaxed);
                     true
                 }
                 None => false,
@@ -166,10 +177,14 @@ impl Cache {
 
     /// Forgets `key`.
     pub(crate) fn forget(&self, key: &AddrKey) {
-        self.shard(key)
+        let removed = self
+            .shard(key)
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        if removed.is_some() {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<AddrKey, Pending, RandomState>> {
@@ -274,10 +289,7 @@ impl Cache {
 
     /// Addresses learned.
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.entries.load(Ordering::Relaxed)
     }
 
     /// Resolutions under way.

@@ -29,6 +29,11 @@ pub struct NeighbourConfig {
     /// Depth of the responder's queue, which every endpoint's ARP and ICMP frames share.
     /// Default 4096.
     pub queue_depth: usize,
+    /// The sender of a request for one of the addresses held is cached without being asked
+    /// for (the answer goes to it, and the endpoint will likely answer it too), as a host does,
+    /// while fewer than this many addresses are cached: forged requests cannot fill memory.
+    /// Addresses an endpoint resolves are cached whatever this says. Default 1,048,576.
+    pub max_unasked: usize,
 }
 
 impl Default for NeighbourConfig {
@@ -41,6 +46,7 @@ impl Default for NeighbourConfig {
             announce: false,
             answer_echo: true,
             queue_depth: 4096,
+            max_unasked: 1 << 20,
         }
     }
 }
@@ -79,6 +85,12 @@ impl NeighbourConfig {
     /// These options with `answer_echo` set.
     pub fn answer_echo(mut self, on: bool) -> Self {
         self.answer_echo = on;
+        self
+    }
+
+    /// These options with the most addresses cached unasked.
+    pub fn max_unasked(mut self, n: usize) -> Self {
+        self.max_unasked = n;
         self
     }
 

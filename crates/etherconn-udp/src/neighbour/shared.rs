@@ -56,7 +56,7 @@ impl Shared {
             relay,
             entry: ConnEntry::new(config.queue_depth, true),
             table: AddressTable::default(),
-            cache: Cache::new(),
+            cache: Cache::new(config.max_unasked),
             config,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
@@ -282,12 +282,13 @@ impl Shared {
         }
     }
 
-    /// Learns from an answer (or a request's sender) if it resolves or confirms something.
-    fn learn(&self, key: AddrKey, mac: MacAddr) -> bool {
+    /// Learns from an answer (or a request's sender) if it resolves or confirms something, or
+    /// (`create`) is the sender of a request for one of our addresses.
+    fn learn(&self, key: AddrKey, mac: MacAddr, create: bool) -> bool {
         if mac.is_multicast() || mac == MacAddr::UNSPECIFIED {
             return false;
         }
-        let learned = self.cache.learn(key, mac);
+        let learned = self.cache.learn(key, mac, create);
         if learned {
             Counters::bump(&self.counters.learned);
         }
@@ -304,15 +305,17 @@ impl Shared {
         let vlans = rx.info.vlans();
         let ids = VlanIds::from_stack(&vlans);
         let spa = req.source_protocol_addr;
+        let target = req.target_protocol_addr;
+        // A request (not gratuitous) for one of our addresses: answered below.
+        let ours = (req.operation == arp::Operation::Request && spa != target)
+            .then(|| self.table.get(&(ids, IpAddr::V4(target))))
+            .flatten();
         let mut useful = false;
         if !spa.is_unspecified() {
-            useful = self.learn((ids, IpAddr::V4(spa)), req.source_hardware_addr);
+            let sender = (ids, IpAddr::V4(spa));
+            useful = self.learn(sender, req.source_hardware_addr, ours.is_some());
         }
-        if req.operation != arp::Operation::Request || spa == req.target_protocol_addr {
-            return useful;
-        }
-        let target = req.target_protocol_addr;
-        let Some(mac) = self.table.get(&(ids, IpAddr::V4(target))) else {
+        let Some(mac) = ours else {
             return useful;
         };
         if req.source_hardware_addr.is_multicast() {
@@ -365,14 +368,15 @@ impl Shared {
                 target,
                 source_lladdr,
             } => {
+                let addressed = dst == target || dst == icmpv6::solicited_node(target);
+                let ours = addressed
+                    .then(|| self.table.get(&(ids, IpAddr::V6(target))))
+                    .flatten();
                 let mut useful = false;
                 if let (false, Some(mac)) = (src.is_unspecified(), source_lladdr) {
-                    useful = self.learn((ids, IpAddr::V6(src)), mac);
+                    useful = self.learn((ids, IpAddr::V6(src)), mac, ours.is_some());
                 }
-                if dst != target && dst != icmpv6::solicited_node(target) {
-                    return useful;
-                }
-                let Some(mac) = self.table.get(&(ids, IpAddr::V6(target))) else {
+                let Some(mac) = ours else {
                     return useful;
                 };
                 // A duplicate address detection probe (from ::) is answered to all nodes.
@@ -405,6 +409,7 @@ impl Shared {
             } => self.learn(
                 (ids, IpAddr::V6(target)),
                 target_lladdr.unwrap_or(info.src_mac),
+                false,
             ),
             icmpv6::Repr::EchoRequest {
                 ident,
