@@ -12,6 +12,9 @@ use super::shared::Shared;
 /// clock).
 const TICK: Duration = Duration::from_millis(20);
 
+/// Most frames handled in a row before the retries due are sent.
+const DRAIN: usize = 1024;
+
 /// Runs until the relay stops or the handle is dropped (the queue is closed either way).
 pub(crate) fn run(shared: Arc<Shared>) {
     let mut resend = Vec::new();
