@@ -25,7 +25,17 @@ pub(crate) fn run(shared: Arc<Shared>) {
             return;
         }
         match shared.entry.queue.pop(Some(TICK)) {
-            Ok(rx) => shared.handle(&rx),
+            Ok(rx) => {
+                shared.handle(&rx);
+                // The frames already queued before any retry is judged due: an answer that
+                // waits in the queue must not count as missing.
+                for _ in 0..DRAIN {
+                    match shared.entry.queue.pop(Some(Duration::ZERO)) {
+                        Ok(rx) => shared.handle(&rx),
+                        Err(_) => break,
+                    }
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
