@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,10 +24,6 @@ use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_relay::timeouts::Timeouts;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One L2 endpoint (a MAC and a VLAN stack) carrying many UDP endpoints, the
 /// [`SharingRUdpConn`]s bound on it.
 ///
@@ -46,7 +42,7 @@ pub struct SharedEtherConn {
     neighbours: Option<Neighbours>,
     /// The first address bound of each family (IPv4, IPv6): where the resolver's requests
     /// come from.
-    sources: Arc<Mutex<[Option<IpAddr>; 2]>>,
+    sources: Arc<[OnceLock<IpAddr>; 2]>,
 }
 
 impl fmt::Debug for SharedEtherConn {
@@ -80,12 +76,12 @@ impl SharedEtherConn {
             return Self::from_ether_conn(ether, config.resolver);
         };
         nd.serve(&ether)?;
-        let sources: Arc<Mutex<[Option<IpAddr>; 2]>> = Arc::default();
+        let sources: Arc<[OnceLock<IpAddr>; 2]> = Arc::default();
         let resolver = if config.resolves_with_neighbours() {
             let (nd, sources) = (nd.clone(), Arc::clone(&sources));
             let vlans = ether.vlans().to_vec();
             Arc::new(move |dst: IpAddr| {
-                let src = lock(&sources)[usize::from(dst.is_ipv6())]?;
+                let src = *sources[usize::from(dst.is_ipv6())].get()?;
                 nd.resolve(mac, &vlans, src, dst)
             })
         } else {
@@ -112,7 +108,7 @@ impl SharedEtherConn {
         ether: EtherConn,
         resolver: NextHopResolver,
         neighbours: Option<Neighbours>,
-        sources: Arc<Mutex<[Option<IpAddr>; 2]>>,
+        sources: Arc<[OnceLock<IpAddr>; 2]>,
     ) -> Result<Arc<SharedEtherConn>, UdpError> {
         // Start the ephemeral search at a different port per endpoint.
         let start = u32::from(ether.local_mac().0[5]) * 61;
@@ -185,7 +181,8 @@ impl SharedEtherConn {
             return Ok(None);
         }
         let addr = nd.add(self.ether.local_mac(), self.ether.vlans(), ip)?;
-        lock(&self.sources)[usize::from(ip.is_ipv6())].get_or_insert(ip);
+        // Set once: a plain load for every send's resolver after that.
+        let _ = self.sources[usize::from(ip.is_ipv6())].set(ip);
         Ok(Some(Box::new(addr)))
     }
 
