@@ -45,8 +45,8 @@ use crate::error::UdpError;
 /// and pings for every address registered on it, on that address's VLAN stack, and resolves
 /// next hops from each endpoint's own MAC and address into one cache every endpoint shares,
 /// with one thread per relay and nothing per endpoint but a table entry (docs/neighbours.md).
-/// Cheap to clone (a handle); the thread stops when the last clone is dropped or the relay
-/// stops.
+/// Cheap to clone (a handle); the thread stops when the last clone and the last address
+/// registered ([`NeighbourAddr`]) are dropped, or the relay stops.
 ///
 /// # Example: two endpoints that know each other only by IP
 ///
@@ -167,7 +167,7 @@ impl Neighbours {
     ) -> Result<NeighbourAddr, UdpError> {
         let key = self.shared().add(mac, &stack(vlans)?, ip)?;
         Ok(NeighbourAddr {
-            shared: Arc::clone(self.shared()),
+            handle: Arc::clone(&self.handle),
             key,
         })
     }
@@ -265,9 +265,11 @@ impl Neighbours {
 }
 
 /// An address a [`Neighbours`] answers for, until this is dropped; made by
-/// [`Neighbours::add`] (and held by conns whose config names a responder).
+/// [`Neighbours::add`] (and held by conns whose config names a responder). It keeps the
+/// responder running: a conn is answered for as long as it lives, whatever became of the
+/// `Neighbours` it was configured with.
 pub struct NeighbourAddr {
-    shared: Arc<Shared>,
+    handle: Arc<Handle>,
     key: AddrKey,
 }
 
@@ -286,6 +288,6 @@ impl fmt::Debug for NeighbourAddr {
 
 impl Drop for NeighbourAddr {
     fn drop(&mut self) {
-        self.shared.remove(self.key);
+        self.handle.shared.remove(self.key);
     }
 }

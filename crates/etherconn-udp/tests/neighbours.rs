@@ -366,3 +366,36 @@ fn the_sender_of_a_request_is_cached_up_to_the_limit() {
         assert_eq!(s.requests, requests, "max_unasked {max_unasked}: {s}");
     }
 }
+
+#[test]
+fn conns_keep_the_responder_running() {
+    let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(Default::default());
+    let (a, b) = {
+        let nd = Neighbours::new(relay.clone(), NeighbourConfig::default()).unwrap();
+        let a = conn(&relay, &nd, 1, "192.0.2.1:1000", &[]);
+        let b = conn(&relay, &nd, 2, "[2001:db8::2]:2000", &[]);
+        (a, b)
+        // The handle and the configs go here.
+    };
+    let c = conn(
+        &relay,
+        &Neighbours::new(relay.clone(), NeighbourConfig::default()).unwrap(),
+        3,
+        "192.0.2.3:3000",
+        &[],
+    );
+    let d = RUdpConn::new(
+        relay.clone(),
+        mac(4),
+        &[],
+        "[2001:db8::4]:4000".parse().unwrap(),
+        RUdpConfig::default()
+            .neighbours(&Neighbours::new(relay.clone(), Default::default()).unwrap()),
+    )
+    .unwrap();
+    d.set_read_timeout(Some(WAIT)).unwrap();
+    // a and c, b and d: each pair on two responders whose handles are gone; each still answers
+    // for its conns, so each pair resolves the other.
+    exchange(&c, &a);
+    exchange(&d, &b);
+}
