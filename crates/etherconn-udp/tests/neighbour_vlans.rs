@@ -48,12 +48,17 @@ fn run_peer(tb: &Testbed, request: &Value) -> Value {
     serde_json::from_slice(&out.stdout).expect("nd_peer.py prints JSON")
 }
 
-fn ns(name: &str, vlans: Value, target: &str) -> Value {
-    json!({"name": name, "kind": "ns", "vlans": vlans, "target": target, "ipsrc": "2001:db8:68::99"})
+/// A neighbour solicitation from `2001:db8:68::1<n>` (each case its own source: the answers
+/// are told apart by their destination).
+fn ns(name: &str, n: u8, vlans: Value, target: &str) -> Value {
+    let ipsrc = format!("2001:db8:68::1{n:02}");
+    json!({"name": name, "kind": "ns", "vlans": vlans, "target": target, "ipsrc": ipsrc})
 }
 
-fn arp(name: &str, vlans: Value, target: &str) -> Value {
-    json!({"name": name, "kind": "arp", "vlans": vlans, "target": target, "ipsrc": "10.68.0.99"})
+/// An ARP request from `10.68.0.1<n>`.
+fn arp(name: &str, n: u8, vlans: Value, target: &str) -> Value {
+    let ipsrc = format!("10.68.0.{}", 100 + n);
+    json!({"name": name, "kind": "arp", "vlans": vlans, "target": target, "ipsrc": ipsrc})
 }
 
 #[test]
@@ -84,30 +89,30 @@ fn answers_behind_dot1q_and_qinq_as_scapy_decodes_them() {
     }
     let v100 = json!([[0x8100, 100]]);
     let v300_400 = json!([[0x88a8, 300], [0x8100, 400]]);
-    let mut unicast_arp = arp("arp unicast", v100.clone(), "10.68.0.2");
+    let mut unicast_arp = arp("arp unicast", 6, v100.clone(), "10.68.0.2");
     unicast_arp["dst"] = json!(M1.to_string());
-    let mut unicast_ns = ns("ns unicast", v100.clone(), "2001:db8:68::2");
+    let mut unicast_ns = ns("ns unicast", 5, v100.clone(), "2001:db8:68::2");
     unicast_ns["dst"] = json!(M1.to_string());
     unicast_ns["ipdst"] = json!("2001:db8:68::2");
-    let mut hop64 = ns("ns hop limit 64", v100.clone(), "2001:db8:68::2");
+    let mut hop64 = ns("ns hop limit 64", 6, v100.clone(), "2001:db8:68::2");
     hop64["hlim"] = json!(64);
-    let mut dad = ns("ns dad", v100.clone(), "2001:db8:68::2");
+    let mut dad = ns("ns dad", 7, v100.clone(), "2001:db8:68::2");
     dad["ipsrc"] = json!("::");
     dad["slla"] = json!(false);
     let request = json!({
         "peer": PEER,
         "ours": [M1.to_string(), M2.to_string(), M3.to_string()],
         "cases": [
-            arp("arp untagged", json!([]), "10.68.0.4"),
-            arp("arp dot1q", v100.clone(), "10.68.0.2"),
-            arp("arp wrong vlan", json!([[0x8100, 101]]), "10.68.0.2"),
-            arp("arp qinq", v300_400.clone(), "10.68.0.3"),
-            arp("arp qinq for the dot1q address", v300_400.clone(), "10.68.0.2"),
+            arp("arp untagged", 1, json!([]), "10.68.0.4"),
+            arp("arp dot1q", 2, v100.clone(), "10.68.0.2"),
+            arp("arp wrong vlan", 3, json!([[0x8100, 101]]), "10.68.0.2"),
+            arp("arp qinq", 4, v300_400.clone(), "10.68.0.3"),
+            arp("arp qinq for the dot1q address", 5, v300_400.clone(), "10.68.0.2"),
             unicast_arp,
-            ns("ns untagged", json!([]), "2001:db8:68::4"),
-            ns("ns dot1q", v100.clone(), "2001:db8:68::2"),
-            ns("ns qinq", v300_400.clone(), "2001:db8:68::3"),
-            ns("ns unknown target", v100.clone(), "2001:db8:68::77"),
+            ns("ns untagged", 1, json!([]), "2001:db8:68::4"),
+            ns("ns dot1q", 2, v100.clone(), "2001:db8:68::2"),
+            ns("ns qinq", 3, v300_400.clone(), "2001:db8:68::3"),
+            ns("ns unknown target", 4, v100.clone(), "2001:db8:68::77"),
             unicast_ns,
             hop64,
             dad,
@@ -122,6 +127,15 @@ fn answers_behind_dot1q_and_qinq_as_scapy_decodes_them() {
         a[0].clone()
     };
 
+    let source = |name: &str| {
+        request["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["ipsrc"]
+            .clone()
+    };
     for (name, mac, vlans, ip) in [
         ("arp untagged", M3, json!([]), "10.68.0.4"),
         ("arp dot1q", M1, v100.clone(), "10.68.0.2"),
@@ -141,7 +155,7 @@ fn answers_behind_dot1q_and_qinq_as_scapy_decodes_them() {
         );
         assert_eq!(
             (&a["hwdst"], &a["pdst"]),
-            (&json!(PEER), &json!("10.68.0.99")),
+            (&json!(PEER), &source(name)),
             "{name}"
         );
     }
@@ -158,7 +172,7 @@ fn answers_behind_dot1q_and_qinq_as_scapy_decodes_them() {
         assert_eq!(a["vlans"], vlans, "{name}");
         assert_eq!(
             (&a["ipsrc"], &a["ipdst"]),
-            (&json!(ip), &json!("2001:db8:68::99")),
+            (&json!(ip), &source(name)),
             "{name}"
         );
         assert_eq!(
@@ -189,6 +203,7 @@ fn answers_behind_dot1q_and_qinq_as_scapy_decodes_them() {
         "arp qinq for the dot1q address",
         "ns unknown target",
         "ns hop limit 64",
+        "unattributed",
     ] {
         assert!(
             answers(silent).is_empty(),

@@ -10,8 +10,11 @@ CASE: {"name", "vlans": [[TPID, VID], ...] (outermost first), "kind": "arp" | "n
        "target": IP, "dst": MAC (default broadcast or the solicited-node group MAC),
        "ipsrc": IP, "ipdst": IP (ns; default the solicited-node group), "hlim": N (ns, default
        255), "slla": bool (ns, default true)}
-Prints one JSON object: {NAME: [ANSWER, ...]}, the frames from one of "ours" sniffed within
-0.4 s of sending the case's frame.
+Every case must have its own "ipsrc": one sniffer runs while every case's frame is sent, and
+each answer from one of "ours" is given to the case whose "ipsrc" it is addressed to (its
+ARP target address or IPv6 destination; an answer to all nodes, ff02::1, goes to the case
+from "::"), so that a late answer cannot count for the next case.
+Prints one JSON object: {NAME: [ANSWER, ...]}, every case present.
 ANSWER: {"eth_src", "eth_dst", "vlans": [[TPID, VID], ...] (read from the raw bytes), "kind":
 "arp" | "na" | "other", then for ARP "op", "hwsrc", "psrc", "hwdst", "pdst"; for NA "ipsrc",
 "ipdst", "hlim", "tgt", "R", "S", "O", "lladdr", "cksum_ok" (scapy recomputed the ICMPv6
@@ -19,6 +22,7 @@ checksum and found the same)}.
 """
 import json
 import sys
+import threading
 import time
 
 from scapy.all import (
@@ -110,21 +114,41 @@ def describe(p):
     return out
 
 
+def owner(answer):
+    if answer["kind"] == "arp":
+        return answer["pdst"]
+    if answer["kind"] == "na":
+        return "::" if answer["ipdst"] == "ff02::1" else answer["ipdst"]
+    return None
+
+
 def main():
     iface = sys.argv[1]
     req = json.load(sys.stdin)
     ours = {m.lower() for m in req["ours"]}
     conf.verb = 0
     sock = conf.L2socket(iface=iface)
-    results = {}
+    started = threading.Event()
+    sniffer = AsyncSniffer(
+        iface=iface,
+        store=True,
+        lfilter=lambda p: Ether in p and p[Ether].src.lower() in ours,
+        started_callback=started.set,
+    )
+    sniffer.start()
+    started.wait(10)
+    time.sleep(0.2)
     for case in req["cases"]:
-        sniffer = AsyncSniffer(iface=iface, store=True, lfilter=lambda p: Ether in p and p[Ether].src.lower() in ours)
-        sniffer.start()
-        time.sleep(0.15)
         sock.send(build(req["peer"], case))
-        time.sleep(0.4)
-        caught = sniffer.stop() or []
-        results[case["name"]] = [describe(p) for p in caught]
+        time.sleep(0.05)
+    time.sleep(1.5)
+    caught = sniffer.stop() or []
+    by_src = {case["ipsrc"]: case["name"] for case in req["cases"]}
+    results = {case["name"]: [] for case in req["cases"]}
+    for p in caught:
+        answer = describe(p)
+        name = by_src.get(owner(answer))
+        results.setdefault(name or "unattributed", []).append(answer)
     print(json.dumps(results))
 
 
