@@ -7,7 +7,8 @@ Nothing here is committed as a corpus: the seeds are made from the golden frames
 by the `bpf` target itself from its options: ARP, IPv4 and IPv6 behind at most two tags),
 hand-assembled classic BPF programs (among them the program tcpdump compiles for
 `udp dst port 67`), DHCP replies laid out as dnsmasq sends them, and lease-file lines as dnsmasq
-writes them. Each input follows the layout its target's header comment documents.
+writes them, and the ICMPv6 neighbour discovery messages of the wire unit tests. Each input
+follows the layout its target's header comment documents.
 
 Some seeds are inputs that once failed a target, kept so that a regression shows at once: a
 `build_udp` frame to UDP port 0 (which the builder used to write and every receiver drops), a
@@ -425,6 +426,28 @@ def lease_seeds(c):
     c.add("leasefile", "one-line-no-newline", b"1 02:aa:bb:cc:dd:ee 10.0.0.1")
 
 
+# icmpv6: flags byte (bit 0: fill in the checksum), source and destination address, message.
+# The messages are the neighbour solicitation and advertisement scapy built for the unit tests
+# of crates/etherconn-core/src/wire/icmpv6.rs, with their checksums.
+ICMPV6_NS = bytes.fromhex(
+    "87001c270000000020010db8000000000000000000000002" "0101020000000001")
+ICMPV6_NA = bytes.fromhex(
+    "88008a716000000020010db8000000000000000000000002" "0201020000000002")
+
+
+def v6(s):
+    return ipaddress.IPv6Address(s).packed
+
+
+def icmpv6_seeds(c):
+    c.add("icmpv6", "ns", b"\x00" + v6("2001:db8::1") + v6("ff02::1:ff00:2") + ICMPV6_NS)
+    c.add("icmpv6", "na", b"\x00" + v6("2001:db8::2") + v6("2001:db8::1") + ICMPV6_NA)
+    c.add("icmpv6", "ns-dad", b"\x01" + v6("::") + v6("ff02::1:ff00:2") + ICMPV6_NS[:24])
+    c.add("icmpv6", "ns-unicast", b"\x01" + v6("2001:db8::1") + v6("2001:db8::2") + ICMPV6_NS)
+    c.add("icmpv6", "echo", b"\x01" + v6("2001:db8::1") + v6("2001:db8::2")
+          + bytes([128, 0, 0, 0, 0, 7, 0, 9]) + b"ping")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "corpus",
@@ -436,6 +459,7 @@ def main():
     bpf_seeds(c)
     dhcp_seeds(c)
     lease_seeds(c)
+    icmpv6_seeds(c)
     for target, n in sorted(c.counts.items()):
         print(f"{args.out / target}: {n} seeds")
 

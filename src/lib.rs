@@ -44,7 +44,9 @@ pub use etherconn_relay::{Inbox, Mail};
 #[cfg(feature = "std")]
 pub use etherconn_udp as udp;
 #[cfg(feature = "std")]
-pub use etherconn_udp::{RUdpConfig, RUdpConn, SharedEtherConn, SharingRUdpConn};
+pub use etherconn_udp::{
+    NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, SharedEtherConn, SharingRUdpConn,
+};
 
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]

@@ -266,6 +266,14 @@ impl Classified {
         })
     }
 
+    /// The IP layer's upper-layer protocol (after IPv6 extension headers), if the EtherType is
+    /// IP: [`ip`](Self::ip)'s `protocol` without building the addresses, for a relay that routes
+    /// some protocols (ICMP, say) apart on every frame.
+    #[inline]
+    pub fn ip_protocol(&self) -> Option<u8> {
+        (self.layers & (has::IPV4 | has::IPV6) != 0).then_some(self.protocol)
+    }
+
     /// The UDP layer, if the packet is an unfragmented UDP datagram.
     #[inline]
     pub fn udp(&self) -> Option<UdpInfo> {

@@ -1,6 +1,6 @@
 //! Addresses and VLAN stacks from the command line, and the sizes they give frames.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
@@ -25,6 +25,24 @@ pub fn wire_len(tags: usize, payload: usize) -> usize {
 /// The `i`-th address after `base` (wrapping).
 pub fn ip_offset(base: Ipv4Addr, i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(base).wrapping_add(i as u32))
+}
+
+/// The `i`-th address after `base` (wrapping), of either family.
+pub fn addr_offset(base: IpAddr, i: usize) -> IpAddr {
+    match base {
+        IpAddr::V4(a) => IpAddr::V4(ip_offset(a, i)),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(i as u128))),
+    }
+}
+
+/// Position of `ip` in the range of `count` addresses starting at `base`, of either family.
+pub fn addr_index(base: IpAddr, count: usize, ip: IpAddr) -> Option<usize> {
+    let i = match (base, ip) {
+        (IpAddr::V4(b), IpAddr::V4(a)) => u128::from(u32::from(a).wrapping_sub(u32::from(b))),
+        (IpAddr::V6(b), IpAddr::V6(a)) => u128::from(a).wrapping_sub(u128::from(b)),
+        _ => return None,
+    };
+    usize::try_from(i).ok().filter(|&i| i < count)
 }
 
 /// Position of `ip` in the range of `count` addresses starting at `base`.
@@ -70,6 +88,125 @@ impl FromStr for Ipv4Cidr {
             .ok_or_else(|| format!("prefix length {prefix:?} is not 0 to 32"))?;
         Ok(Ipv4Cidr { addr, prefix })
     }
+}
+
+/// An IPv4 or IPv6 address with a prefix length, as `10.0.0.1/24` or `2001:db8::1/64`;
+/// without one, a host prefix (/32, /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpCidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length (0 to 32, or 0 to 128).
+    pub prefix: u8,
+}
+
+impl IpCidr {
+    /// The IPv4 form, for an IPv4 address.
+    pub fn v4(&self) -> Option<Ipv4Cidr> {
+        match self.addr {
+            IpAddr::V4(addr) => Some(Ipv4Cidr {
+                addr,
+                prefix: self.prefix,
+            }),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Whether `ip` is inside this prefix (never for the other family).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V4(a)) => self.v4().is_some_and(|c| c.contains(a)),
+            (IpAddr::V6(base), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(base) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{a:?} is not an IPv4 or IPv6 address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("prefix length {p:?} is not 0 to {max}"))?,
+        };
+        Ok(IpCidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Why an IPv6 `ip` cannot be an endpoint's address or a destination, if it cannot: the
+/// unspecified address, loopback, multicast and IPv4-mapped addresses never name one host on
+/// a link.
+pub fn unusable_ipv6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("the loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.to_ipv4_mapped().is_some() {
+        Some("an IPv4-mapped address")
+    } else {
+        None
+    }
+}
+
+/// Why `ip` (either family) cannot be an endpoint's address or a destination, if it cannot.
+pub fn unusable_addr(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(a) => unusable_ip(a),
+        IpAddr::V6(a) => unusable_ipv6(a),
+    }
+}
+
+/// [`check_ip_range`] for either family: for IPv6, the range must not wrap and neither end
+/// may be [`unusable_ipv6`].
+pub fn check_addr_range(flag: &str, base: IpAddr, count: usize) -> Result<(), String> {
+    let IpAddr::V6(b) = base else {
+        return match base {
+            IpAddr::V4(b) => check_ip_range(flag, b, count),
+            IpAddr::V6(_) => Ok(()),
+        };
+    };
+    let Some(last) = u128::from(b)
+        .checked_add(count as u128 - 1)
+        .map(Ipv6Addr::from)
+    else {
+        return Err(format!(
+            "{flag} {base} with --endpoints {count} runs past the last address"
+        ));
+    };
+    for ip in [b, last] {
+        if let Some(why) = unusable_ipv6(ip) {
+            return Err(format!(
+                "{flag} {base} with --endpoints {count} includes {ip}, {why}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a MAC address (`02:ec:55:00:00:01`).

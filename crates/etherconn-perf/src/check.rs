@@ -9,7 +9,9 @@ use std::path::Path;
 
 use etherconn_relay::CaptureConfig;
 
-use crate::addr::{check_ip_range, check_mac_range, max_payload, unusable_ip, Ipv4Cidr};
+use crate::addr::{
+    addr_index, addr_offset, check_addr_range, check_mac_range, max_payload, unusable_ip, Ipv4Cidr,
+};
 use crate::cli::{BackendChoice, BenchArgs, Cli, Command, EchoArgs, ScaleArgs, SendArgs};
 use crate::l2udp::L2UdpConfig;
 use crate::memory::check_fits;
@@ -67,8 +69,19 @@ fn echo(a: &EchoArgs) -> Result<(), String> {
     check_iface(&a.iface)?;
     check_pcap(a.pcap.as_deref())?;
     let n = a.endpoints as usize;
-    check_ip_range("--ip", a.ip.addr, n)?;
-    check_in_prefix(a.ip, n)?;
+    check_addr_range("--ip", a.ip.addr, n)?;
+    match a.ip.v4() {
+        Some(v4) => check_in_prefix(v4, n)?,
+        None => {
+            let last = addr_offset(a.ip.addr, n - 1);
+            if !a.ip.contains(last) {
+                return Err(format!(
+                    "--ip {} with --endpoints {n} runs to {last}, outside the prefix",
+                    a.ip
+                ));
+            }
+        }
+    }
     check_mac_range(a.mac, n)?;
     let depth = queue_depth(a.queue_depth, n);
     check_fits(
@@ -83,11 +96,16 @@ fn send(a: &SendArgs) -> Result<(), String> {
     check_iface(&a.iface)?;
     check_pcap(a.pcap.as_deref())?;
     let n = a.endpoints as usize;
-    check_ip_range("--ip", a.ip.addr, n)?;
+    check_addr_range("--ip", a.ip.addr, n)?;
     check_mac_range(a.mac, n)?;
-    let dst = *a.dst.ip();
-    let first = u32::from(a.ip.addr);
-    if (first..=first.saturating_add(a.endpoints - 1)).contains(&u32::from(dst)) {
+    let dst = a.dst.ip();
+    if dst.is_ipv4() != a.ip.addr.is_ipv4() {
+        return Err(format!(
+            "--dst {} and --ip {} are of different IP families",
+            a.dst, a.ip.addr
+        ));
+    }
+    if addr_index(a.ip.addr, n, dst).is_some() {
         return Err(format!(
             "--dst {} is one of the sending endpoints' own addresses ({} and the next {})",
             a.dst,

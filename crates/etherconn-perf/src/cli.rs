@@ -1,12 +1,12 @@
 //! Command-line arguments.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etherconn_core::wire::{MacAddr, VlanTag};
 
-use crate::addr::{self, Ipv4Cidr, Qinq};
+use crate::addr::{self, IpCidr, Qinq};
 use crate::l2udp::TxPath;
 
 const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
@@ -46,7 +46,8 @@ pub enum Command {
     /// (two network namespaces joined by a veth pair, removed on exit). Needs root.
     Bench(BenchArgs),
     /// Serve UDP echo on N etherconn endpoints (consecutive MACs and IPs) on an existing
-    /// interface, answering ARP for them, until SIGINT/SIGTERM.
+    /// interface, answering ARP or IPv6 neighbour discovery (and pings) for them, until
+    /// SIGINT/SIGTERM.
     Echo(EchoArgs),
     /// Send UDP datagrams from N etherconn endpoints to a peer (such as `echo`) and count the
     /// echoes that come back.
@@ -154,9 +155,9 @@ pub struct EchoArgs {
     /// Interface to serve on (in this network namespace).
     #[arg(long, value_name = "IF")]
     pub iface: String,
-    /// Address and prefix of endpoint 0; endpoint i has address + i.
+    /// Address and prefix of endpoint 0, IPv4 or IPv6; endpoint i has address + i.
     #[arg(long, value_name = "A/PREFIX")]
-    pub ip: Ipv4Cidr,
+    pub ip: IpCidr,
     /// MAC of endpoint 0 (unicast); endpoint i has MAC + i, which must not carry into the
     /// first octet.
     #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
@@ -184,17 +185,20 @@ pub struct SendArgs {
     /// Interface to send on (in this network namespace).
     #[arg(long, value_name = "IF")]
     pub iface: String,
-    /// Destination address and port (an `echo` endpoint, say).
+    /// Destination address and port (an `echo` endpoint, say): `10.0.0.1:9000` or
+    /// `[2001:db8::1]:9000`.
     #[arg(long, value_name = "IP:PORT", value_parser = parse_destination)]
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// MAC of endpoint 0 (unicast); endpoint i has MAC + i, which must not carry into the
     /// first octet.
     #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
     pub mac: MacAddr,
-    /// Address of endpoint 0 (a /prefix is accepted and ignored); endpoint i has address + i.
+    /// Address of endpoint 0, of the destination's family (a /prefix is accepted and
+    /// ignored); endpoint i has address + i.
     #[arg(long, value_name = "A")]
-    pub ip: Ipv4Cidr,
-    /// Destination MAC (the peer's or the next hop's); found with ARP when not given.
+    pub ip: IpCidr,
+    /// Destination MAC (the peer's or the next hop's); found with ARP or IPv6 neighbour
+    /// discovery when not given.
     #[arg(long, value_name = "MAC", value_parser = addr::parse_unicast_mac)]
     pub dst_mac: Option<MacAddr>,
     /// Number of sending endpoints (round robin).
@@ -258,21 +262,21 @@ pub struct ScaleArgs {
 
 impl SendArgs {
     /// Address of endpoint 0.
-    pub fn base_ip(&self) -> Ipv4Addr {
+    pub fn base_ip(&self) -> IpAddr {
         self.ip.addr
     }
 }
 
 /// A destination `IP:PORT`: port 0 names no socket, and the address must name one host on a
-/// link ([`addr::unusable_ip`]).
-fn parse_destination(s: &str) -> Result<SocketAddrV4, String> {
-    let dst: SocketAddrV4 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address and port (10.0.0.1:9000)"))?;
+/// link ([`addr::unusable_addr`]).
+fn parse_destination(s: &str) -> Result<SocketAddr, String> {
+    let dst: SocketAddr = s.parse().map_err(|_| {
+        format!("{s:?} is not an address and port (10.0.0.1:9000, [2001:db8::1]:9000)")
+    })?;
     if dst.port() == 0 {
         return Err("port 0 is not a destination port (1 to 65535)".to_owned());
     }
-    if let Some(why) = addr::unusable_ip(*dst.ip()) {
+    if let Some(why) = addr::unusable_addr(dst.ip()) {
         return Err(format!("{} is {why}", dst.ip()));
     }
     Ok(dst)
@@ -384,7 +388,7 @@ mod tests {
             panic!("not send")
         };
         assert_eq!(s.rate, Some(1000));
-        assert_eq!(s.base_ip(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(s.base_ip(), IpAddr::from([10, 0, 0, 2]));
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! `echo`: UDP echo on N etherconn endpoints of an existing interface, answering each datagram
-//! to its sender's MAC, VLAN stack, address and port, and ARP for the endpoints' addresses.
+//! `echo`: UDP echo on N etherconn endpoints of an existing interface, IPv4 or IPv6, answering
+//! each datagram to its sender's MAC, VLAN stack, address and port; ARP or IPv6 neighbour
+//! discovery (and pings) for the endpoints' addresses are answered by etherconn-udp's
+//! `Neighbours` responder.
 //!
 //! It answers only where a host could, so that a forged request cannot turn it into a
 //! reflector: never to a group (or all-zero) MAC, a martian address or port 0
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use etherconn_core::martian::{self, Martian};
 
-use crate::addr::{describe_vlans, ip_index, Ipv4Cidr};
+use crate::addr::{addr_index, describe_vlans, IpCidr, Ipv4Cidr};
 use crate::cli::EchoArgs;
 use crate::endpoint::{EndpointSet, Peer, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Failure, Result};
@@ -33,7 +35,7 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
         endpoints: n,
         port: args.port,
         vlans: args.vlans.stack(),
-        answer_arp: true,
+        neighbours: true,
         queue_depth: args
             .queue_depth
             .map_or_else(|| L2UdpConfig::default_queue_depth(n), |d| d as usize),
@@ -143,8 +145,8 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
 /// The addresses `echo` serves: its subnet and its endpoints' range.
 #[derive(Clone, Copy, Debug)]
 struct Served {
-    subnet: Ipv4Cidr,
-    first: Ipv4Addr,
+    subnet: IpCidr,
+    first: IpAddr,
     count: usize,
 }
 
@@ -157,7 +159,7 @@ enum Refusal {
     SenderMac,
     /// A martian source or destination address, or port 0 ([`etherconn_core::martian`]).
     Martian(Martian),
-    /// The source is the broadcast or network address of the served subnet: a host finds it
+    /// The source is the broadcast or network address of the served IPv4 subnet: a host finds it
     /// as a broadcast route, drops it as martian and cannot send to it as to a host.
     SubnetBroadcast,
     /// The source is one of the served addresses: a host drops its own address as a source
@@ -175,14 +177,13 @@ fn refusal(from: &Peer, to: SocketAddr, served: &Served) -> Option<Refusal> {
     if let Some(m) = martian::udp(from.addr, to) {
         return Some(Refusal::Martian(m));
     }
-    let IpAddr::V4(src) = from.addr.ip() else {
-        // The endpoints are IPv4 only: never handed over.
-        return None;
-    };
-    if is_subnet_broadcast(src, served.subnet) {
-        return Some(Refusal::SubnetBroadcast);
+    let src = from.addr.ip();
+    if let (IpAddr::V4(src), Some(subnet)) = (src, served.subnet.v4()) {
+        if is_subnet_broadcast(src, subnet) {
+            return Some(Refusal::SubnetBroadcast);
+        }
     }
-    if ip_index(served.first, served.count, src).is_some() {
+    if addr_index(served.first, served.count, src).is_some() {
         return Some(Refusal::OwnAddress);
     }
     None

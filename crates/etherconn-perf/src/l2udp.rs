@@ -1,7 +1,8 @@
 //! UDP over etherconn's L2 endpoints: one [`EtherConn`] per endpoint (its own MAC and VLAN
-//! stack) on a relay, UDP/IPv4 frames built with `build_udp_frame` and taken apart by the
-//! relay's one-pass classification. Optionally answers ARP for the endpoints' addresses, so a
-//! kernel peer can reach them without static neighbour entries.
+//! stack) on a relay, UDP over IPv4 or IPv6 built with `build_udp_frame` and taken apart by the
+//! relay's one-pass classification. Optionally answers ARP and IPv6 neighbour discovery (and
+//! pings) for the endpoints' addresses through etherconn-udp's [`Neighbours`] responder, so a
+//! kernel peer can reach them without static neighbour entries, and resolves peers with it.
 //!
 //! A datagram whose IPv4 reserved flag is set is not handed over (counted as
 //! `rx_reserved_flag`): RFC 791 makes senders clear it, so it marks a forged or broken frame,
@@ -9,20 +10,25 @@
 //! Linux does.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::wire::{arp, ipv4, EtherType, MacAddr, VlanTag};
+use etherconn_core::wire::{ipv4, EtherType, MacAddr, VlanTag};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_relay::{CaptureConfig, EtherConn, EtherConnConfig};
 use etherconn_relay::{PacketRelay, RxFrame};
 
-use crate::addr::{ip_index, ip_offset};
+use etherconn_udp::{NeighbourAddr, NeighbourConfig, Neighbours};
+
+use crate::addr::addr_offset;
 use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Context, Failure, Result};
+
+/// Time between two requests when resolving a peer, and the longest wait of one attempt.
+const RESOLVE_RETRY: Duration = Duration::from_millis(300);
 
 /// How a burst reaches the relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -39,16 +45,17 @@ pub enum TxPath {
 pub struct L2UdpConfig {
     /// MAC of endpoint 0; endpoint `i` has `base_mac + i`.
     pub base_mac: MacAddr,
-    /// Address of endpoint 0; endpoint `i` has `base_ip + i`.
-    pub base_ip: Ipv4Addr,
+    /// Address of endpoint 0 (IPv4 or IPv6); endpoint `i` has `base_ip + i`.
+    pub base_ip: IpAddr,
     /// Number of endpoints.
     pub endpoints: usize,
     /// UDP port of every endpoint.
     pub port: u16,
     /// VLAN stack of every endpoint, outermost first.
     pub vlans: Vec<VlanTag>,
-    /// Answer ARP requests for the endpoints' addresses.
-    pub answer_arp: bool,
+    /// Answer ARP requests or IPv6 neighbour solicitations (and pings) for the endpoints'
+    /// addresses, and resolve peers, with a [`Neighbours`] responder.
+    pub neighbours: bool,
     /// Receive queue depth of each endpoint's conn.
     pub queue_depth: usize,
     /// How bursts are sent.
@@ -70,7 +77,6 @@ struct Counters {
     rx_not_ours: u64,
     rx_reserved_flag: u64,
     rx_other: u64,
-    arp_replies: u64,
     tx: u64,
 }
 
@@ -78,9 +84,10 @@ struct Counters {
 pub struct L2UdpEndpoints {
     relay: Arc<dyn PacketRelay>,
     conns: Vec<EtherConn>,
-    base_ip: Ipv4Addr,
+    base_ip: IpAddr,
     port: u16,
-    answer_arp: bool,
+    /// The responder and resolver, and the endpoints' addresses in it.
+    nd: Option<(Neighbours, Vec<NeighbourAddr>)>,
     tx_path: TxPath,
     /// Which conns have frames.
     ready: ReadyConns,
@@ -112,6 +119,24 @@ impl L2UdpEndpoints {
         }
         let mut conns = Vec::with_capacity(cfg.endpoints);
         let ready = ReadyConns::new(cfg.endpoints);
+        let mut nd = if cfg.neighbours {
+            // Short waits and retries, so that Ctrl-C is seen while resolving.
+            let nd_cfg = NeighbourConfig::default()
+                .retry_interval(RESOLVE_RETRY)
+                .max_requests(10)
+                .resolve_wait(RESOLVE_RETRY)
+                .queue_depth(cfg.endpoints.clamp(1024, 65_536));
+            let nd = Neighbours::new(Arc::clone(&relay), nd_cfg)
+                .context(|| "cannot start the neighbour responder")?;
+            Some((nd, Vec::with_capacity(cfg.endpoints)))
+        } else {
+            None
+        };
+        let ethertypes: &[EtherType] = if cfg.base_ip.is_ipv4() {
+            &[EtherType::IPV4, EtherType::ARP]
+        } else {
+            &[EtherType::IPV6]
+        };
         for i in 0..cfg.endpoints {
             // A large fleet takes seconds to register; Ctrl-C must not wait for the end of it.
             if crate::sys::stop_requested() {
@@ -121,13 +146,20 @@ impl L2UdpEndpoints {
                 )));
             }
             let conn_cfg = EtherConnConfig::default()
-                .ethertypes(&[EtherType::IPV4, EtherType::ARP])
-                .queue_depth(cfg.queue_depth)
-                // One conn takes the broadcast ARP requests for all of them.
-                .recv_multicast(i == 0 && cfg.answer_arp);
+                .ethertypes(ethertypes)
+                .queue_depth(cfg.queue_depth);
             let mac = cfg.base_mac.offset(i as u64);
             let conn = EtherConn::new(Arc::clone(&relay), mac, &cfg.vlans, conn_cfg)
                 .context(|| format!("cannot register endpoint {mac}"))?;
+            if let Some((nd, held)) = &mut nd {
+                // The responder takes the conn's ARP and ICMP frames and answers for its
+                // address; broadcast requests reach it through the VLAN stack's group.
+                let ip = addr_offset(cfg.base_ip, i);
+                nd.serve(&conn)
+                    .and_then(|()| nd.add(mac, &cfg.vlans, ip))
+                    .map(|a| held.push(a))
+                    .context(|| format!("cannot answer for {ip} at {mac}"))?;
+            }
             ready.add(&conn, i);
             conns.push(conn);
         }
@@ -136,7 +168,7 @@ impl L2UdpEndpoints {
             conns,
             base_ip: cfg.base_ip,
             port: cfg.port,
-            answer_arp: cfg.answer_arp,
+            nd,
             tx_path: cfg.tx_path,
             ready,
             frames: vec![0; BATCH * FRAME_ROOM].into_boxed_slice(),
@@ -150,76 +182,20 @@ impl L2UdpEndpoints {
         self.conns[i].local_mac()
     }
 
-    /// Finds the MAC of `target` with an ARP request from endpoint `from` (broadcast on its VLAN
-    /// stack), retried every 300 ms until `timeout`. Other frames arriving at that endpoint
-    /// meanwhile are dropped (ARP requests for the set are still answered).
-    pub fn resolve(
-        &mut self,
-        from: usize,
-        target: Ipv4Addr,
-        timeout: Duration,
-    ) -> io::Result<Option<MacAddr>> {
+    /// Finds the MAC of `target` with an ARP request or a neighbour solicitation from endpoint
+    /// `from` (on its VLAN stack), retried every 300 ms until `timeout` or Ctrl-C; `None`
+    /// when nothing answered (or the set has no responder).
+    pub fn resolve(&self, from: usize, target: IpAddr, timeout: Duration) -> Option<MacAddr> {
+        let (nd, _) = self.nd.as_ref()?;
         let conn = &self.conns[from];
-        let request = arp::Repr {
-            operation: arp::Operation::Request,
-            source_hardware_addr: conn.local_mac(),
-            source_protocol_addr: ip_offset(self.base_ip, from),
-            target_hardware_addr: MacAddr::UNSPECIFIED,
-            target_protocol_addr: target,
-        };
-        let mut buf = [0u8; arp::PACKET_LEN];
-        request
-            .emit(&mut arp::Packet::new_unchecked(&mut buf[..]))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let src = addr_offset(self.base_ip, from);
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            self.conns[from].send_to(&buf, EtherType::ARP, MacAddr::BROADCAST)?;
-            let retry = (Instant::now() + Duration::from_millis(300)).min(deadline);
-            loop {
-                let now = Instant::now();
-                if now >= retry || crate::sys::stop_requested() {
-                    break;
-                }
-                let Some(rx) = self.recv_one_blocking(from, retry - now)? else {
-                    continue;
-                };
-                if rx.info.ethertype() != EtherType::ARP {
-                    self.c.rx_other += 1;
-                    continue;
-                }
-                let reply = arp::Packet::new_checked(rx.payload())
-                    .ok()
-                    .and_then(|p| arp::Repr::parse(&p).ok());
-                match reply {
-                    Some(r)
-                        if r.operation == arp::Operation::Reply
-                            && r.source_protocol_addr == target =>
-                    {
-                        return Ok(Some(r.source_hardware_addr));
-                    }
-                    _ => self.handle_arp(&rx),
-                }
-            }
-            if crate::sys::stop_requested() {
-                break;
+        while Instant::now() < deadline && !crate::sys::stop_requested() {
+            if let Some(mac) = nd.resolve(conn.local_mac(), conn.vlans(), src, target) {
+                return Some(mac);
             }
         }
-        Ok(None)
-    }
-
-    fn recv_one_blocking(&self, i: usize, wait: Duration) -> io::Result<Option<RxFrame>> {
-        match self.conns[i].recv_frame_timeout(Some(wait)) {
-            Ok(rx) => Ok(Some(rx)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        None
     }
 
     /// Hands a frame that arrived at endpoint `i` to `on` if it is a datagram for it; returns
@@ -228,13 +204,15 @@ impl L2UdpEndpoints {
         let info = &rx.info;
         match info.udp() {
             Some(udp) => {
-                let local = SocketAddr::new(IpAddr::V4(ip_offset(self.base_ip, i)), self.port);
+                let local = SocketAddr::new(addr_offset(self.base_ip, i), self.port);
                 if udp.local != local {
                     self.c.rx_not_ours += 1;
                     return false;
                 }
-                // A UDP layer means a classified IPv4 header: the view's reads are in bounds.
-                if ipv4::Packet::new_unchecked(rx.payload()).reserved_flag() {
+                // A UDP layer in an IPv4 frame means a classified IPv4 header: the view's
+                // reads are in bounds.
+                if udp.local.is_ipv4() && ipv4::Packet::new_unchecked(rx.payload()).reserved_flag()
+                {
                     self.c.rx_reserved_flag += 1;
                     return false;
                 }
@@ -251,56 +229,23 @@ impl L2UdpEndpoints {
                 self.c.rx_udp += 1;
                 true
             }
-            None if info.ethertype() == EtherType::ARP && self.answer_arp => {
-                self.handle_arp(rx);
-                false
-            }
             None => {
                 self.c.rx_other += 1;
                 false
             }
         }
     }
-
-    /// Answers an ARP request for one of the set's addresses, from that endpoint's MAC.
-    fn handle_arp(&mut self, rx: &RxFrame) {
-        let request = arp::Packet::new_checked(rx.payload())
-            .ok()
-            .and_then(|p| arp::Repr::parse(&p).ok());
-        let Some(req) = request.filter(|r| r.operation == arp::Operation::Request) else {
-            self.c.rx_other += 1;
-            return;
-        };
-        let Some(j) = ip_index(self.base_ip, self.conns.len(), req.target_protocol_addr) else {
-            self.c.rx_other += 1;
-            return;
-        };
-        let conn = &self.conns[j];
-        let reply = arp::Repr {
-            operation: arp::Operation::Reply,
-            source_hardware_addr: conn.local_mac(),
-            source_protocol_addr: req.target_protocol_addr,
-            target_hardware_addr: req.source_hardware_addr,
-            target_protocol_addr: req.source_protocol_addr,
-        };
-        let mut buf = [0u8; arp::PACKET_LEN];
-        if reply
-            .emit(&mut arp::Packet::new_unchecked(&mut buf[..]))
-            .is_ok()
-            && conn
-                .send_to(&buf, EtherType::ARP, req.source_hardware_addr)
-                .is_ok()
-        {
-            self.c.arp_replies += 1;
-        }
-    }
 }
 
-/// Opens an AF_PACKET relay for ARP and IPv4 on `ifname` (in the calling thread's network
-/// namespace; its receive thread inherits the calling thread's CPU pinning), capturing to
-/// `pcap` when given.
+/// Opens an AF_PACKET relay for ARP, IPv4 and IPv6 on `ifname` (in the calling thread's
+/// network namespace; its receive thread inherits the calling thread's CPU pinning),
+/// capturing to `pcap` when given.
 pub fn open_rawsock_relay(ifname: &str, pcap: Option<&Path>) -> Result<Arc<dyn PacketRelay>> {
-    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
+    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[
+        EtherType::ARP,
+        EtherType::IPV4,
+        EtherType::IPV6,
+    ]);
     let relay = match pcap {
         None => RawSocketRelay::new(ifname, relay_cfg),
         Some(path) => {
@@ -337,7 +282,7 @@ pub fn relay_counters(relay: &dyn PacketRelay) -> Vec<(&'static str, u64)> {
 fn udp_frame<'a>(
     spec: &TxSpec,
     conn: &'a EtherConn,
-    base_ip: Ipv4Addr,
+    base_ip: IpAddr,
     port: u16,
     payload: &'a [u8],
 ) -> UdpFrame<'a> {
@@ -345,7 +290,7 @@ fn udp_frame<'a>(
         src_mac: conn.local_mac(),
         dst_mac: spec.to.mac,
         vlans: conn.vlans(),
-        src: SocketAddr::new(IpAddr::V4(ip_offset(base_ip, spec.from)), port),
+        src: SocketAddr::new(addr_offset(base_ip, spec.from), port),
         dst: spec.to.addr,
         ttl: 64,
         dscp: 0,
@@ -363,7 +308,7 @@ impl EndpointSet for L2UdpEndpoints {
     }
 
     fn local_addr(&self, endpoint: usize) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(ip_offset(self.base_ip, endpoint)), self.port)
+        SocketAddr::new(addr_offset(self.base_ip, endpoint), self.port)
     }
 
     fn send_burst(
@@ -448,9 +393,19 @@ impl EndpointSet for L2UdpEndpoints {
             ("rx_not_ours", self.c.rx_not_ours),
             ("rx_reserved_flag", self.c.rx_reserved_flag),
             ("rx_other", self.c.rx_other),
-            ("arp_replies", self.c.arp_replies),
         ]
         .into_iter()
+        .chain(self.nd.iter().flat_map(|(nd, _)| {
+            let s = nd.stats();
+            [
+                ("arp_replies", s.arp_replies),
+                ("na_replies", s.na_replies),
+                ("echo_replies", s.echo_replies),
+                ("nd_requests", s.requests),
+                ("nd_failed", s.failed),
+                ("nd_ignored", s.ignored),
+            ]
+        }))
         .chain(relay_counters(&*self.relay))
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
@@ -463,6 +418,7 @@ impl Drop for L2UdpEndpoints {
     fn drop(&mut self) {
         // Deregister first (cheap with the relay alive), then join the relay's threads; the
         // relay is also stopped when its last handle goes, this just makes it deterministic.
+        self.nd = None;
         self.conns.clear();
         self.relay.stop();
     }

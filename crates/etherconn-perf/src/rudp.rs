@@ -13,7 +13,7 @@ use etherconn_core::wire::MacAddr;
 use etherconn_relay::PacketRelay;
 use etherconn_udp::{RUdpConfig, RUdpConn, RecvMeta};
 
-use crate::addr::{ip_index, ip_offset};
+use crate::addr::{addr_offset, ip_index};
 use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Context, Failure, Result};
 use crate::l2udp::{open_rawsock_relay, relay_counters, L2UdpConfig};
@@ -95,7 +95,7 @@ impl RUdpEndpoints {
                 )));
             }
             let mac = cfg.base_mac.offset(i as u64);
-            let local = SocketAddr::new(IpAddr::V4(ip_offset(cfg.base_ip, i)), cfg.port);
+            let local = SocketAddr::new(addr_offset(cfg.base_ip, i), cfg.port);
             let conn = RUdpConn::new(Arc::clone(&relay), mac, &cfg.vlans, local, udp_cfg.clone())
                 .context(|| format!("cannot create the RUdpConn of {mac} {local}"))?;
             // Read without waiting: the ReadySet does the waiting.

@@ -103,26 +103,30 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
         endpoints: n,
         port: args.port,
         vlans: vlans.clone(),
-        answer_arp: true,
+        neighbours: true,
         queue_depth: L2UdpConfig::default_queue_depth(n),
         tx_path: args.tx_path,
         pcap: args.pcap.clone(),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
+    let proto = if args.dst.is_ipv4() {
+        "ARP"
+    } else {
+        "neighbour discovery"
+    };
     let dst_mac = match args.dst_mac {
         Some(m) => m,
-        None => match set
-            .resolve(0, *args.dst.ip(), Duration::from_secs(3))
-            .context(|| "ARP")?
-        {
+        None => match set.resolve(0, args.dst.ip(), Duration::from_secs(3)) {
             Some(m) => m,
             // The resolver gave up early for Ctrl-C: not an unanswered request.
             None if sys::stop_requested() => {
-                return Err(Failure::interrupted("resolving the destination with ARP"))
+                return Err(Failure::interrupted(format_args!(
+                    "resolving the destination with {proto}"
+                )))
             }
             None => {
                 return Err(Failure::new(format!(
-                    "no ARP reply for {} on {} (VLANs {}) within 3 s; pass --dst-mac",
+                    "no {proto} answer for {} on {} (VLANs {}) within 3 s; pass --dst-mac",
                     args.dst.ip(),
                     args.iface,
                     describe_vlans(&vlans)
@@ -132,7 +136,7 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
     };
     let dst = Peer {
         mac: dst_mac,
-        addr: SocketAddr::V4(args.dst),
+        addr: args.dst,
     };
     eprintln!(
         "send: {n} endpoint(s) from {}/{} on {} (VLANs {}) -> {} at {dst_mac}, {plen} B, {} s{}",

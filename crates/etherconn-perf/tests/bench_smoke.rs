@@ -1,6 +1,7 @@
 //! Runs the built `etherconn-perf` as a user would: `bench` on the testbed it makes itself, and
 //! `echo` in one namespace of a testbed made here, driven by `send` and by a kernel UDP socket
-//! (which reaches the echo endpoints through their ARP responder) from the other.
+//! and `ping` (which reach the echo endpoints through their ARP or IPv6 neighbour discovery
+//! responder) from the other, over IPv4 and IPv6.
 //!
 //! Packets must flow and the output must be well formed; no figure is asserted.
 
@@ -170,14 +171,55 @@ impl Drop for Running {
     }
 }
 
+/// The addresses of one family for [`echo_and_send`].
+struct Family {
+    prefix: &'static str,
+    /// The kernel's address (namespace `a`), with its prefix.
+    kernel: &'static str,
+    /// Echo endpoint 0's address and prefix; endpoint i has + i.
+    echo: &'static str,
+    /// Echo endpoint `i`'s address and port 9000.
+    echo_at: fn(u8) -> String,
+    /// The address `send` sends from.
+    send_ip: &'static str,
+    /// The counter of the responder's answers `echo` prints.
+    replies: &'static str,
+}
+
 #[test]
 fn echo_answers_send_and_a_kernel_client_through_arp() {
-    if !require_root("echo_answers_send_and_a_kernel_client_through_arp") {
+    echo_and_send(&Family {
+        prefix: "ecperf-t-",
+        kernel: "10.56.0.1/24",
+        echo: "10.56.0.10/24",
+        echo_at: |i| format!("10.56.0.{}:9000", 10 + i),
+        send_ip: "10.56.0.100",
+        replies: "arp_replies=",
+    });
+}
+
+#[test]
+fn echo_answers_send_and_a_kernel_client_over_ipv6_through_neighbour_discovery() {
+    echo_and_send(&Family {
+        prefix: "ecperf-6-",
+        kernel: "2001:db8:56::1/64",
+        echo: "2001:db8:56::10/64",
+        echo_at: |i| format!("[2001:db8:56::{:x}]:9000", 0x10 + i),
+        send_ip: "2001:db8:56::100",
+        replies: "na_replies=",
+    });
+}
+
+/// `echo` on 4 endpoints in namespace `b`; `send` from namespace `a` finds endpoint 1's MAC
+/// (ARP or neighbour discovery) and gets echoes; a kernel UDP socket in `a`, with no static
+/// neighbour entry, gets an echo from every endpoint, and `ping` an answer.
+fn echo_and_send(f: &Family) {
+    if !require_root(&format!("echo_and_send {}", f.echo)) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
-    let tb = Testbed::new("ecperf-t-").expect("testbed");
-    tb.add_addr(Side::A, "10.56.0.1/24").unwrap();
+    let tb = Testbed::new(f.prefix).expect("testbed");
+    tb.add_addr(Side::A, f.kernel).unwrap();
 
     let mut child =
         tb.b.command(BIN)
@@ -186,7 +228,7 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
                 "--iface",
                 &tb.b_if,
                 "--ip",
-                "10.56.0.10/24",
+                f.echo,
                 "--mac",
                 "02:ec:56:00:00:10",
                 "--endpoints",
@@ -223,7 +265,7 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
         panic!("echo did not start: {ready:?} {err}");
     }
 
-    // etherconn on both ends: `send` finds the echo endpoint's MAC with ARP.
+    // etherconn on both ends: `send` finds the echo endpoint's MAC with ARP or ND.
     let out =
         tb.a.command(BIN)
             .args([
@@ -231,11 +273,11 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
                 "--iface",
                 &tb.a_if,
                 "--dst",
-                "10.56.0.11:9000",
+                &(f.echo_at)(1),
                 "--mac",
                 "02:ec:56:00:01:00",
                 "--ip",
-                "10.56.0.100",
+                f.send_ip,
                 "--endpoints",
                 "3",
                 "--seconds",
@@ -266,15 +308,17 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
     assert_eq!(sent["bad_payload"], 0, "{sent:#}");
     assert!(sent["rtt"]["max_us"].as_f64().unwrap() > 0.0);
 
-    // The kernel's UDP stack as the client, without static neighbours: ARP must be answered
-    // for every endpoint, and each echo must come from the address it was sent to.
+    // The kernel's UDP stack as the client, without static neighbours: ARP or neighbour
+    // solicitations must be answered for every endpoint, and each echo must come from the
+    // address it was sent to.
+    let kernel_ip: std::net::IpAddr = f.kernel.split('/').next().unwrap().parse().unwrap();
     let sock =
-        tb.a.run_in(|| UdpSocket::bind("10.56.0.1:0"))
+        tb.a.run_in(|| UdpSocket::bind(SocketAddr::new(kernel_ip, 0)))
             .unwrap()
             .unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     for ep in 0..4u8 {
-        let dst: SocketAddr = format!("10.56.0.{}:9000", 10 + ep).parse().unwrap();
+        let dst: SocketAddr = (f.echo_at)(ep).parse().unwrap();
         let msg = format!("hello endpoint {ep}");
         sock.send_to(msg.as_bytes(), dst).unwrap();
         let mut buf = [0u8; 256];
@@ -282,6 +326,9 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
             .recv_from(&mut buf)
             .unwrap_or_else(|e| panic!("no echo from {dst}: {e}"));
         assert_eq!((&buf[..n], from), (msg.as_bytes(), dst));
+        let ping =
+            tb.a.exec(&["ping", "-c", "1", "-W", "2", &dst.ip().to_string()]);
+        assert!(ping.is_ok_and(|o| o.status.success()), "ping {}", dst.ip());
     }
 
     let out = echo.interrupt_and_wait();
@@ -293,10 +340,11 @@ fn echo_answers_send_and_a_kernel_client_through_arp() {
         text(&out.stderr)
     );
     assert!(rest.contains("echo: received"), "echo printed: {rest}");
-    assert!(rest.contains("arp_replies="), "echo printed: {rest}");
+    assert!(rest.contains(f.replies), "echo printed: {rest}");
+    assert!(rest.contains("echo_replies="), "echo printed: {rest}");
     drop(tb);
     assert_eq!(
-        leftover_namespaces(&process_prefix("ecperf-t-")),
+        leftover_namespaces(&process_prefix(f.prefix)),
         Vec::<String>::new()
     );
 }

@@ -8,7 +8,7 @@ use std::vec::Vec;
 
 use crate::budget::{MemoryBudget, Reservation};
 use crate::dispatch::demux::L4Demux;
-use crate::dispatch::table::ConnEntry;
+use crate::dispatch::table::{ConnEntry, NeighbourTap};
 use crate::error::RelayError;
 use crate::queue::{RxFrame, RxQueue};
 use crate::ready::{Watchable, WatchedQueue};
@@ -373,6 +373,12 @@ impl EtherConn {
     /// The UDP demultiplexer, when the conn was created with `l4_demux`.
     pub fn l4_demux(&self) -> Option<&L4Demux> {
         self.entry.l4.as_ref()
+    }
+
+    /// Sends the ARP, ICMP and ICMPv6 frames this conn receives to `to` instead of its queue;
+    /// see [`ConnEntry::divert_neighbour_frames`].
+    pub fn divert_neighbour_frames(&self, to: &NeighbourTap) -> Result<(), RelayError> {
+        self.entry.divert_neighbour_frames(to)
     }
 
     /// Frames waiting in the receive queue.

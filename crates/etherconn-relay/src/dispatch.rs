@@ -31,8 +31,8 @@ use crate::pool::{BufferPool, PooledBuf};
 use crate::queue::{PushError, RxFrame};
 use crate::stats::{RelayCounters, RelayStats, StripedCounters};
 use etherconn_core::classify::{classify_with, Options};
-use etherconn_core::key::L2EndpointKey;
-use etherconn_core::wire::{ethernet, vlan, VlanTag};
+use etherconn_core::key::{L2EndpointKey, VlanIds};
+use etherconn_core::wire::{ethernet, vlan, EtherType, VlanTag};
 use observer::RegistrationObserver;
 use table::{ConnEntry, KeyTable};
 
@@ -256,6 +256,30 @@ impl Dispatcher {
         self.table.deregister(keys, entry);
     }
 
+    /// Makes `entry` a member of the receive-multicast group of `vlans` and `ethertype`
+    /// without registering an exact key: it then gets every broadcast or multicast frame on
+    /// that VLAN stack and EtherType that no exact key matches, as a receive-multicast conn
+    /// does. A neighbour responder joins the ARP and IPv6 groups of each VLAN stack it serves
+    /// this way. Joining twice is one membership. The entry is closed when the relay stops. A
+    /// backend that mirrors the table (its [`RegistrationObserver`]) hears of a new group and
+    /// may refuse it.
+    pub fn join_multicast(
+        &self,
+        vlans: VlanIds,
+        ethertype: EtherType,
+        entry: &Arc<ConnEntry>,
+    ) -> Result<(), RelayError> {
+        if self.is_stopped() {
+            return Err(RelayError::Stopped);
+        }
+        self.table.join_group(vlans, ethertype, entry)
+    }
+
+    /// Ends a membership [`join_multicast`](Self::join_multicast) made.
+    pub fn leave_multicast(&self, vlans: VlanIds, ethertype: EtherType, entry: &Arc<ConnEntry>) {
+        self.table.leave_group(vlans, ethertype, entry);
+    }
+
     /// Makes `entry` the default conn; refused with [`RelayError::DefaultInUse`] when another
     /// conn is the default, unless `replace` is set.
     pub fn set_default(&self, entry: &Arc<ConnEntry>, replace: bool) -> Result<(), RelayError> {
@@ -434,7 +458,7 @@ impl Dispatcher {
                     return;
                 }
             },
-            _ => entry.queue.push(rx),
+            _ => entry.queue_for(&rx.info).push(rx),
         };
         self.count_push(result, delivered);
     }

@@ -110,7 +110,7 @@ pub use conn::{EtherConn, EtherConnConfig, L2Peer};
 pub use dispatch::delivery::{Delivery, DELIVERY_BATCH};
 pub use dispatch::demux::L4Demux;
 pub use dispatch::observer::{RegistrationChange, RegistrationObserver};
-pub use dispatch::table::{ConnEntry, SHARDS};
+pub use dispatch::table::{ConnEntry, NeighbourTap, SHARDS};
 pub use dispatch::{Dispatcher, DispatcherConfig};
 pub use error::RelayError;
 pub use inbox::{Inbox, Mail, DEFAULT_INBOX_CAPACITY};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use etherconn_core::wire::MacAddr;
 
+use crate::neighbour::Neighbours;
+
 /// Maps a destination IP to the MAC of the next hop (the destination itself on the same link,
 /// a gateway otherwise); `None` when it is not known, which fails the send with
 /// `io::ErrorKind::AddrNotAvailable`.
@@ -100,6 +102,10 @@ pub struct RUdpConfig {
     /// the conn's owner answer a broadcast or a group. On only for a tool that must see forged
     /// traffic (a capture, a test of another stack's filters).
     pub accept_martians: bool,
+    /// The neighbour responder and resolver of the relay ([`RUdpConfig::neighbours`]).
+    pub neighbours: Option<Neighbours>,
+    /// Whether `neighbours` also resolves next hops (replacing `resolver`).
+    resolve_with_neighbours: bool,
 }
 
 impl Default for RUdpConfig {
@@ -112,6 +118,8 @@ impl Default for RUdpConfig {
             recv_multicast: false,
             queue_depth: DEFAULT_RUDP_QUEUE_DEPTH,
             resolver: broadcast_resolver(),
+            neighbours: None,
+            resolve_with_neighbours: false,
         }
     }
 }
@@ -126,11 +134,29 @@ impl fmt::Debug for RUdpConfig {
             .field("queue_depth", &self.queue_depth)
             .field("resolver", &ResolverDebug(&self.resolver))
             .field("accept_martians", &self.accept_martians)
+            .field("neighbours", &self.neighbours.is_some())
             .finish()
     }
 }
 
 impl RUdpConfig {
+    /// These options with a neighbour responder and resolver (one per relay, shared by its
+    /// conns): the conn's address is answered for (ARP or neighbour solicitations, broadcast
+    /// and unicast, and pings) as long as the conn lives, and its next hops are resolved with
+    /// `nd` from the conn's MAC and address, replacing `resolver`. Calling
+    /// [`resolver`](Self::resolver) afterwards keeps the answering and puts that resolver
+    /// back (wrap `nd.resolver(..)` in it to route through a gateway).
+    pub fn neighbours(mut self, nd: &Neighbours) -> Self {
+        self.neighbours = Some(nd.clone());
+        self.resolve_with_neighbours = true;
+        self
+    }
+
+    /// Whether the conn's next hops are resolved by `neighbours`.
+    pub(crate) fn resolves_with_neighbours(&self) -> bool {
+        self.resolve_with_neighbours && self.neighbours.is_some()
+    }
+
     /// These options with `accept_any` set.
     pub fn accept_any(mut self, on: bool) -> Self {
         self.accept_any = on;
@@ -173,6 +199,7 @@ impl RUdpConfig {
         resolver: impl Fn(IpAddr) -> Option<MacAddr> + Send + Sync + 'static,
     ) -> Self {
         self.resolver = Arc::new(resolver);
+        self.resolve_with_neighbours = false;
         self
     }
 }
@@ -192,6 +219,10 @@ pub struct SharedConfig {
     /// The next-hop MAC for unicast destinations, used by every conn bound on the endpoint.
     /// Default [`broadcast_resolver`].
     pub resolver: NextHopResolver,
+    /// The neighbour responder and resolver of the relay ([`SharedConfig::neighbours`]).
+    pub neighbours: Option<Neighbours>,
+    /// Whether `neighbours` also resolves next hops (replacing `resolver`).
+    resolve_with_neighbours: bool,
 }
 
 impl Default for SharedConfig {
@@ -201,6 +232,8 @@ impl Default for SharedConfig {
             queue_depth: DEFAULT_SHARED_QUEUE_DEPTH,
             replace: false,
             resolver: broadcast_resolver(),
+            neighbours: None,
+            resolve_with_neighbours: false,
         }
     }
 }
@@ -212,11 +245,27 @@ impl fmt::Debug for SharedConfig {
             .field("queue_depth", &self.queue_depth)
             .field("replace", &self.replace)
             .field("resolver", &ResolverDebug(&self.resolver))
+            .field("neighbours", &self.neighbours.is_some())
             .finish()
     }
 }
 
 impl SharedConfig {
+    /// These options with a neighbour responder and resolver: the address of every conn bound
+    /// on the endpoint (but `0.0.0.0` / `::`) is answered for while the conn lives, and next
+    /// hops are resolved with `nd` from the endpoint's MAC and the first address bound of the
+    /// destination's family, replacing `resolver` (see [`RUdpConfig::neighbours`]).
+    pub fn neighbours(mut self, nd: &Neighbours) -> Self {
+        self.neighbours = Some(nd.clone());
+        self.resolve_with_neighbours = true;
+        self
+    }
+
+    /// Whether the endpoint's next hops are resolved by `neighbours`.
+    pub(crate) fn resolves_with_neighbours(&self) -> bool {
+        self.resolve_with_neighbours && self.neighbours.is_some()
+    }
+
     /// These options with `recv_multicast` set.
     pub fn recv_multicast(mut self, on: bool) -> Self {
         self.recv_multicast = on;
@@ -241,6 +290,7 @@ impl SharedConfig {
         resolver: impl Fn(IpAddr) -> Option<MacAddr> + Send + Sync + 'static,
     ) -> Self {
         self.resolver = Arc::new(resolver);
+        self.resolve_with_neighbours = false;
         self
     }
 }

@@ -55,6 +55,17 @@ pub enum UdpError {
     /// The next-hop resolver knows no MAC for this destination.
     #[error("no next-hop MAC address for {0}: the resolver returned none")]
     NoNextHop(IpAddr),
+    /// Another MAC holds this address on these VLANs in the neighbour responder.
+    #[error("{ip} is already answered for at {mac} on these VLANs")]
+    NeighbourInUse {
+        /// The address.
+        ip: IpAddr,
+        /// The MAC that holds it.
+        mac: etherconn_core::wire::MacAddr,
+    },
+    /// An I/O error (a thread that could not be started).
+    #[error(transparent)]
+    Io(io::Error),
     /// The `EtherConn` handed over does not suit the conn (wrong EtherTypes, UDP demultiplexing
     /// on or off), or an option is out of range.
     #[error("invalid configuration: {0}")]
@@ -79,7 +90,10 @@ impl From<UdpError> for io::Error {
     fn from(e: UdpError) -> io::Error {
         let kind = match e {
             UdpError::Relay(e) => return io::Error::from(e),
-            UdpError::AddrInUse(_) | UdpError::NoFreePort(_) => io::ErrorKind::AddrInUse,
+            UdpError::Io(e) => return e,
+            UdpError::AddrInUse(_) | UdpError::NoFreePort(_) | UdpError::NeighbourInUse { .. } => {
+                io::ErrorKind::AddrInUse
+            }
             UdpError::NoNextHop(_) => io::ErrorKind::AddrNotAvailable,
             UdpError::FamilyMismatch { .. }
             | UdpError::TooLarge { .. }

@@ -18,6 +18,11 @@
 //! are never delivered (the relay counts them in `rx_fragments`). Sending and receiving
 //! allocate nothing per datagram once warm.
 //!
+//! [`Neighbours`] (one per relay) answers ARP and IPv6 neighbour solicitations (and pings) for
+//! the conns' addresses and resolves their next hops, so that kernel peers need no static
+//! neighbour entries and conns reach peers by IP alone ([`RUdpConfig::neighbours`],
+//! [`SharedConfig::neighbours`]; docs/neighbours.md).
+//!
 //! Like a host's IP stack, the conns never receive what a host drops: datagrams with a martian
 //! source or destination address or port 0 ([`etherconn_core::martian`], counted by the relay
 //! in `rx_martian`; `accept_martians` in a conn's config lets them through) and frames from a
@@ -197,19 +202,21 @@
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of
-//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 870 bytes, of
-//! which the struct is 80, its receive queue 512 (cache-padded atomics), the queue's four slots
+//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 878 bytes, of
+//! which the struct is 88, its receive queue 512 (cache-padded atomics), the queue's four slots
 //! 24 each (a queued frame is one pooled buffer), and its entry in the shared endpoint's
 //! demultiplexing table the rest. An idle [`RUdpConn`] with its default depth of
 //! [`DEFAULT_RUDP_QUEUE_DEPTH`] costs about 1.4 KiB. `tests/no_alloc.rs` measures both with a
 //! counting allocator (and prints the figures with `--nocapture`) and fails if a
-//! `SharingRUdpConn` reaches 4 KiB.
+//! `SharingRUdpConn` reaches 4 KiB. Answered for by a [`Neighbours`], an endpoint costs about
+//! 80 bytes more (`tests/neighbour_scale.rs`).
 #![deny(unsafe_code)]
 
 #[cfg(feature = "tokio")]
 mod aio;
 mod config;
 mod error;
+mod neighbour;
 mod rudp;
 mod rx;
 mod sharing;
@@ -222,6 +229,7 @@ pub use config::{
     DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARED_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH, DEFAULT_TTL,
 };
 pub use error::UdpError;
+pub use neighbour::{NeighbourAddr, NeighbourConfig, NeighbourStats, Neighbours};
 pub use rudp::RUdpConn;
 pub use rx::{read_datagram, RecvMeta};
 pub use sharing::{SharedEtherConn, SharingRUdpConn};

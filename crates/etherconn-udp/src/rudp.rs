@@ -15,6 +15,7 @@ use etherconn_relay::{PacketRelay, RxFrame, RxQueue, Watchable, WatchedQueue};
 
 use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
 use crate::error::UdpError;
+use crate::neighbour::NeighbourAddr;
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_relay::timeouts::Timeouts;
@@ -74,6 +75,9 @@ pub struct RUdpConn {
     resolver: NextHopResolver,
     timeouts: Timeouts,
     rx_filtered: AtomicU64,
+    /// The conn's address in the neighbour responder, answered for while the conn lives
+    /// (boxed: a conn without one pays a pointer, not the handle).
+    neighbour: Option<Box<NeighbourAddr>>,
 }
 
 /// An `RUdpConn` can be waited on with others in a
@@ -118,8 +122,14 @@ impl RUdpConn {
         config: RUdpConfig,
     ) -> Result<RUdpConn, UdpError> {
         check_dscp(config.dscp)?;
+        // A responder answers unicast ARP requests to the conn's MAC, and learns the replies
+        // to its own requests: the conn receives ARP for it (and diverts it there).
+        let ethertypes: &[EtherType] = match (config.neighbours.is_some(), local.is_ipv4()) {
+            (true, true) => &[EtherType::IPV4, EtherType::ARP],
+            _ => &[ethertype_of(local)],
+        };
         let ether_config = EtherConnConfig::default()
-            .ethertypes(&[ethertype_of(local)])
+            .ethertypes(ethertypes)
             .recv_multicast(config.recv_multicast)
             .queue_depth(config.queue_depth);
         let ether = EtherConn::new(relay, mac, vlans, ether_config)?;
@@ -166,6 +176,22 @@ impl RUdpConn {
             local
         };
         ether.rx_queue().set_drop_martians(!config.accept_martians);
+        let mut resolver = config.resolver.clone();
+        let neighbour = match &config.neighbours {
+            Some(nd) => {
+                nd.serve(&ether)?;
+                let ip = local.ip();
+                if config.resolves_with_neighbours() && !ip.is_unspecified() {
+                    resolver = nd.resolver(ether.local_mac(), ether.vlans(), ip)?;
+                }
+                if ip.is_unspecified() {
+                    None
+                } else {
+                    Some(Box::new(nd.add(ether.local_mac(), ether.vlans(), ip)?))
+                }
+            }
+            None => None,
+        };
         Ok(RUdpConn {
             ether,
             local,
@@ -173,9 +199,10 @@ impl RUdpConn {
             recv_multicast: config.recv_multicast,
             ttl: config.ttl,
             dscp: config.dscp,
-            resolver: config.resolver,
+            resolver,
             timeouts,
             rx_filtered: AtomicU64::new(0),
+            neighbour,
         })
     }
 
@@ -225,6 +252,12 @@ impl RUdpConn {
             self.ether.vlans(),
             self.local.is_ipv6(),
         )
+    }
+
+    /// Whether a neighbour responder answers for the conn's address
+    /// ([`RUdpConfig::neighbours`]).
+    pub fn answered_by_neighbours(&self) -> bool {
+        self.neighbour.is_some()
     }
 
     /// Frames the conn received and dropped as not its own: non-UDP frames (IP fragments

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use etherconn_relay::{
 
 use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
 use crate::error::UdpError;
+use crate::neighbour::{NeighbourAddr, Neighbours};
 use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
@@ -37,6 +38,11 @@ pub struct SharedEtherConn {
     ether: EtherConn,
     resolver: NextHopResolver,
     next_port: AtomicU32,
+    /// The neighbour responder its conns' addresses are registered in, if any.
+    neighbours: Option<Neighbours>,
+    /// The first address bound of each family (IPv4, IPv6): where the resolver's requests
+    /// come from.
+    sources: Arc<[OnceLock<IpAddr>; 2]>,
 }
 
 impl fmt::Debug for SharedEtherConn {
@@ -81,7 +87,22 @@ impl SharedEtherConn {
             .replace(config.replace)
             .l4_demux(true);
         let ether = EtherConn::new(relay, mac, vlans, ether_config)?;
-        Self::from_ether_conn(ether, config.resolver)
+        let Some(nd) = config.neighbours.clone() else {
+            return Self::from_ether_conn(ether, config.resolver);
+        };
+        nd.serve(&ether)?;
+        let sources: Arc<[OnceLock<IpAddr>; 2]> = Arc::default();
+        let resolver = if config.resolves_with_neighbours() {
+            let (nd, sources) = (nd.clone(), Arc::clone(&sources));
+            let vlans = ether.vlans().to_vec();
+            Arc::new(move |dst: IpAddr| {
+                let src = *sources[usize::from(dst.is_ipv6())].get()?;
+                nd.resolve(mac, &vlans, src, dst)
+            })
+        } else {
+            config.resolver
+        };
+        Self::build(ether, resolver, Some(nd), sources)
     }
 
     /// Shares an existing `EtherConn`, which must have been created with
@@ -95,12 +116,23 @@ impl SharedEtherConn {
                 "a SharedEtherConn needs an EtherConn created with l4_demux",
             ));
         }
+        Self::build(ether, resolver, None, Arc::default())
+    }
+
+    fn build(
+        ether: EtherConn,
+        resolver: NextHopResolver,
+        neighbours: Option<Neighbours>,
+        sources: Arc<[OnceLock<IpAddr>; 2]>,
+    ) -> Result<Arc<SharedEtherConn>, UdpError> {
         // Start the ephemeral search at a different port per endpoint.
         let start = u32::from(ether.local_mac().0[5]) * 61;
         Ok(Arc::new(SharedEtherConn {
             ether,
             resolver,
             next_port: AtomicU32::new(start),
+            neighbours,
+            sources,
         }))
     }
 
@@ -153,7 +185,9 @@ impl SharedEtherConn {
                 })?;
             local.port()
         };
+        let neighbour = self.answer_for(local.ip())?;
         Ok(SharingRUdpConn {
+            neighbour,
             shared: Arc::clone(self),
             queue,
             local: SocketAddr::new(local.ip(), port),
@@ -162,6 +196,20 @@ impl SharedEtherConn {
             dscp: config.dscp,
             _budget: reservation,
         })
+    }
+
+    /// Registers `ip` in the neighbour responder, if there is one and `ip` is specified.
+    fn answer_for(&self, ip: IpAddr) -> Result<Option<Box<NeighbourAddr>>, UdpError> {
+        let Some(nd) = &self.neighbours else {
+            return Ok(None);
+        };
+        if ip.is_unspecified() {
+            return Ok(None);
+        }
+        let addr = nd.add(self.ether.local_mac(), self.ether.vlans(), ip)?;
+        // Set once: a plain load for every send's resolver after that.
+        let _ = self.sources[usize::from(ip.is_ipv6())].set(ip);
+        Ok(Some(Box::new(addr)))
     }
 
     fn register_ephemeral(&self, ip: IpAddr, queue: &Arc<RxQueue>) -> Result<u16, UdpError> {
@@ -203,6 +251,12 @@ impl SharedEtherConn {
         self.ether.relay()
     }
 
+    /// The neighbour responder the endpoint's addresses are answered by
+    /// ([`SharedConfig::neighbours`](crate::SharedConfig::neighbours)).
+    pub fn neighbours(&self) -> Option<&Neighbours> {
+        self.neighbours.as_ref()
+    }
+
     /// Number of UDP endpoints bound.
     pub fn bound(&self) -> usize {
         self.demux().len()
@@ -228,6 +282,9 @@ pub struct SharingRUdpConn {
     dscp: u8,
     /// The queue's share of the relay's memory budget, given back when the conn drops.
     _budget: Reservation,
+    /// The conn's address in the neighbour responder, answered for while the conn lives
+    /// (boxed: a conn without one pays a pointer, not the handle).
+    neighbour: Option<Box<NeighbourAddr>>,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
@@ -291,6 +348,12 @@ impl SharingRUdpConn {
     /// Datagrams waiting to be received.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether the neighbour responder answers for the conn's address
+    /// ([`SharedConfig::neighbours`](crate::SharedConfig::neighbours)).
+    pub fn answered_by_neighbours(&self) -> bool {
+        self.neighbour.is_some()
     }
 
     /// Sends `payload` to `dst` from the local address (the unspecified address when bound to

@@ -16,8 +16,8 @@ use common::alloc::{self, allocations_during};
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
 use etherconn_udp::{
-    RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn,
-    DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH,
+    NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn,
+    SharingConfig, SharingRUdpConn, DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH,
 };
 
 #[global_allocator]
@@ -95,6 +95,52 @@ fn sharing_steady_state(relay: &Arc<dyn PacketRelay>) {
     assert_eq!(n, 0, "SharingRUdpConn: allocations in 5,000 warm rounds");
 }
 
+/// Sends through the neighbour resolver: once the peer is learned, a send is a cache hit and
+/// allocates nothing, on either family.
+fn neighbour_steady_state(relay: &Arc<dyn PacketRelay>) {
+    let nd = Neighbours::new(relay.clone(), NeighbourConfig::default()).unwrap();
+    let cfg = RUdpConfig::default().neighbours(&nd);
+    let vlans = [VlanTag::dot1q(7).unwrap()];
+    let conns: Vec<RUdpConn> = [
+        ("192.0.2.71:4000", 1),
+        ("192.0.2.72:5000", 2),
+        ("[2001:db8::71]:4000", 3),
+        ("[2001:db8::72]:5000", 4),
+    ]
+    .into_iter()
+    .map(|(local, n)| {
+        let c = RUdpConn::new(
+            relay.clone(),
+            MacAddr([2, 0, 7, 0, 0, n]),
+            &vlans,
+            sa(local),
+            cfg.clone(),
+        )
+        .unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        c
+    })
+    .collect();
+    let payload = [0x11u8; 100];
+    let mut buf = [0u8; 256];
+    let mut round = |n: usize| {
+        for _ in 0..n {
+            for pair in conns.chunks(2) {
+                let (a, b) = (&pair[0], &pair[1]);
+                a.send_to(&payload, b.local_addr().unwrap()).unwrap();
+                assert_eq!(b.recv_from(&mut buf).unwrap().0, 100);
+            }
+        }
+    };
+    round(50);
+    let n = allocations_during(|| round(2_000));
+    assert_eq!(
+        n, 0,
+        "allocations in 2,000 warm rounds through the neighbour resolver"
+    );
+}
+
 /// Heap bytes per idle conn (queue, registration) plus the struct itself.
 fn idle_sharing_conn_bytes(relay: &Arc<dyn PacketRelay>) -> usize {
     const N: usize = 20_000;
@@ -147,6 +193,7 @@ fn warm_datagrams_allocate_nothing_and_idle_conns_are_small() {
     let relay: Arc<dyn PacketRelay> = LoopbackRelay::new(DispatcherConfig::default());
     rudp_steady_state(&relay);
     sharing_steady_state(&relay);
+    neighbour_steady_state(&relay);
     let per_conn = idle_sharing_conn_bytes(&relay);
     println!(
         "idle SharingRUdpConn (queue depth {DEFAULT_SHARING_QUEUE_DEPTH}): {per_conn} bytes: \

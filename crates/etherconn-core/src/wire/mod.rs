@@ -16,6 +16,7 @@ pub mod checksum;
 mod error;
 pub mod ethernet;
 mod field;
+pub mod icmpv6;
 pub mod ip_protocol;
 pub mod ipv4;
 pub mod ipv6;

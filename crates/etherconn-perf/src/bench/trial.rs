@@ -52,15 +52,15 @@ pub(super) fn measure(
         endpoints: case.endpoints,
         port,
         vlans: vlans.clone(),
-        answer_arp: false,
+        neighbours: false,
         queue_depth,
         tx_path: args.tx_path,
         pcap,
     };
     // The receiving relay captures: the rate measured is the receive rate.
     let rx_pcap = args.pcap.clone().filter(|_| case.capture);
-    let rx_cfg = l2(RX_MAC, RX_IP, DST_PORT, rx_pcap);
-    let tx_cfg = l2(TX_MAC, TX_IP, SRC_PORT, None);
+    let rx_cfg = l2(RX_MAC, RX_IP.into(), DST_PORT, rx_pcap);
+    let tx_cfg = l2(TX_MAC, TX_IP.into(), SRC_PORT, None);
     let shared = Arc::new(Shared::default());
 
     let (ready_tx, ready_rx) = mpsc::channel();

@@ -255,7 +255,7 @@ impl Delivery<'_> {
                     .as_ref()
                     .and_then(|map| l4_lookup(map, udp.local))
                     .map_or(Dest::L4Miss, Dest::Queue),
-                _ => Dest::Queue(&e.queue),
+                _ => Dest::Queue(e.queue_for(&rx.info)),
             };
         }
         let stop = (start..n)

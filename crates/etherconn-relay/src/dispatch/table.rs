@@ -1,9 +1,10 @@
 //! The key table: which conn each frame goes to. Exact keys in [`SHARDS`] shards, the default
 //! conn, and the receive-multicast groups.
 
+use core::fmt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::vec::Vec;
 
 use ahash::RandomState;
@@ -14,8 +15,9 @@ use crate::error::RelayError;
 use crate::locks::{read, write};
 use crate::queue::RxQueue;
 use crate::stripe::Padded;
+use etherconn_core::classify::Classified;
 use etherconn_core::key::{L2EndpointKey, VlanIds};
-use etherconn_core::wire::EtherType;
+use etherconn_core::wire::{ip_protocol, EtherType};
 
 /// Number of shards of the exact-key table (at most 64: a batch keeps the shards it needs in
 /// a `u64` bit set).
@@ -34,6 +36,34 @@ pub struct ConnEntry {
     /// datagrams go to the queue their [`L4RecvKey`](etherconn_core::key::L4RecvKey) picks;
     /// other frames (ARP, ICMP) to `queue`.
     pub l4: Option<L4Demux>,
+    /// Set once, by [`ConnEntry::divert_neighbour_frames`]: ARP and ICMP frames go there.
+    // Boxed: a thin pointer fits the room the entry's 128-byte-aligned queue leaves, where
+    // the wide pointer of the tap itself grew every entry by 128 bytes.
+    neighbour: OnceLock<Box<Tap>>,
+}
+
+/// Where a conn's ARP and ICMP frames go instead of its queue
+/// ([`ConnEntry::divert_neighbour_frames`]): any shared owner of a queue, a [`ConnEntry`] or
+/// an [`RxQueue`] itself.
+pub type NeighbourTap = Arc<dyn AsRef<RxQueue> + Send + Sync>;
+
+/// A set tap, `Debug` for the entry's sake.
+struct Tap(NeighbourTap);
+
+impl fmt::Debug for Tap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<neighbour tap {:p}>", Arc::as_ptr(&self.0))
+    }
+}
+
+/// What a tap takes: ARP, and IP packets carrying ICMP or ICMPv6 (neighbour discovery, echo).
+#[inline]
+fn is_neighbour_frame(info: &Classified) -> bool {
+    info.ethertype() == EtherType::ARP
+        || matches!(
+            info.ip_protocol(),
+            Some(ip_protocol::ICMP | ip_protocol::ICMPV6)
+        )
 }
 
 impl ConnEntry {
@@ -55,7 +85,43 @@ impl ConnEntry {
             queue: RxQueue::new(depth),
             recv_multicast,
             l4,
+            neighbour: OnceLock::new(),
         })
+    }
+
+    /// Sends the ARP, ICMP and ICMPv6 frames delivered to this conn from now on to `to`
+    /// instead of its queue: how a neighbour responder (one queue for a relay's endpoints)
+    /// sees the requests and answers sent to each endpoint's MAC, with no thread or key of its
+    /// own per endpoint. The conn's reader never sees them; its UDP datagrams are untouched.
+    ///
+    /// Set once for the conn's life; setting the same target again succeeds, another one is
+    /// refused with [`RelayError::InvalidConfig`]. Frames are queued on `to` whatever its own
+    /// entry's tap.
+    pub fn divert_neighbour_frames(&self, to: &NeighbourTap) -> Result<(), RelayError> {
+        let set = self.neighbour.get_or_init(|| Box::new(Tap(Arc::clone(to))));
+        if core::ptr::addr_eq(Arc::as_ptr(&set.0), Arc::as_ptr(to)) {
+            Ok(())
+        } else {
+            Err(RelayError::InvalidConfig(
+                "the conn already diverts neighbour frames elsewhere",
+            ))
+        }
+    }
+
+    /// Whether [`divert_neighbour_frames`](Self::divert_neighbour_frames) was called.
+    pub fn diverts_neighbour_frames(&self) -> bool {
+        self.neighbour.get().is_some()
+    }
+
+    /// The queue a frame for this conn that no UDP demultiplexer takes goes to: the tap's for
+    /// ARP and ICMP when one is set, the conn's own otherwise. A plain load when no tap is
+    /// set; the frame's class is looked at only when one is.
+    #[inline]
+    pub(super) fn queue_for(&self, info: &Classified) -> &RxQueue {
+        match self.neighbour.get() {
+            Some(tap) if is_neighbour_frame(info) => (*tap.0).as_ref(),
+            _ => &self.queue,
+        }
     }
 
     /// A process-unique id, for logs.
@@ -229,6 +295,40 @@ impl KeyTable {
             }
         }
         Ok(())
+    }
+
+    /// Adds `entry` to the receive-multicast group of `vlans` and `ethertype` (no exact key);
+    /// see `Dispatcher::join_multicast`. A new group is reported to the observer first, which
+    /// may refuse it.
+    pub(super) fn join_group(
+        &self,
+        vlans: VlanIds,
+        ethertype: EtherType,
+        entry: &Arc<ConnEntry>,
+    ) -> Result<(), RelayError> {
+        let mut groups = write(&self.multicast);
+        if !groups.contains_key(&(vlans, ethertype)) {
+            self.observe(RegistrationChange::GroupAdded(vlans, ethertype))?;
+        }
+        let members = groups.entry((vlans, ethertype)).or_default();
+        if !members.iter().any(|m| Arc::ptr_eq(m, entry)) {
+            members.push(Arc::clone(entry));
+        }
+        Ok(())
+    }
+
+    /// Removes `entry` from one receive-multicast group; see `Dispatcher::leave_multicast`.
+    /// A group left empty is reported to the observer.
+    pub(super) fn leave_group(&self, vlans: VlanIds, ethertype: EtherType, entry: &Arc<ConnEntry>) {
+        let mut groups = write(&self.multicast);
+        let g = (vlans, ethertype);
+        if let Some(members) = groups.get_mut(&g) {
+            members.retain(|m| !Arc::ptr_eq(m, entry));
+            if members.is_empty() {
+                groups.remove(&g);
+                let _ = self.observe(RegistrationChange::GroupRemoved(g.0, g.1));
+            }
+        }
     }
 
     /// Removes those of `keys` that are `entry`'s, reporting them together.
