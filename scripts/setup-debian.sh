@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etherconn's tests need on Debian 12 (and derivatives such as Ubuntu): network
-# namespace/veth tooling, the independent peers (tshark, dnsmasq, scapy) and capture tools.
+# namespace/veth tooling, the independent peers (tshark, dnsmasq, scapy), capture tools, and
+# libpcap-dev, which the `pcap` crate under etherconn-pcap links (the workspace's tests build it).
 #
 # Idempotent and quick to rerun: apt is only touched when a package is missing, pip only when
 # scapy is missing or at another version. Needs root (re-runs itself with sudo when available).
@@ -8,8 +9,8 @@
 # Usage: sudo bash scripts/setup-debian.sh
 set -euo pipefail
 
-# Debian packages, each with a command that proves it is installed.
-APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump)
+# Debian packages (the commands below prove most are installed; dpkg proves libpcap-dev).
+APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump libpcap-dev)
 # The independent frame encoder/decoder for the golden frames and the VLAN/QinQ peer tests.
 # Pinned so that tests/data/make_golden.py regenerates the committed files byte for byte.
 SCAPY_VERSION="2.8.0"
