@@ -53,8 +53,8 @@
 //! code has not been compiled or run on Windows by this project.
 #![deny(unsafe_code)]
 
-// Module order (each imports only modules before it): platform, error (platform),
-// sys, filter (platform), relay (error, filter, sys).
+// Module order (each imports only modules before it): sys, platform (sys), error (platform),
+// filter (platform), relay (error, filter, platform, sys).
 pub mod error;
 pub mod filter;
 pub mod platform;

@@ -15,7 +15,17 @@
 //!   path unless npcap was installed in "WinPcap API-compatible mode": otherwise add that
 //!   folder to `PATH` before starting the program.
 //!
+//! - **Waiting.** libpcap on Linux does not honour the read timeout while no frame arrives
+//!   (its wait for the ring in immediate mode ends only with a frame or `pcap_breakloop`), so
+//!   there the handle is non-blocking and the relay waits on its descriptor with `poll` and
+//!   the timeout itself ([`wait_for_frames`]). npcap honours the read timeout, so elsewhere
+//!   `pcap_dispatch` itself is the bounded wait.
+//!
 //! Only the Linux side is built and run by this project's tests.
+
+use std::time::Duration;
+
+use pcap::{Active, Capture};
 
 /// Whether the capture handle's filter can read the VLAN tag the system moved out of the frame
 /// (Linux's ancillary BPF loads).
@@ -42,4 +52,33 @@ pub(crate) fn device_state(name: &str) -> Option<DeviceState> {
         Some(d) if cfg!(target_os = "linux") && !d.flags.is_up() => DeviceState::Down,
         Some(_) => DeviceState::Up,
     })
+}
+
+/// Makes `cap` ready for [`wait_for_frames`]: non-blocking on Unix, unchanged elsewhere.
+pub(crate) fn prepare_receive(cap: Capture<Active>) -> Result<Capture<Active>, pcap::Error> {
+    #[cfg(unix)]
+    {
+        cap.setnonblock()
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(cap)
+    }
+}
+
+/// Waits at most `timeout` for frames on a handle from [`prepare_receive`] after a
+/// `pcap_dispatch` that found none. Elsewhere than Unix that dispatch already waited.
+pub(crate) fn wait_for_frames(cap: &Capture<Active>, timeout: Duration) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        if crate::sys::wait_readable(cap.as_fd(), timeout).is_err() {
+            // A poll that fails at once must not make the receive thread spin.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (cap, timeout);
+    }
 }

@@ -94,9 +94,15 @@ fn open_capture(
     device: &str,
     promiscuous: bool,
     timeout: Duration,
-    buffer_size: usize,
+    sizes: (usize, usize),
     program: &Program,
 ) -> Result<Capture<Active>> {
+    let (snaplen, buffer_size) = sizes;
+    // libpcap sizes its ring slots from the snapshot length: its default (256 KiB) leaves 16
+    // slots in a 4 MiB buffer, which a burst overruns. Frames longer than the relay's buffers
+    // are dropped anyway.
+    let snaplen = i32::try_from(snaplen)
+        .map_err(|_| Error::InvalidConfig("the dispatcher's buf_len does not fit in an int"))?;
     let timeout_ms = i32::try_from(timeout.as_millis().max(1))
         .map_err(|_| Error::InvalidConfig("poll_timeout is too long"))?;
     let buffer_size = i32::try_from(buffer_size)
@@ -109,6 +115,7 @@ fn open_capture(
         .immediate_mode(true)
         .timeout(timeout_ms)
         .promisc(promiscuous)
+        .snaplen(snaplen)
         .buffer_size(buffer_size)
         .open()
         .map_err(|e| activate_error(device, e))?;
@@ -179,19 +186,24 @@ impl PcapRelay {
     /// [`Error::NotEthernet`], [`Error::InvalidConfig`], [`Error::Pcap`].
     pub fn new(device: &str, config: PcapRelayConfig) -> Result<Arc<PcapRelay>> {
         let program = config.capture_program()?;
-        let mut rx = open_capture(
+        let buf_len = config.dispatcher.buf_len;
+        let rx = open_capture(
             device,
             config.promiscuous,
             config.poll_timeout,
-            config.buffer_size,
+            (buf_len, config.buffer_size),
             &program,
         )?;
-        // The send handle receives nothing: a filter that takes no frame, the smallest buffer.
+        let mut rx = crate::platform::prepare_receive(rx).map_err(|source| Error::Pcap {
+            op: "pcap_setnonblock",
+            source,
+        })?;
+        // The send handle receives nothing: a filter that takes no frame, a small buffer.
         let tx = open_capture(
             device,
             false,
             config.poll_timeout,
-            64 << 10,
+            (buf_len, 64 << 10),
             &Program::reject_all(),
         )?;
         let dispatcher = Dispatcher::new(config.dispatcher);
@@ -201,7 +213,7 @@ impl PcapRelay {
         let s = Arc::clone(&stopped);
         let thread = std::thread::Builder::new()
             .name("etherconn-pcap-rx".into())
-            .spawn(move || engine(rx, &d, &s))
+            .spawn(move || engine(rx, &d, &s, config.poll_timeout))
             .map_err(Error::Spawn)?;
         Ok(Arc::new(PcapRelay {
             device: device.to_owned(),
@@ -286,19 +298,38 @@ fn is_transient(e: &pcap::Error) -> bool {
 const STATS_EVERY: Duration = Duration::from_millis(200);
 
 /// The receive thread: hands every frame to the dispatcher until stopped.
-fn engine(mut cap: Capture<Active>, dispatcher: &Dispatcher, stopped: &AtomicBool) {
+fn engine(
+    mut cap: Capture<Active>,
+    dispatcher: &Dispatcher,
+    stopped: &AtomicBool,
+    poll_timeout: Duration,
+) {
     let mut batch = dispatcher.delivery();
+    let counters = dispatcher.counters();
     let mut last_stats = Instant::now();
     let mut reported = (0u32, 0u32);
     while !stopped.load(Ordering::Relaxed) && !dispatcher.is_stopped() {
-        // libpcap puts a VLAN tag the kernel moved out back into the frame, so no tag travels
-        // beside it. It does not say whether the UDP checksum was checked or is one the
-        // kernel has yet to fill in (a local sender's, across veth): always verify.
-        let got = cap.dispatch(None, |packet| batch.push(packet.data, None, false));
+        let got = cap.dispatch(None, |packet| {
+            if packet.header.caplen < packet.header.len {
+                // Longer than the relay's buffers (the snapshot length): never delivered.
+                RelayCounters::bump(&counters.rx_offered);
+                RelayCounters::bump(&counters.rx_invalid);
+                return;
+            }
+            // libpcap puts a VLAN tag the kernel moved out back into the frame, so no tag
+            // travels beside it. It does not say whether the UDP checksum was checked or is
+            // one the kernel has yet to fill in (a local sender's, across veth): always verify.
+            batch.push(packet.data, None, false);
+        });
         batch.flush();
-        if got.is_err() && !stopped.load(Ordering::Relaxed) {
+        match got {
+            Ok(0) => crate::platform::wait_for_frames(&cap, poll_timeout),
+            Ok(_) => {}
             // The device went down, or a transient error: keep serving once it is back.
-            std::thread::sleep(Duration::from_millis(10));
+            Err(_) if !stopped.load(Ordering::Relaxed) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(_) => {}
         }
         if last_stats.elapsed() >= STATS_EVERY {
             last_stats = Instant::now();

@@ -1,7 +1,8 @@
-//! The two libpcap calls the `pcap` crate does not offer, and nothing else: installing a
-//! classic BPF program given as instructions (`pcap_setfilter`; the crate only compiles filter
-//! expressions), and running one through libpcap's own interpreter (`pcap_offline_filter`;
-//! the crate only runs programs it compiled). Every `unsafe` block of the crate is here.
+//! The system calls the `pcap` crate does not offer, and nothing else: installing a classic
+//! BPF program given as instructions (`pcap_setfilter`; the crate only compiles filter
+//! expressions), running one through libpcap's own interpreter (`pcap_offline_filter`; the
+//! crate only runs programs it compiled), and, on Unix, waiting for a capture descriptor with
+//! a timeout (`poll`). Every `unsafe` block of the crate is here.
 //!
 //! The `pcap` crate links libpcap (or npcap's `wpcap`), so these declarations need no `#[link]`.
 
@@ -96,4 +97,32 @@ pub fn libpcap_filter_verdict(program: &Program, frame: &[u8]) -> Option<bool> {
     // jump lands inside it, every scratch index is in range and it ends with a return.
     let rc = unsafe { pcap_offline_filter(&prog, &hdr, frame.as_ptr()) };
     Some(rc != 0)
+}
+
+/// Waits at most `timeout` for `fd` (a capture handle's descriptor) to be readable or to report
+/// an error; `Ok(false)` when the time ran out or a signal came first.
+#[cfg(unix)]
+pub fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: `pfd` is one valid `pollfd` that outlives the call, and the count says one;
+    // the descriptor is borrowed, so it stays open during the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(rc > 0)
 }
