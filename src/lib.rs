@@ -2,7 +2,8 @@
 //! 802.1Q/QinQ VLAN stack and any EtherType, without creating OS interfaces.
 //!
 //! This facade re-exports the workspace's crates; Cargo features select the backends:
-//! `rawsock` (default, AF_PACKET on Linux). See the README for the architecture.
+//! `rawsock` (default, AF_PACKET on Linux), `pcap` (libpcap; npcap on Windows). See the README
+//! for the architecture.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,6 +49,10 @@ pub use etherconn_udp::{RUdpConfig, RUdpConn, SharedEtherConn, SharingRUdpConn};
 /// The AF_PACKET relay (feature `rawsock`, Linux).
 #[cfg(all(feature = "rawsock", target_os = "linux"))]
 pub use etherconn_rawsock as rawsock;
+
+/// The libpcap relay (feature `pcap`): `etherconn::pcap::PcapRelay`.
+#[cfg(feature = "pcap")]
+pub use etherconn_pcap as pcap;
 
 // The README's code blocks are compiled as doctests.
 #[cfg(all(doctest, feature = "rawsock", target_os = "linux"))]
