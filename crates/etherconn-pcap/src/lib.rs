@@ -1,10 +1,10 @@
-//! The libpcap backend of etherconn: [`PcapRelay`], a [`PacketRelay`] over a live capture
+//! The libpcap backend of etherconn: [`PcapRelay`], a [`PacketRelay`](etherconn_relay::PacketRelay) over a live capture
 //! handle (libpcap on Linux, npcap on Windows).
 //!
 //! Where AF_PACKET is available (`etherconn-rawsock`) it is the faster choice; this relay is
 //! for systems and setups where a capture library is what there is, and the same code then
 //! runs over it: every [`EtherConn`](etherconn_relay::EtherConn), `RUdpConn` and
-//! `SharedEtherConn` works over any [`PacketRelay`].
+//! `SharedEtherConn` works over any `PacketRelay`.
 //!
 //! # Example
 //!

@@ -18,7 +18,7 @@
 //! - **Waiting.** libpcap on Linux does not honour the read timeout while no frame arrives
 //!   (its wait for the ring in immediate mode ends only with a frame or `pcap_breakloop`), so
 //!   there the handle is non-blocking and the relay waits on its descriptor with `poll` and
-//!   the timeout itself ([`wait_for_frames`]). npcap honours the read timeout, so elsewhere
+//!   the timeout itself. npcap honours the read timeout, so elsewhere
 //!   `pcap_dispatch` itself is the bounded wait.
 //!
 //! Only the Linux side is built and run by this project's tests.

@@ -148,7 +148,9 @@ fn bench_pcap_beside_kernel_and_rawsock() {
     assert!(pcap["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
     assert!(pcap["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
     // Counters that stayed 0 are left out of the JSON.
-    let invalid = pcap["rx_counters"]["relay_rx_invalid"].as_u64().unwrap_or(0);
+    let invalid = pcap["rx_counters"]["relay_rx_invalid"]
+        .as_u64()
+        .unwrap_or(0);
     assert_eq!(invalid, 0, "{pcap:#}");
 }
 
