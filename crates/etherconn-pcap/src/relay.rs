@@ -76,6 +76,12 @@ impl PcapRelayConfig {
         self
     }
 
+    /// These settings with a receive buffer of `bytes`.
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+
     /// The program the capture handle runs: the user's, or the EtherType filter; as given on
     /// Linux, without its ancillary loads elsewhere ([`crate::filter::capture_filter`]).
     pub fn capture_program(&self) -> Result<Program> {

@@ -387,8 +387,7 @@ fn capture_buffer_drops_are_counted() {
     let prefix = "ecpc-drp-";
     let tb = Testbed::new(prefix).unwrap();
     quiet(&tb);
-    let mut cfg = PcapRelayConfig::default();
-    cfg.buffer_size = 64 << 10;
+    let cfg = PcapRelayConfig::default().buffer_size(64 << 10);
     let rx_relay: Arc<dyn PacketRelay> =
         tb.b.run_in(|| PcapRelay::new(&tb.b_if, cfg))
             .unwrap()
