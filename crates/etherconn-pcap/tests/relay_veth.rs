@@ -63,6 +63,15 @@ fn open_errors_are_typed() {
         "unprivileged open: {r}"
     );
 
+    // libpcap's "any" device carries Linux cooked headers, not Ethernet frames.
+    let r =
+        tb.b.run_in(|| PcapRelay::new("any", PcapRelayConfig::default()))
+            .unwrap();
+    assert!(
+        matches!(&r, Err(Error::NotEthernet { name, .. }) if name == "any"),
+        "{r:?}"
+    );
+
     // A program that does not end with a return: libpcap refuses it before the kernel could.
     let bad = Program::from_instructions(vec![Instruction::stmt(BPF_LD | BPF_H | BPF_ABS, 12)]);
     let r =
