@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what etherconn's tests need on Debian 12 (and derivatives such as Ubuntu): network
-# namespace/veth tooling, the independent peers (tshark, dnsmasq, scapy) and capture tools.
+# namespace/veth tooling, the independent peers (tshark, dnsmasq, scapy), capture tools, and
+# libpcap-dev, which the `pcap` crate under etherconn-pcap links (the workspace's tests build it).
 #
 # Idempotent and quick to rerun: apt is only touched when a package is missing, pip only when
 # scapy is missing or at another version. Needs root (re-runs itself with sudo when available).
@@ -8,9 +9,9 @@
 # Usage: sudo bash scripts/setup-debian.sh
 set -euo pipefail
 
-# Debian packages, each with a command that proves it is installed.
+# Debian packages (the commands below prove most are installed; dpkg proves the -dev ones).
 # g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets that test.sh runs briefly.
-APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump g++)
+APT_PACKAGES=(iproute2 ethtool tshark dnsmasq-base iputils-ping tcpdump g++ libpcap-dev)
 # The `xdp` feature: libbpf-sys and libxdp-sys build libbpf and libxdp from source (clang for
 # bindgen and libxdp's own BPF objects, m4, pkg-config, libelf, zlib); clang, llvm and
 # libbpf-dev also rebuild etherconnkern/etherconn.bpf.o (etherconnkern/build.sh).

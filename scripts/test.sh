@@ -121,6 +121,9 @@ cargo test --workspace --doc
 section "cargo test -p etherconn-udp --features tokio (async API)"
 cargo test -p etherconn-udp --features tokio
 
+section "cargo test --features pcap --test pcap_feature (the facade's libpcap relay)"
+cargo test --features pcap --test pcap_feature
+
 section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 

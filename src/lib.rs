@@ -2,8 +2,8 @@
 //! 802.1Q/QinQ VLAN stack and any EtherType, without creating OS interfaces.
 //!
 //! This facade re-exports the workspace's crates; Cargo features select the backends:
-//! `rawsock` (default, AF_PACKET on Linux) and `xdp` (AF_XDP on Linux). See the README for the
-//! architecture.
+//! `rawsock` (default, AF_PACKET on Linux), `xdp` (AF_XDP on Linux) and `pcap` (libpcap; npcap
+//! on Windows). See the README for the architecture.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -55,6 +55,10 @@ pub use etherconn_rawsock as rawsock;
 /// The AF_XDP relay and its XDP program (feature `xdp`, Linux).
 #[cfg(all(feature = "xdp", target_os = "linux"))]
 pub use etherconn_xdp as xdp;
+
+/// The libpcap relay (feature `pcap`): `etherconn::pcap::PcapRelay`.
+#[cfg(feature = "pcap")]
+pub use etherconn_pcap as pcap;
 
 // The README's code blocks are compiled as doctests.
 #[cfg(all(doctest, feature = "rawsock", target_os = "linux"))]

@@ -69,6 +69,10 @@ pub enum BackendChoice {
     Rawsock,
     /// etherconn-udp's RUdpConns (send_batch / recv_batch) on the AF_PACKET relay.
     Rudp,
+    /// EtherConns on the libpcap relay (etherconn-pcap) on both ends, UDP built by the tool
+    /// (feature `pcap`, on by default; not part of `all`).
+    #[cfg(feature = "pcap")]
+    Pcap,
 }
 
 /// An optional VLAN stack for every endpoint.
@@ -92,7 +96,8 @@ impl VlanArgs {
 /// Options of `bench`.
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
-    /// Backends to measure (a comma list: `kernel,rudp`); `all` is kernel, rawsock and rudp.
+    /// Backends to measure (a comma list: `kernel,rudp`); `all` is kernel, rawsock and rudp;
+    /// `pcap` is measured only when listed.
     /// The kernel baseline runs only when listed (or with `all`).
     #[arg(
         long,

@@ -83,6 +83,8 @@ struct Counters {
 /// A fleet of etherconn L2 endpoints on one relay, speaking UDP.
 pub struct L2UdpEndpoints {
     relay: Arc<dyn PacketRelay>,
+    /// The backend's name in results (`rawsock`, `pcap`).
+    backend: &'static str,
     conns: Vec<EtherConn>,
     base_ip: IpAddr,
     port: u16,
@@ -112,7 +114,20 @@ impl L2UdpEndpoints {
         Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg)
     }
 
-    /// Registers the endpoints on `relay`.
+    /// Opens a libpcap relay on `ifname` (in the calling thread's network namespace) and
+    /// registers the endpoints on it.
+    #[cfg(feature = "pcap")]
+    pub fn open_pcap(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
+        let relay_cfg = etherconn_pcap::PcapRelayConfig::default()
+            .ethertypes(&[EtherType::ARP, EtherType::IPV4]);
+        let relay = etherconn_pcap::PcapRelay::new(ifname, relay_cfg)
+            .map_err(|e| Failure::new(format!("cannot open a libpcap relay: {e}")))?;
+        let mut set = Self::on_relay(relay, cfg)?;
+        set.backend = "pcap";
+        Ok(set)
+    }
+
+    /// Registers the endpoints on `relay` (results name the backend `rawsock`).
     pub fn on_relay(relay: Arc<dyn PacketRelay>, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
         if cfg.endpoints == 0 {
             return Err(Failure::new("at least one endpoint is needed"));
@@ -165,6 +180,7 @@ impl L2UdpEndpoints {
         }
         Ok(L2UdpEndpoints {
             relay,
+            backend: "rawsock",
             conns,
             base_ip: cfg.base_ip,
             port: cfg.port,
@@ -300,7 +316,7 @@ fn udp_frame<'a>(
 
 impl EndpointSet for L2UdpEndpoints {
     fn backend(&self) -> &'static str {
-        "rawsock"
+        self.backend
     }
 
     fn endpoint_count(&self) -> usize {

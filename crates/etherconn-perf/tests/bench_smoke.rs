@@ -112,6 +112,49 @@ fn bench_json_has_every_backend_and_packets_flowed() {
     assert!(text(&out.stderr).contains("x kernel"));
 }
 
+/// `--backend pcap` (feature `pcap`, on by default) measures the libpcap relay in the same run
+/// as the kernel baseline and the AF_PACKET relay.
+#[cfg(feature = "pcap")]
+#[test]
+fn bench_pcap_beside_kernel_and_rawsock() {
+    if !require_root("bench_pcap_beside_kernel_and_rawsock") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let (json, _) = run_bench(&[
+        "bench",
+        "--backend",
+        "kernel,rawsock,pcap",
+        "--seconds",
+        "1",
+        "--json",
+        "--endpoints",
+        "4",
+        "--warmup",
+        "0.3",
+    ]);
+    let backends: Vec<&str> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["kernel", "rawsock", "pcap"]);
+    let pcap = result(&json, "pcap");
+    for key in ["tx_pps", "rx_pps", "ratio_to_kernel"] {
+        assert!(num(pcap, key) > 0.0, "pcap {key} is 0: {pcap:#}");
+    }
+    assert_eq!(pcap["bad_payload"], 0, "{pcap:#}");
+    assert_eq!(pcap["endpoints"], 4);
+    assert!(pcap["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
+    assert!(pcap["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
+    // Counters that stayed 0 are left out of the JSON.
+    let invalid = pcap["rx_counters"]["relay_rx_invalid"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(invalid, 0, "{pcap:#}");
+}
+
 #[test]
 fn bench_qinq_reaches_tagged_endpoints() {
     if !require_root("bench_qinq_reaches_tagged_endpoints") {

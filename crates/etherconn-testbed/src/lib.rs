@@ -30,6 +30,8 @@
 mod cmd;
 mod netns;
 mod root;
+#[cfg(feature = "relay-suite")]
+pub mod suite;
 #[allow(unsafe_code)]
 mod sys;
 mod testbed;

@@ -139,7 +139,8 @@ pub(super) fn sender(
                     mac: MacAddr::UNSPECIFIED,
                     addr: SocketAddr::V4(SocketAddrV4::new(KERNEL_B, DST_PORT)),
                 },
-                Backend::Rawsock | Backend::Rudp => Peer {
+                // Every etherconn backend sends to the receiving set's endpoints.
+                _ => Peer {
                     mac: RX_MAC.offset(e as u64),
                     addr: SocketAddr::V4(SocketAddrV4::new(ip_offset(RX_IP, e), DST_PORT)),
                 },
@@ -262,5 +263,9 @@ fn open_set(
             RUdpEndpoints::open_rawsock(ifname, cfg, end.peers(cfg.endpoints))
                 .map_err(|e| e.to_string())?,
         ),
+        #[cfg(feature = "pcap")]
+        Backend::Pcap => {
+            Box::new(L2UdpEndpoints::open_pcap(ifname, cfg).map_err(|e| e.to_string())?)
+        }
     })
 }

@@ -24,6 +24,8 @@ pub(super) enum Backend {
     Kernel,
     Rawsock,
     Rudp,
+    #[cfg(feature = "pcap")]
+    Pcap,
 }
 
 impl Backend {
@@ -32,8 +34,19 @@ impl Backend {
             Backend::Kernel => "kernel",
             Backend::Rawsock => "rawsock",
             Backend::Rudp => "rudp",
+            #[cfg(feature = "pcap")]
+            Backend::Pcap => "pcap",
         }
     }
+}
+
+/// Whether `all` measures `b`: every backend but pcap, which is asked for by name.
+fn in_all(b: BackendChoice) -> bool {
+    #[cfg(feature = "pcap")]
+    if b == BackendChoice::Pcap {
+        return false;
+    }
+    b != BackendChoice::All
 }
 
 /// One measurement to make.
@@ -60,11 +73,13 @@ pub(super) fn plan(args: &BenchArgs) -> Vec<Case> {
     let wants = |b: BackendChoice| {
         args.backend
             .iter()
-            .any(|&c| c == b || c == BackendChoice::All)
+            .any(|&c| c == b || (c == BackendChoice::All && in_all(b)))
     };
     let etherconn: Vec<Backend> = [
         (BackendChoice::Rawsock, Backend::Rawsock),
         (BackendChoice::Rudp, Backend::Rudp),
+        #[cfg(feature = "pcap")]
+        (BackendChoice::Pcap, Backend::Pcap),
     ]
     .into_iter()
     .filter(|&(c, _)| wants(c))

@@ -216,6 +216,8 @@ pub(super) fn measure(
             Backend::Kernel => None,
             Backend::Rawsock => Some(format!("{:?}", args.tx_path).to_lowercase()),
             Backend::Rudp => Some("send_batch".to_owned()),
+            #[cfg(feature = "pcap")]
+            Backend::Pcap => Some(format!("{:?}", args.tx_path).to_lowercase()),
         },
         seconds,
         rx_pps_runs: vec![rx_pps],

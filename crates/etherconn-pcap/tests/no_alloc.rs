@@ -1,0 +1,122 @@
+//! The libpcap relay's steady state allocates nothing per frame, on the send path (an
+//! `EtherConn`'s pooled buffer, `pcap_sendpacket`) and on the receive path (the relay's
+//! receive thread: `pcap_dispatch`, batched delivery, the conn's queue, `recv_from`).
+//!
+//! The receive thread is the relay's own, so this binary counts the allocations of every
+//! thread; it holds one test, so the only other allocator is libtest's main thread, which
+//! allocates a handful of times around a test's start and end. 1,000 frames each way with at
+//! most that handful counted means none per frame.
+//!
+//! Root only (a veth pair between two namespaces).
+#![cfg(target_os = "linux")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etherconn_core::wire::EtherType;
+use etherconn_pcap::{PcapRelay, PcapRelayConfig};
+use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay};
+use etherconn_testbed::{Side, Testbed};
+
+/// The system allocator, counting allocations and reallocations of every thread.
+struct CountingAll;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to `System`, which upholds `GlobalAlloc`'s contract;
+// the counter is a relaxed atomic and allocates nothing.
+unsafe impl GlobalAlloc for CountingAll {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's `layout` contract is passed through.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `realloc` itself.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAll = CountingAll;
+
+const ET: EtherType = EtherType(0x88b5);
+const FRAMES: usize = 1000;
+
+fn round_trips(a: &EtherConn, b: &EtherConn, n: usize) {
+    let mut buf = [0u8; 1514];
+    let payload = [0x5au8; 46];
+    for _ in 0..n {
+        a.send_to(&payload, ET, b.local_mac()).unwrap();
+        let (len, _) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(len, payload.len());
+    }
+}
+
+#[test]
+fn steady_state_send_and_receive_allocate_nothing_per_frame() {
+    if !etherconn_testbed::require_root("steady_state_send_and_receive_allocate_nothing_per_frame")
+    {
+        return;
+    }
+    let prefix = "ecpc-na-";
+    let tb = Testbed::new(prefix).unwrap();
+    // No IPv6 link-local chatter from the kernel: nothing but the test's frames.
+    for side in [Side::A, Side::B] {
+        let key = format!("net.ipv6.conf.{}.disable_ipv6", tb.ifname(side));
+        tb.set_sysctl(side, &key, "1").unwrap();
+    }
+    let cfg = || PcapRelayConfig::default().ethertypes(&[ET]);
+    let ra: Arc<dyn PacketRelay> =
+        tb.a.run_in(|| PcapRelay::new(&tb.a_if, cfg()))
+            .unwrap()
+            .unwrap();
+    let rb: Arc<dyn PacketRelay> =
+        tb.b.run_in(|| PcapRelay::new(&tb.b_if, cfg()))
+            .unwrap()
+            .unwrap();
+    let conn_cfg = || EtherConnConfig::default().ethertypes(&[ET]);
+    let a = EtherConn::new(
+        ra.clone(),
+        "02:ec:0a:00:00:01".parse().unwrap(),
+        &[],
+        conn_cfg(),
+    )
+    .unwrap();
+    let b = EtherConn::new(
+        rb.clone(),
+        "02:ec:0b:00:00:01".parse().unwrap(),
+        &[],
+        conn_cfg(),
+    )
+    .unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Warm up: pools, queues, libpcap's ring, the stats read of the receive thread.
+    round_trips(&a, &b, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    round_trips(&a, &b, 50);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    round_trips(&a, &b, FRAMES);
+    let counted = ALLOCS.load(Ordering::Relaxed) - before;
+    println!("{counted} allocations over {FRAMES} frames sent and received");
+    assert!(
+        counted <= 8,
+        "{counted} allocations over {FRAMES} frames: the steady state allocates"
+    );
+    assert_eq!(rb.stats().rx_delivered, (200 + 50 + FRAMES) as u64);
+    ra.stop();
+    rb.stop();
+    drop((a, b));
+    drop(tb);
+    assert!(
+        etherconn_testbed::leftover_namespaces(&etherconn_testbed::process_prefix(prefix))
+            .is_empty()
+    );
+}

@@ -1,0 +1,123 @@
+//! What every case shares: opening the relay under test, conns, counters, cleanup checks.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etherconn_core::build::{build_udp_frame, UdpFrame};
+use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
+use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay, RelayStats, RxFrame};
+
+use crate::{Side, Testbed};
+
+/// How long a case waits for a frame or a counter.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The MAC most cases' conns use.
+pub const X: &str = "02:ec:00:00:01:01";
+
+/// A relay backend the suite runs over.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    /// Two or three letters that go into the namespace names (`ec<tag>-<case>-`), so that
+    /// backends' runs never share a name.
+    pub tag: &'static str,
+    /// Opens a relay with its default settings on the named interface; called from a thread
+    /// inside the testbed's namespace `b`.
+    pub open: fn(&str) -> Arc<dyn PacketRelay>,
+    /// Whether the relay can tell a UDP checksum that a local sender's offload has yet to fill
+    /// in (a veth peer's kernel stack) from a bad one (AF_PACKET reports it per frame). When
+    /// not, the kernel-stack cases turn the peer's transmit checksum offload off.
+    pub sees_partial_checksums: bool,
+}
+
+impl Backend {
+    /// The namespace prefix of one case.
+    pub fn prefix(&self, case: &str) -> String {
+        format!("ec{}-{case}-", self.tag)
+    }
+}
+
+/// The relay under test on `tb.b_if`, opened by a thread inside namespace `b`.
+pub fn open_b(backend: &Backend, tb: &Testbed) -> Arc<dyn PacketRelay> {
+    let open = backend.open;
+    tb.b.run_in(|| open(&tb.b_if)).unwrap()
+}
+
+/// A MAC address from its text form.
+pub fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap()
+}
+
+/// A VLAN tag.
+pub fn tag(tpid: Tpid, id: u16) -> VlanTag {
+    VlanTag::new(tpid, VlanId::new(id).unwrap())
+}
+
+/// A conn on `relay` with the suite's read timeout.
+pub fn conn(
+    relay: &Arc<dyn PacketRelay>,
+    m: MacAddr,
+    vlans: &[VlanTag],
+    cfg: EtherConnConfig,
+) -> EtherConn {
+    let c = EtherConn::new(relay.clone(), m, vlans, cfg).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c
+}
+
+/// Sends one UDP datagram from `conn` (its MAC and VLAN stack).
+pub fn send_udp(c: &EtherConn, dst_mac: MacAddr, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    let vlans = c.vlans().to_vec();
+    let frame = UdpFrame {
+        src_mac: c.local_mac(),
+        dst_mac,
+        vlans: &vlans,
+        src,
+        dst,
+        ttl: 64,
+        dscp: 0,
+        payload,
+    };
+    c.send_built(|buf| build_udp_frame(buf, &frame)).unwrap();
+}
+
+/// The UDP payload of a received frame (panics when it is not UDP).
+pub fn udp_payload(rx: &RxFrame) -> &[u8] {
+    let udp = rx.info.udp().expect("a UDP datagram");
+    &rx.frame()[udp.payload.range()]
+}
+
+/// Turns IPv6 off on both veth ends, so the kernel sends no link-local noise that counters see.
+pub fn quiet(tb: &Testbed) {
+    for side in [Side::A, Side::B] {
+        let key = format!("net.ipv6.conf.{}.disable_ipv6", tb.ifname(side));
+        tb.set_sysctl(side, &key, "1").unwrap();
+    }
+}
+
+/// Waits (up to `WAIT`) until `pred` holds for the relay's counters.
+pub fn wait_stats(
+    relay: &Arc<dyn PacketRelay>,
+    what: &str,
+    pred: impl Fn(&RelayStats) -> bool,
+) -> RelayStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = relay.stats();
+        if pred(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Fails when a namespace of this process with `prefix` is left behind.
+pub fn assert_no_leftovers(prefix: &str) {
+    let left = crate::leftover_namespaces(&crate::process_prefix(prefix));
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
