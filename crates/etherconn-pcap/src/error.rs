@@ -67,6 +67,21 @@ pub enum Error {
     /// The receive thread could not be started.
     #[error("cannot spawn the receive thread: {0}")]
     Spawn(io::Error),
+
+    /// A system call beside libpcap failed (`"SIOCGIFMTU"`, reading the interface's MTU).
+    #[error("{op} on {name:?} failed: {source}")]
+    Io {
+        /// What was asked.
+        op: &'static str,
+        /// The device's name.
+        name: String,
+        /// The system's error.
+        source: io::Error,
+    },
+
+    /// The relay's capture could not start (its file could not be created, say).
+    #[error("cannot start the capture: {0}")]
+    Capture(#[from] etherconn_relay::CaptureError),
 }
 
 /// Sorts the failure of `pcap_activate` on `name` into the typed errors.
@@ -114,8 +129,10 @@ impl From<Error> for io::Error {
             Error::InvalidConfig(_) | Error::FilterRejected { .. } | Error::NotEthernet { .. } => {
                 io::ErrorKind::InvalidInput
             }
-            Error::Spawn(source) => source.kind(),
-            Error::DeviceDown { .. } | Error::Pcap { .. } => io::ErrorKind::Other,
+            Error::Spawn(source) | Error::Io { source, .. } => source.kind(),
+            Error::DeviceDown { .. } | Error::Pcap { .. } | Error::Capture(_) => {
+                io::ErrorKind::Other
+            }
         };
         io::Error::new(kind, e)
     }

@@ -40,6 +40,13 @@
 //!   kernel, which runs it as it does for AF_PACKET. See [`filter`] for npcap.
 //! - **VLAN tags**: libpcap on Linux puts the tag the kernel moved out back into the frame.
 //! - **Send**: `pcap_sendpacket` on a second handle whose filter takes nothing.
+//! - **Sizes**: the interface's MTU, read when the relay is made (`SIOCGIFMTU`, [`sys`]), and
+//!   the EtherTypes its filter passes answer
+//!   [`PacketRelay::mtu`](etherconn_relay::PacketRelay::mtu) and
+//!   [`PacketRelay::receives`](etherconn_relay::PacketRelay::receives), as for the AF_PACKET
+//!   relay.
+//! - **Capture**: every frame received and sent goes to the dispatcher's pcapng capture when
+//!   there is one ([`PcapRelay::with_capture`], or `Dispatcher::start_capture`).
 //! - **Counters**: `pcap_stats`' drops (buffer full, interface drops) are folded into
 //!   [`RelayStats::rx_backend_dropped`](etherconn_relay::RelayStats::rx_backend_dropped).
 //! - **UDP checksums** are always verified: libpcap does not say whether the kernel checked

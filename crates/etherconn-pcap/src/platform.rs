@@ -21,6 +21,12 @@
 //!   the timeout itself. npcap honours the read timeout, so elsewhere
 //!   `pcap_dispatch` itself is the bounded wait.
 //!
+//! - **The MTU.** On Linux the relay asks the kernel (`SIOCGIFMTU` on the capture handle's
+//!   socket, so in the handle's network namespace). libpcap has no call for it, and npcap's
+//!   device names are not interface names: elsewhere the relay assumes standard Ethernet's
+//!   1500 bytes ([`DEFAULT_MTU`](etherconn_relay::DEFAULT_MTU)); a link with a smaller MTU then refuses the largest
+//!   frames only when they are sent.
+//!
 //! Only the Linux side is built and run by this project's tests.
 
 use std::time::Duration;
@@ -80,5 +86,20 @@ pub(crate) fn wait_for_frames(cap: &Capture<Active>, timeout: Duration) {
     #[cfg(not(unix))]
     {
         let _ = (cap, timeout);
+    }
+}
+
+/// The MTU of `device`, on which `cap` is open: the kernel's on Linux, [`DEFAULT_MTU`](etherconn_relay::DEFAULT_MTU)
+/// elsewhere.
+pub(crate) fn interface_mtu(cap: &Capture<Active>, device: &str) -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        crate::sys::interface_mtu(cap.as_fd(), device).map(|m| m as usize)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (cap, device);
+        Ok(etherconn_relay::DEFAULT_MTU)
     }
 }

@@ -4,7 +4,8 @@
 //! it arrives, not when a buffer fills) with a bounded wait, so that it notices a stop even
 //! on a silent link, and delivers what each `pcap_dispatch` returns to the shared
 //! [`Dispatcher`] as one batch. Sends go through a second handle on the same device
-//! (`pcap_sendpacket`), whose filter takes nothing.
+//! (`pcap_sendpacket`), whose filter takes nothing. Both paths hand their frames to the
+//! dispatcher's capture, when there is one ([`Dispatcher::capture`]).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
-use etherconn_relay::{Dispatcher, DispatcherConfig, PacketRelay, RelayCounters};
+use etherconn_relay::{
+    Capture as FrameCapture, CaptureConfig, Direction as CaptureDirection, Dispatcher,
+    DispatcherConfig, PacketRelay, RelayCounters,
+};
 use pcap::{Active, Capture, Direction, Linktype};
 
 use crate::error::{activate_error, Error, Result};
@@ -28,7 +32,9 @@ pub struct PcapRelayConfig {
     /// EtherTypes the capture filter passes (untagged, behind one tag or two). Default ARP,
     /// IPv4, IPv6. Ignored when `filter` is set.
     pub ethertypes: Vec<EtherType>,
-    /// A classic BPF program that replaces the one built from `ethertypes`.
+    /// A classic BPF program that replaces the one built from `ethertypes`. The relay cannot
+    /// tell which EtherTypes it passes, so it refuses no conn for its EtherTypes
+    /// ([`PacketRelay::receives`] is `true`).
     pub filter: Option<Program>,
     /// The dispatch table's settings (buffers, mirroring, checksum verification).
     pub dispatcher: DispatcherConfig,
@@ -173,6 +179,10 @@ pub struct PcapRelay {
     breaker: pcap::BreakLoop,
     thread: Mutex<Option<JoinHandle<()>>>,
     stopped: Arc<AtomicBool>,
+    /// The interface's MTU when the relay was made.
+    mtu: usize,
+    /// What the capture filter passes; `None` for a user's program.
+    ethertypes: Option<Vec<EtherType>>,
 }
 
 impl core::fmt::Debug for PcapRelay {
@@ -189,9 +199,45 @@ impl PcapRelay {
     ///
     /// Errors: [`Error::NoSuchDevice`], [`Error::DeviceDown`], [`Error::PermissionDenied`]
     /// (needs root or `CAP_NET_RAW` + `CAP_NET_ADMIN` on Linux), [`Error::FilterRejected`],
-    /// [`Error::NotEthernet`], [`Error::InvalidConfig`], [`Error::Pcap`].
+    /// [`Error::NotEthernet`], [`Error::InvalidConfig`], [`Error::Pcap`], [`Error::Io`] (the
+    /// MTU could not be read).
     pub fn new(device: &str, config: PcapRelayConfig) -> Result<Arc<PcapRelay>> {
+        Self::open(device, config, None)
+    }
+
+    /// [`new`](Self::new) with a capture of every frame from the first one on
+    /// ([`Dispatcher::start_capture`] on a running relay may miss the frames of a receive
+    /// batch already under way). Also [`Error::Capture`] when the capture cannot start.
+    ///
+    /// ```no_run
+    /// use etherconn_pcap::{PcapRelay, PcapRelayConfig};
+    /// use etherconn_relay::{CaptureConfig, PacketRelay};
+    ///
+    /// let relay = PcapRelay::with_capture(
+    ///     "eth1",
+    ///     PcapRelayConfig::default(),
+    ///     CaptureConfig::file("/tmp/pcap-relay.pcapng").interface_name("eth1"),
+    /// )?;
+    /// // ... run ...
+    /// relay.stop(); // closes the capture: the file is complete
+    /// println!("captured {} frames", relay.stats().captured);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_capture(
+        device: &str,
+        config: PcapRelayConfig,
+        capture: CaptureConfig,
+    ) -> Result<Arc<PcapRelay>> {
+        Self::open(device, config, Some(capture))
+    }
+
+    fn open(
+        device: &str,
+        config: PcapRelayConfig,
+        capture: Option<CaptureConfig>,
+    ) -> Result<Arc<PcapRelay>> {
         let program = config.capture_program()?;
+        let ethertypes = config.filter.is_none().then(|| config.ethertypes.clone());
         let buf_len = config.dispatcher.buf_len;
         let rx = open_capture(
             device,
@@ -212,7 +258,15 @@ impl PcapRelay {
             (buf_len, 64 << 10),
             &Program::reject_all(),
         )?;
+        let mtu = crate::platform::interface_mtu(&tx, device).map_err(|source| Error::Io {
+            op: "SIOCGIFMTU",
+            name: device.into(),
+            source,
+        })?;
         let dispatcher = Dispatcher::new(config.dispatcher);
+        if let Some(capture) = capture {
+            dispatcher.start_capture(capture)?;
+        }
         let stopped = Arc::new(AtomicBool::new(false));
         let breaker = rx.breakloop_handle();
         let d = Arc::clone(&dispatcher);
@@ -228,6 +282,8 @@ impl PcapRelay {
             breaker,
             thread: Mutex::new(Some(thread)),
             stopped,
+            mtu,
+            ethertypes,
         }))
     }
 
@@ -263,7 +319,7 @@ impl PcapRelay {
                 Err(e) => e,
             };
             if !is_transient(&e) {
-                return Err(io::Error::other(e));
+                return Err(self.explain(e, frame.len()));
             }
             let wait = match deadline {
                 None => Duration::from_millis(1),
@@ -284,6 +340,50 @@ impl PcapRelay {
             }
         }
     }
+}
+
+impl PcapRelay {
+    /// libpcap's "Message too long" (the kernel's `EMSGSIZE`) for a frame past the link's MTU
+    /// (one built by hand, or after the MTU shrank under the relay), said in the link's terms;
+    /// other errors as libpcap words them. Only on the error path.
+    fn explain(&self, e: pcap::Error, len: usize) -> io::Error {
+        let too_long = matches!(&e, pcap::Error::PcapError(m) if m.contains("Message too long"));
+        if !too_long {
+            return io::Error::other(e);
+        }
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
+                 behind an outer 802.1Q tag; the MTU as read when the relay was made): {e}",
+                self.mtu,
+                self.device,
+                self.mtu + 14,
+                self.mtu + 18
+            ),
+        )
+    }
+}
+
+/// Hands frames just sent to the capture, with one time for them all.
+fn record_sent(capture: &FrameCapture, frames: &[&[u8]]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok();
+    for f in frames {
+        capture.record(CaptureDirection::Outbound, f, None, now);
+    }
+}
+
+/// A libpcap receive time (seconds and microseconds) as time since the Unix epoch (`None`
+/// before it, or out of range). Generic because `timeval`'s fields are 64-bit on Linux and
+/// `long` (32-bit) on Windows.
+fn pcap_time(secs: impl Into<i64>, micros: impl Into<i64>) -> Option<Duration> {
+    let secs = u64::try_from(secs.into()).ok()?;
+    let micros = u32::try_from(micros.into())
+        .ok()
+        .filter(|&m| m < 1_000_000)?;
+    Some(Duration::new(secs, micros * 1000))
 }
 
 fn stopped_error() -> io::Error {
@@ -315,7 +415,18 @@ fn engine(
     let mut last_stats = Instant::now();
     let mut reported = (0u32, 0u32);
     while !stopped.load(Ordering::Relaxed) && !dispatcher.is_stopped() {
+        // Looked up once per dispatch: without a capture, one untaken branch per frame.
+        let capture = dispatcher.capture();
         let got = cap.dispatch(None, |packet| {
+            if let Some(c) = capture {
+                // libpcap already put any tag the kernel moved out back into the frame.
+                c.record(
+                    CaptureDirection::Inbound,
+                    packet.data,
+                    None,
+                    pcap_time(packet.header.ts.tv_sec, packet.header.ts.tv_usec),
+                );
+            }
             if packet.header.caplen < packet.header.len {
                 // Longer than the relay's buffers (the snapshot length): never delivered.
                 RelayCounters::bump(&counters.rx_offered);
@@ -358,12 +469,33 @@ impl PacketRelay for PcapRelay {
         &self.dispatcher
     }
 
+    /// The interface's MTU, read when the relay was made (`SIOCGIFMTU` on Linux; 1500
+    /// elsewhere, see [`crate::platform`]). A later change of the MTU is not seen: make a new
+    /// relay after `ip link set IF mtu N`.
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Whether the capture filter built from `PcapRelayConfig::ethertypes` passes
+    /// `ethertype`; always `true` under a user's filter program.
+    fn receives(&self, ethertype: EtherType) -> bool {
+        match &self.ethertypes {
+            Some(list) => list.contains(&ethertype),
+            None => true,
+        }
+    }
+
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let r = self.send_locked(&mut self.tx(), frame, deadline);
         RelayCounters::bump(if r.is_ok() { &c.tx } else { &c.tx_errors });
+        if r.is_ok() {
+            if let Some(cap) = self.dispatcher.capture() {
+                cap.record(CaptureDirection::Outbound, frame, None, None);
+            }
+        }
         r
     }
 
@@ -374,14 +506,25 @@ impl PacketRelay for PcapRelay {
         self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut tx = self.tx();
+        let mut sent = frames.len();
+        let mut failure = None;
         for (i, frame) in frames.iter().enumerate() {
             if let Err(e) = self.send_locked(&mut tx, frame, deadline) {
                 RelayCounters::bump(&c.tx_errors);
-                return if i == 0 { Err(e) } else { Ok(i) };
+                (sent, failure) = (i, Some(e));
+                break;
             }
             RelayCounters::bump(&c.tx);
         }
-        Ok(frames.len())
+        drop(tx);
+        // Recorded after the handle is given back, so other senders do not wait on the copies.
+        if let Some(cap) = self.dispatcher.capture() {
+            record_sent(cap, &frames[..sent]);
+        }
+        match failure {
+            Some(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
     }
 
     fn stop(&self) {
@@ -398,6 +541,8 @@ impl PacketRelay for PcapRelay {
         if let Some(t) = thread {
             let _ = t.join();
         }
+        // After the receive thread ended: every frame it took is in the file.
+        let _ = self.dispatcher.close_capture();
     }
 }
 

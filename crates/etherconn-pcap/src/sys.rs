@@ -1,8 +1,9 @@
 //! The system calls the `pcap` crate does not offer, and nothing else: installing a classic
 //! BPF program given as instructions (`pcap_setfilter`; the crate only compiles filter
 //! expressions), running one through libpcap's own interpreter (`pcap_offline_filter`; the
-//! crate only runs programs it compiled), and, on Unix, waiting for a capture descriptor with
-//! a timeout (`poll`). Every `unsafe` block of the crate is here.
+//! crate only runs programs it compiled), on Unix, waiting for a capture descriptor with
+//! a timeout (`poll`), and, on Linux, asking the kernel for the interface's MTU
+//! (`SIOCGIFMTU`; libpcap has no call for it). Every `unsafe` block of the crate is here.
 //!
 //! The `pcap` crate links libpcap (or npcap's `wpcap`), so these declarations need no `#[link]`.
 
@@ -125,4 +126,32 @@ pub fn wait_readable(
         };
     }
     Ok(rc > 0)
+}
+
+/// `SIOCGIFMTU` for interface `name` on `fd` (a capture handle's packet socket), so in the
+/// network namespace the handle was opened in: the largest packet after the Ethernet header,
+/// bytes. `ENODEV` for a name the kernel could not hold.
+#[cfg(target_os = "linux")]
+pub fn interface_mtu(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.as_bytes().contains(&0) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: `ifreq` is a plain C struct (a name array and a union of plain fields) for which
+    // all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = *src as c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name (the array is zero-filled past it, and
+    // the name is shorter than it) and writes an int into the union of the live `ifr`, which
+    // outlives the call; the descriptor is borrowed, so it stays open during the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU as _, &mut ifr) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the kernel has written `ifru_mtu`; the union holds
+    // plain integers, so reading this member is valid whatever was written.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }

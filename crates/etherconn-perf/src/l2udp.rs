@@ -114,14 +114,20 @@ impl L2UdpEndpoints {
         Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg)
     }
 
-    /// Opens a libpcap relay on `ifname` (in the calling thread's network namespace) and
-    /// registers the endpoints on it.
+    /// Opens a libpcap relay on `ifname` (in the calling thread's network namespace),
+    /// capturing to `cfg.pcap` when given, and registers the endpoints on it.
     #[cfg(feature = "pcap")]
     pub fn open_pcap(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
-        let relay_cfg = etherconn_pcap::PcapRelayConfig::default()
-            .ethertypes(&[EtherType::ARP, EtherType::IPV4]);
-        let relay = etherconn_pcap::PcapRelay::new(ifname, relay_cfg)
-            .map_err(|e| Failure::new(format!("cannot open a libpcap relay: {e}")))?;
+        use etherconn_pcap::{PcapRelay, PcapRelayConfig};
+        let relay_cfg = PcapRelayConfig::default().ethertypes(&[EtherType::ARP, EtherType::IPV4]);
+        let relay = match cfg.pcap.as_deref() {
+            None => PcapRelay::new(ifname, relay_cfg),
+            Some(path) => {
+                let capture = CaptureConfig::file(path).interface_name(ifname);
+                PcapRelay::with_capture(ifname, relay_cfg, capture)
+            }
+        };
+        let relay = relay.map_err(|e| Failure::new(format!("cannot open a libpcap relay: {e}")))?;
         let mut set = Self::on_relay(relay, cfg)?;
         set.backend = "pcap";
         Ok(set)

@@ -155,6 +155,65 @@ fn bench_pcap_beside_kernel_and_rawsock() {
     assert_eq!(invalid, 0, "{pcap:#}");
 }
 
+/// `--backend pcap --pcap FILE`: the libpcap relay receiving measures once without and once
+/// with capturing to FILE (`pcap+pcap`), and tshark reads back as many frames as that relay
+/// says it captured, every datagram the checker counted among them.
+#[cfg(feature = "pcap")]
+#[test]
+fn bench_pcap_backend_captures_to_the_pcap_file() {
+    if !require_root("bench_pcap_backend_captures_to_the_pcap_file") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let file = std::env::temp_dir().join(format!(
+        "etherconn-perf-bench-pcap-{}.pcapng",
+        std::process::id()
+    ));
+    let (json, _) = run_bench(&[
+        "bench",
+        "--backend",
+        "pcap",
+        "--seconds",
+        "0.5",
+        "--json",
+        "--endpoints",
+        "2",
+        "--warmup",
+        "0.2",
+        "--pcap",
+        file.to_str().unwrap(),
+    ]);
+    let backends: Vec<&str> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["pcap", "pcap+pcap"]);
+    let plain = result(&json, "pcap");
+    assert_eq!(
+        plain["rx_counters"]["relay_captured"].as_u64().unwrap_or(0),
+        0
+    );
+    let captured = result(&json, "pcap+pcap");
+    let rxc = &captured["rx_counters"];
+    let n = rxc["relay_captured"].as_u64().unwrap_or(0);
+    let dropped = rxc["relay_capture_dropped"].as_u64().unwrap_or(0);
+    let offered = rxc["relay_rx_offered"].as_u64().unwrap_or(0);
+    let tx = rxc["relay_tx"].as_u64().unwrap_or(0);
+    assert!(n > 0, "{captured:#}");
+    assert_eq!(n + dropped, offered + tx, "{captured:#}");
+    if etherconn_testbed::tshark_available() {
+        let rows = etherconn_testbed::tshark_fields(&file, &["udp.dstport"]).unwrap();
+        assert_eq!(rows.len() as u64, n, "frames in the file");
+        assert!(
+            rows.iter().all(|r| r[0] == "9000"),
+            "only the bench's datagrams"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
 #[test]
 fn bench_qinq_reaches_tagged_endpoints() {
     if !require_root("bench_qinq_reaches_tagged_endpoints") {

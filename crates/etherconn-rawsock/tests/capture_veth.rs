@@ -9,7 +9,6 @@
 #![cfg(target_os = "linux")]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::wire::{Tpid, VlanId, VlanTag};
 use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
 use etherconn_relay::{CaptureConfig, PacketRelay};
+use etherconn_testbed::suite::peers_dir;
 use etherconn_testbed::{tshark_fields, Side, Testbed};
 
 fn tag(tpid: Tpid, id: u16) -> VlanTag {
@@ -92,7 +92,7 @@ fn capture_holds_what_was_on_the_wire_both_ways() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    let peers = peers_dir();
     let status =
         tb.a.command("python3")
             .arg(peers.join("send_frames.py"))
