@@ -6,7 +6,7 @@
 //! frames to a registered key are redirected, counted as invalid and dropped while valid
 //! traffic flows.
 //!
-//! The scapy peer is `crates/etherconn-rawsock/tests/peers/send_frames.py`, shared with the
+//! The scapy peer is `crates/etherconn-testbed/peers/send_frames.py`, shared with the
 //! AF_PACKET relay's tests.
 //!
 //! Root only: without root the test prints a skip line and passes, unless
@@ -46,7 +46,7 @@ fn udp4(dst: &str, tags: &[(u16, u16)], sport: u16, payload: &str, extra: &str) 
 /// Sends the frames, in order, from namespace `a` with scapy.
 fn scapy_send(tb: &Testbed, frames: &[String]) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../etherconn-rawsock/tests/peers/send_frames.py");
+        .join("../etherconn-testbed/peers/send_frames.py");
     let json = format!("[{}]", frames.join(","));
     let out =
         tb.a.command("python3")
