@@ -45,8 +45,8 @@ fn udp4(dst: &str, tags: &[(u16, u16)], sport: u16, payload: &str, extra: &str) 
 
 /// Sends the frames, in order, from namespace `a` with scapy.
 fn scapy_send(tb: &Testbed, frames: &[String]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../etherconn-testbed/peers/send_frames.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../etherconn-testbed/peers/send_frames.py");
     let json = format!("[{}]", frames.join(","));
     let out =
         tb.a.command("python3")
