@@ -217,8 +217,10 @@ mod aio;
 mod config;
 mod error;
 mod neighbour;
+mod peer;
 mod rudp;
 mod rx;
+mod shared;
 mod sharing;
 mod tx;
 
@@ -232,5 +234,6 @@ pub use error::UdpError;
 pub use neighbour::{NeighbourAddr, NeighbourConfig, NeighbourStats, Neighbours};
 pub use rudp::RUdpConn;
 pub use rx::{read_datagram, RecvMeta};
-pub use sharing::{SharedEtherConn, SharingRUdpConn};
+pub use shared::SharedEtherConn;
+pub use sharing::SharingRUdpConn;
 pub use tx::BATCH_SIZE;
