@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use etherconn_core::build::udp_destination_problem;
 use etherconn_core::classify::UdpInfo;
@@ -13,12 +13,16 @@ use etherconn_relay::RxFrame;
 
 use crate::error::UdpError;
 
-/// The connected peer and the peeked datagram of one conn.
-///
-/// Each is behind a flag read with one relaxed load: a conn that never connects or peeks
-/// takes no lock per datagram.
+/// The connected peer and the peeked datagram of one conn, made on the first `connect` or
+/// peek: a conn that never calls either pays one pointer (idle conns are counted by the
+/// hundred thousand) and one load per datagram.
 #[derive(Default)]
-pub(crate) struct PeerState {
+pub(crate) struct PeerState(OnceLock<Box<Inner>>);
+
+/// Each part is behind a flag read with one load: a conn that connected but never peeks (or
+/// the other way round) takes no lock for the other.
+#[derive(Default)]
+struct Inner {
     connected: AtomicBool,
     peer: Mutex<Option<SocketAddr>>,
     has_peeked: AtomicBool,
@@ -31,16 +35,57 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PeerState {
-    /// Connects to the first address `addr` yields of `local`'s family.
-    ///
-    /// Errors: `InvalidInput` with [`UdpError::FamilyMismatch`] when none is of that family,
-    /// with [`UdpError::BadDestination`] for port 0 or the unspecified address; the resolver's
-    /// error when `addr` does not resolve.
+    fn inner(&self) -> &Inner {
+        self.0.get_or_init(Box::default)
+    }
+
+    /// Connects to the first address `addr` yields of `local`'s family; see [`Inner::connect`].
     pub(crate) fn connect<A: ToSocketAddrs>(
         &self,
         local: SocketAddr,
         addr: A,
     ) -> io::Result<SocketAddr> {
+        self.inner().connect(local, addr)
+    }
+
+    /// The connected peer, or `NotConnected` ([`UdpError::NotConnected`]).
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self.0.get() {
+            Some(inner) => inner.peer_addr(),
+            None => Err(UdpError::NotConnected.into()),
+        }
+    }
+
+    /// Whether a datagram from `remote` is received: any while unconnected, only the peer's
+    /// once connected (as a connected UDP socket).
+    #[inline]
+    pub(crate) fn admits(&self, remote: SocketAddr) -> bool {
+        self.0.get().map_or(true, |inner| inner.admits(remote))
+    }
+
+    /// The datagram a peek left, if any.
+    #[inline]
+    pub(crate) fn take_peeked(&self) -> Option<(RxFrame, UdpInfo)> {
+        self.0.get()?.take_peeked()
+    }
+
+    /// See [`Inner::peek`].
+    pub(crate) fn peek<R>(
+        &self,
+        wait: impl FnOnce() -> io::Result<(RxFrame, UdpInfo)>,
+        look: impl FnOnce(&RxFrame, &UdpInfo) -> R,
+    ) -> io::Result<R> {
+        self.inner().peek(wait, look)
+    }
+}
+
+impl Inner {
+    /// Connects to the first address `addr` yields of `local`'s family.
+    ///
+    /// Errors: `InvalidInput` with [`UdpError::FamilyMismatch`] when none is of that family,
+    /// with [`UdpError::BadDestination`] for port 0 or the unspecified address; the resolver's
+    /// error when `addr` does not resolve.
+    fn connect<A: ToSocketAddrs>(&self, local: SocketAddr, addr: A) -> io::Result<SocketAddr> {
         let mut first = None;
         let mut found = None;
         for a in addr.to_socket_addrs()? {
@@ -69,7 +114,7 @@ impl PeerState {
     }
 
     /// The connected peer, or `NotConnected` ([`UdpError::NotConnected`]).
-    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
         if !self.connected.load(Ordering::Acquire) {
             return Err(UdpError::NotConnected.into());
         }
