@@ -202,8 +202,9 @@
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of
-//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 878 bytes, of
-//! which the struct is 88, its receive queue 512 (cache-padded atomics), the queue's four slots
+//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 918 bytes, of
+//! which the struct is 128 (16 of them the pointer to the state `connect` and `peek_from`
+//! make on first use), its receive queue 512 (cache-padded atomics), the queue's four slots
 //! 24 each (a queued frame is one pooled buffer), and its entry in the shared endpoint's
 //! demultiplexing table the rest. An idle [`RUdpConn`] with its default depth of
 //! [`DEFAULT_RUDP_QUEUE_DEPTH`] costs about 1.4 KiB. `tests/no_alloc.rs` measures both with a
