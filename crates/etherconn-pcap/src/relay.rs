@@ -267,13 +267,34 @@ impl PcapRelay {
         if let Some(capture) = capture {
             dispatcher.start_capture(capture)?;
         }
+        tracing::debug!(
+            interface = device,
+            instructions = program.len(),
+            ethertypes = ?ethertypes,
+            "libpcap relay: capture filter attached"
+        );
+        tracing::info!(
+            interface = device,
+            mtu,
+            buffer_size = config.buffer_size,
+            snaplen = buf_len,
+            filter = if ethertypes.is_some() {
+                "ethertypes"
+            } else {
+                "user program"
+            },
+            promiscuous = config.promiscuous,
+            capture = dispatcher.capture().is_some(),
+            "libpcap relay opened"
+        );
         let stopped = Arc::new(AtomicBool::new(false));
         let breaker = rx.breakloop_handle();
         let d = Arc::clone(&dispatcher);
         let s = Arc::clone(&stopped);
+        let name = device.to_owned();
         let thread = std::thread::Builder::new()
             .name("etherconn-pcap-rx".into())
-            .spawn(move || engine(rx, &d, &s, config.poll_timeout))
+            .spawn(move || engine(rx, &d, &s, config.poll_timeout, &name))
             .map_err(Error::Spawn)?;
         Ok(Arc::new(PcapRelay {
             device: device.to_owned(),
@@ -409,6 +430,7 @@ fn engine(
     dispatcher: &Dispatcher,
     stopped: &AtomicBool,
     poll_timeout: Duration,
+    device: &str,
 ) {
     let mut batch = dispatcher.delivery();
     let counters = dispatcher.counters();
@@ -460,6 +482,8 @@ fn engine(
                     .rx_backend_dropped
                     .fetch_add(new, Ordering::Relaxed);
             }
+            // At most once a second, and only for a subscriber that listens.
+            dispatcher.summarise_drops(device);
         }
     }
 }
@@ -543,6 +567,11 @@ impl PacketRelay for PcapRelay {
         }
         // After the receive thread ended: every frame it took is in the file.
         let _ = self.dispatcher.close_capture();
+        tracing::info!(
+            interface = self.device.as_str(),
+            stats = %self.dispatcher.stats(),
+            "libpcap relay stopped"
+        );
     }
 }
 

@@ -208,14 +208,39 @@ impl RawSocketRelay {
         if let Some(capture) = capture {
             dispatcher.start_capture(capture)?;
         }
+        let ring = sock_cfg.ring.clone().unwrap_or_default();
+        tracing::debug!(
+            interface = ifname,
+            instructions = program.len(),
+            ethertypes = ?ethertypes,
+            "AF_PACKET relay: receive filter attached"
+        );
+        tracing::info!(
+            interface = ifname,
+            mtu,
+            threads = config.threads,
+            ring_block_size = ring.block_size,
+            ring_block_count = ring.block_count,
+            ring_frame_size = ring.frame_size,
+            ring_block_timeout_us = ring.block_timeout.as_micros() as u64,
+            filter = if ethertypes.is_some() {
+                "ethertypes"
+            } else {
+                "user program"
+            },
+            promiscuous = sock_cfg.promiscuous,
+            capture = dispatcher.capture().is_some(),
+            "AF_PACKET relay opened"
+        );
         let stops = rx.iter().map(PacketSocket::stop_handle).collect();
         let mut threads = Vec::with_capacity(rx.len());
         for (i, sock) in rx.into_iter().enumerate() {
             let d = Arc::clone(&dispatcher);
             let name = format!("etherconn-rx{i}");
+            let relay_name = ifname.to_owned();
             let h = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || engine(sock, &d))
+                .spawn(move || engine(sock, &d, &relay_name))
                 .map_err(|e| Error::io("spawn receive thread", e))?;
             threads.push(h);
         }
@@ -320,7 +345,7 @@ fn record_sent(capture: &Capture, frames: &[&[u8]]) {
 }
 
 /// One receive thread: drain the ring into the dispatcher until stopped.
-fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
+fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher, ifname: &str) {
     let mut last_stats = Instant::now();
     let mut reported_drops = 0u64;
     // Frames are delivered in batches (`Dispatcher::delivery`): the ring hands over whole
@@ -363,6 +388,8 @@ fn engine(mut sock: PacketSocket, dispatcher: &Dispatcher) {
                     .rx_backend_dropped
                     .fetch_add(new, Ordering::Relaxed);
             }
+            // At most once a second, and only for a subscriber that listens.
+            dispatcher.summarise_drops(ifname);
         }
     }
 }
@@ -465,6 +492,12 @@ impl PacketRelay for RawSocketRelay {
         }
         // After the receive threads ended: every frame they took is in the file.
         let _ = self.dispatcher.close_capture();
+        // The totals: drops since the last summary are in them.
+        tracing::info!(
+            interface = self.ifname.as_str(),
+            stats = %self.dispatcher.stats(),
+            "AF_PACKET relay stopped"
+        );
     }
 }
 

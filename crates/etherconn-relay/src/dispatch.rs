@@ -30,6 +30,7 @@ use crate::error::RelayError;
 use crate::pool::{BufferPool, PooledBuf};
 use crate::queue::{PushError, RxFrame};
 use crate::stats::{RelayCounters, RelayStats, StripedCounters};
+use crate::summary::DropSummary;
 use etherconn_core::classify::{classify_with, Options};
 use etherconn_core::key::{L2EndpointKey, VlanIds};
 use etherconn_core::wire::{ethernet, vlan, EtherType, VlanTag};
@@ -124,6 +125,8 @@ pub struct Dispatcher {
     stopped: AtomicBool,
     /// The capture, once started: relays look it up once per receive batch and per send.
     capture: OnceLock<Capture>,
+    /// Rate-limited drop summaries through `tracing`.
+    drops: DropSummary,
 }
 
 impl Dispatcher {
@@ -155,6 +158,7 @@ impl Dispatcher {
             config,
             stopped: AtomicBool::new(false),
             capture: OnceLock::new(),
+            drops: DropSummary::default(),
         })
     }
 
@@ -184,6 +188,16 @@ impl Dispatcher {
             st.capture_dropped = cs.dropped;
         }
         st
+    }
+
+    /// Tells a `tracing` subscriber what the relay `relay` (an interface name, say) lost and
+    /// discarded since the last summary, at most once per
+    /// [`DROP_SUMMARY_INTERVAL`](crate::DROP_SUMMARY_INTERVAL), from
+    /// the counters: relay threads call it between polls, never per frame. Without a
+    /// subscriber it costs one interest check. See [`DropSummary`].
+    #[inline]
+    pub fn summarise_drops(&self, relay: &str) {
+        self.drops.tick(relay, || self.stats());
     }
 
     /// Starts capturing every frame the relay sends and receives (or those of the endpoints

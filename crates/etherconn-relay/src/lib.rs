@@ -95,6 +95,7 @@ mod ready;
 mod relay;
 mod stats;
 mod stripe;
+mod summary;
 pub mod timeouts;
 mod wake;
 
@@ -122,3 +123,4 @@ pub use queue::{RxFrame, RxQueue};
 pub use ready::{ReadAhead, ReadySet, Watchable, WatchedQueue, DEFAULT_READY_CAPACITY, READ_AHEAD};
 pub use relay::PacketRelay;
 pub use stats::{RelayCounters, RelayStats, StripedCounters};
+pub use summary::{DropSummary, DROP_SUMMARY_INTERVAL};

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 
 mod cmd;
+mod events;
 mod netns;
 mod root;
 #[cfg(feature = "relay-suite")]
@@ -37,6 +38,7 @@ mod sys;
 mod testbed;
 mod tshark;
 
+pub use events::{EventLog, LoggedEvent};
 pub use netns::{leftover_namespaces, process_prefix, remove_stale_namespaces, Netns};
 pub use root::{is_root, require_root, REQUIRE_ROOT_ENV};
 pub use testbed::{Side, Testbed};

@@ -20,6 +20,9 @@ pub enum UdpError {
     /// Another conn on the shared L2 endpoint is bound to this address.
     #[error("UDP address {0} is already bound on this shared L2 endpoint")]
     AddrInUse(L4RecvKey),
+    /// The shared L2 endpoint has a default receiver already.
+    #[error("this shared L2 endpoint already has a default receiver")]
+    DefaultInUse,
     /// No ephemeral port (49152 to 65535) is free for this address.
     #[error("no free ephemeral UDP port for {0}")]
     NoFreePort(IpAddr),
@@ -63,6 +66,19 @@ pub enum UdpError {
         /// The MAC that holds it.
         mac: etherconn_core::wire::MacAddr,
     },
+    /// `send` or `peer_addr` on a conn that was never `connect`ed.
+    #[error("the UDP conn is not connected: call connect first, or use send_to")]
+    NotConnected,
+    /// A conn's address cannot change to this one.
+    #[error("cannot move the conn from {from} to {to}: {reason}")]
+    BadLocalAddr {
+        /// The conn's address.
+        from: SocketAddr,
+        /// The address asked for.
+        to: SocketAddr,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// An I/O error (a thread that could not be started).
     #[error(transparent)]
     Io(io::Error),
@@ -91,13 +107,16 @@ impl From<UdpError> for io::Error {
         let kind = match e {
             UdpError::Relay(e) => return io::Error::from(e),
             UdpError::Io(e) => return e,
-            UdpError::AddrInUse(_) | UdpError::NoFreePort(_) | UdpError::NeighbourInUse { .. } => {
-                io::ErrorKind::AddrInUse
-            }
+            UdpError::AddrInUse(_)
+            | UdpError::DefaultInUse
+            | UdpError::NoFreePort(_)
+            | UdpError::NeighbourInUse { .. } => io::ErrorKind::AddrInUse,
             UdpError::NoNextHop(_) => io::ErrorKind::AddrNotAvailable,
+            UdpError::NotConnected => io::ErrorKind::NotConnected,
             UdpError::FamilyMismatch { .. }
             | UdpError::TooLarge { .. }
             | UdpError::BadDestination { .. }
+            | UdpError::BadLocalAddr { .. }
             | UdpError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)

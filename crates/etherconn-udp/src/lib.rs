@@ -68,6 +68,74 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # The `std::net::UdpSocket` calls, and where they differ
+//!
+//! Both conns have `send_to`, `recv_from`, `local_addr`, `connect`, `peer_addr`, `send`,
+//! `recv`, `peek_from`, `peek`, the timeouts and `set_nonblocking`, with std's meaning; the
+//! differences, each on purpose:
+//!
+//! - **An expired read timeout is `TimedOut`; a non-blocking receive with nothing queued is
+//!   `WouldBlock`.** std leaves the kind of a timeout to the platform (`WouldBlock` on Unix,
+//!   `TimedOut` on Windows, as its `set_read_timeout` docs say), so portable code already
+//!   accepts both; keeping them apart tells a caller whether a deadline passed or nothing was
+//!   ready. Code written against std on Linux that matches only `WouldBlock` should match
+//!   `WouldBlock | TimedOut`. `EtherConn` and the relay's queues answer the same way.
+//! - **No `try_clone`.** Every call takes `&self` and the conns are `Send + Sync`: share one
+//!   in an `Arc` (`Arc::clone` is the clone). A `try_clone` returning a second conn would make
+//!   every conn a handle to shared state, one more allocation and indirection for each of the
+//!   hundred thousand conns a load test holds, to give what `Arc` gives already.
+//! - `connect` takes the first address of the conn's IP family, refuses port 0 and the
+//!   unspecified address ([`UdpError::BadDestination`]), and sends nothing; once connected,
+//!   datagrams from other senders are dropped when read. `recv` works on an unconnected conn
+//!   too (as on Linux). `send` and `peer_addr` before `connect` are `NotConnected`
+//!   ([`UdpError::NotConnected`]).
+//! - `peek_from` takes the datagram off the queue and keeps it for the next receive call, so
+//!   a [`ReadySet`](etherconn_relay::ReadySet) waiting on the conn no longer counts it.
+//! - Beyond std: `set_local_addr` moves a conn to another address (it takes `&mut self`),
+//!   and [`SharedEtherConn::bind_default`] makes a conn that receives the datagrams no bound
+//!   conn claims.
+//!
+//! ```
+//! use std::io::ErrorKind;
+//! use std::time::Duration;
+//! use etherconn_relay::LoopbackRelay;
+//! use etherconn_udp::{RecvMeta, SharedConfig, SharedEtherConn, SharingConfig};
+//!
+//! let relay = LoopbackRelay::new(Default::default());
+//! let mac = "02:00:00:00:00:01".parse()?;
+//! // The loopback relay hands every frame back; the resolver sends to our own MAC.
+//! let shared = SharedEtherConn::new(relay, mac, &[], SharedConfig::default().resolver(move |_| Some(mac)))?;
+//! let client = shared.bind("192.0.2.1:5000".parse()?, SharingConfig::default())?;
+//! let mut server = shared.bind("192.0.2.2:53".parse()?, SharingConfig::default())?;
+//! let strays = shared.bind_default(SharingConfig::default())?;
+//! for c in [&client, &server, &strays] {
+//!     c.set_read_timeout(Some(Duration::from_millis(200)))?;
+//! }
+//!
+//! // connect + send + recv; peek_from leaves the datagram for the next receive.
+//! assert_eq!(client.send(b"x").unwrap_err().kind(), ErrorKind::NotConnected);
+//! client.connect("192.0.2.2:53")?;
+//! client.send(b"query")?;
+//! let mut buf = [0u8; 64];
+//! let (n, from) = server.peek_from(&mut buf)?;
+//! assert_eq!((&buf[..n], from), (&b"query"[..], client.local_addr()?));
+//! let (n, from) = server.recv_from(&mut buf)?;
+//! server.send_to(&buf[..n], from)?;
+//! assert_eq!(client.recv(&mut buf)?, 5);
+//!
+//! // Nothing came within the read timeout: TimedOut (WouldBlock when non-blocking).
+//! assert_eq!(client.recv(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+//!
+//! // The server moves; a datagram to its old port is nobody's, and the default receiver gets it.
+//! server.set_local_addr("192.0.2.2:5353".parse()?)?;
+//! client.send_to_from(b"late", client.local_addr()?, "192.0.2.2:53".parse()?)?;
+//! let mut bufs = [&mut buf[..]];
+//! let mut meta = [RecvMeta::default()];
+//! strays.recv_batch(&mut bufs, &mut meta)?;
+//! assert_eq!(meta[0].local, "192.0.2.2:53".parse()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Example: many endpoints on one MAC, on a real interface
 //!
 //! With the AF_PACKET relay of `etherconn-rawsock` (Linux, root or `CAP_NET_RAW`): one
@@ -202,8 +270,9 @@
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of
-//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 878 bytes, of
-//! which the struct is 88, its receive queue 512 (cache-padded atomics), the queue's four slots
+//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 918 bytes, of
+//! which the struct is 128 (16 of them the pointer to the state `connect` and `peek_from`
+//! make on first use), its receive queue 512 (cache-padded atomics), the queue's four slots
 //! 24 each (a queued frame is one pooled buffer), and its entry in the shared endpoint's
 //! demultiplexing table the rest. An idle [`RUdpConn`] with its default depth of
 //! [`DEFAULT_RUDP_QUEUE_DEPTH`] costs about 1.4 KiB. `tests/no_alloc.rs` measures both with a
@@ -217,8 +286,10 @@ mod aio;
 mod config;
 mod error;
 mod neighbour;
+mod peer;
 mod rudp;
 mod rx;
+mod shared;
 mod sharing;
 mod tx;
 
@@ -232,5 +303,6 @@ pub use error::UdpError;
 pub use neighbour::{NeighbourAddr, NeighbourConfig, NeighbourStats, Neighbours};
 pub use rudp::RUdpConn;
 pub use rx::{read_datagram, RecvMeta};
-pub use sharing::{SharedEtherConn, SharingRUdpConn};
+pub use shared::SharedEtherConn;
+pub use sharing::SharingRUdpConn;
 pub use tx::BATCH_SIZE;

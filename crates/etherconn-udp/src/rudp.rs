@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,7 +15,8 @@ use etherconn_relay::{PacketRelay, RxFrame, RxQueue, Watchable, WatchedQueue};
 
 use crate::config::{multicast_mac, NextHopResolver, RUdpConfig};
 use crate::error::UdpError;
-use crate::neighbour::NeighbourAddr;
+use crate::neighbour::{NeighbourAddr, Neighbours};
+use crate::peer::PeerState;
 use crate::rx::{self, deliver, RecvMeta};
 use crate::tx::{max_payload, Egress};
 use etherconn_relay::timeouts::Timeouts;
@@ -78,6 +79,10 @@ pub struct RUdpConn {
     /// The conn's address in the neighbour responder, answered for while the conn lives
     /// (boxed: a conn without one pays a pointer, not the handle).
     neighbour: Option<Box<NeighbourAddr>>,
+    /// The connected peer and a peeked datagram.
+    peer: PeerState,
+    /// The responder and resolver choice, kept to move the conn's address.
+    nd_config: Option<Box<(Neighbours, bool, NextHopResolver)>>,
 }
 
 /// An `RUdpConn` can be waited on with others in a
@@ -177,6 +182,10 @@ impl RUdpConn {
         };
         ether.rx_queue().set_drop_martians(!config.accept_martians);
         let mut resolver = config.resolver.clone();
+        let nd_config = config.neighbours.as_ref().map(|nd| {
+            let resolves = config.resolves_with_neighbours();
+            Box::new((nd.clone(), resolves, config.resolver.clone()))
+        });
         let neighbour = match &config.neighbours {
             Some(nd) => {
                 nd.serve(&ether)?;
@@ -203,6 +212,8 @@ impl RUdpConn {
             timeouts,
             rx_filtered: AtomicU64::new(0),
             neighbour,
+            peer: PeerState::default(),
+            nd_config,
         })
     }
 
@@ -301,6 +312,9 @@ impl RUdpConn {
     /// The UDP layer of `rx` if the datagram is this conn's.
     fn accept(&self, rx: &RxFrame) -> Option<UdpInfo> {
         let udp = rx.info.udp()?;
+        if !self.peer.admits(udp.remote) {
+            return None;
+        }
         if self.accept_any {
             return Some(udp);
         }
@@ -323,6 +337,9 @@ impl RUdpConn {
     /// Waits for the next datagram of this conn, within one overall deadline however many
     /// foreign frames arrive meanwhile.
     fn next(&self) -> io::Result<(RxFrame, UdpInfo)> {
+        if let Some(kept) = self.peer.take_peeked() {
+            return Ok(kept);
+        }
         let wait = self.timeouts.read_wait();
         let deadline = wait.and_then(|t| Instant::now().checked_add(t));
         loop {
@@ -349,6 +366,10 @@ impl RUdpConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        if let Some((rx, udp)) = self.peer.take_peeked() {
+            let meta = deliver(&rx, &udp, buf);
+            return Poll::Ready(Ok((meta.len, meta.remote)));
+        }
         loop {
             let rx = match self.ether.poll_recv_frame(cx) {
                 Poll::Ready(r) => r?,
@@ -371,6 +392,9 @@ impl RUdpConn {
 
     /// A datagram that is already queued, without waiting.
     fn next_queued(&self) -> Option<(RxFrame, UdpInfo)> {
+        if let Some(kept) = self.peer.take_peeked() {
+            return Some(kept);
+        }
         loop {
             let rx = self.ether.recv_frame_timeout(Some(Duration::ZERO)).ok()?;
             if let Some(udp) = self.accept(&rx) {
@@ -396,6 +420,112 @@ impl RUdpConn {
     /// one's details in `meta`.
     pub fn recv_batch(&self, bufs: &mut [&mut [u8]], meta: &mut [RecvMeta]) -> io::Result<usize> {
         rx::recv_batch(bufs, meta, || self.next(), || self.next_queued())
+    }
+
+    /// Connects the conn to `addr` (the first address of the conn's IP family it resolves
+    /// to), as [`UdpSocket::connect`](std::net::UdpSocket::connect): [`send`](Self::send)
+    /// goes there, and from then on every receive call takes only datagrams from `addr`
+    /// (others are dropped and counted in [`rx_filtered`](Self::rx_filtered)). Connecting
+    /// again changes the peer. Nothing is sent.
+    ///
+    /// Errors: `InvalidInput` with [`UdpError::FamilyMismatch`] when `addr` has no address of
+    /// the conn's family, with [`UdpError::BadDestination`] for port 0 or the unspecified
+    /// address.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.peer.connect(self.local, addr).map(drop)
+    }
+
+    /// The peer the conn is connected to; `NotConnected` ([`UdpError::NotConnected`]) before
+    /// [`connect`](Self::connect).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.peer.peer_addr()
+    }
+
+    /// Sends `payload` to the connected peer, as [`send_to`](Self::send_to) does.
+    ///
+    /// Errors: `NotConnected` ([`UdpError::NotConnected`]) before [`connect`](Self::connect);
+    /// otherwise those of `send_to`.
+    pub fn send(&self, payload: &[u8]) -> io::Result<usize> {
+        self.send_to(payload, self.peer.peer_addr()?)
+    }
+
+    /// Receives one datagram's payload into `buf`, as [`recv_from`](Self::recv_from) without
+    /// the sender. On a connected conn only the peer's datagrams arrive; on an unconnected one
+    /// any (as on Linux, where `recv` works on an unconnected UDP socket).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// Like [`recv_from`](Self::recv_from), but the datagram stays: the next receive call
+    /// (`recv_from`, `recv`, `recv_batch`, `peek_from`, the async calls) returns it again.
+    ///
+    /// The datagram is taken off the conn's queue and kept by the conn, so a
+    /// [`ReadySet`](etherconn_relay::ReadySet) waiting on the queue no longer counts it:
+    /// receive it before waiting again. Errors as for `recv_from`.
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.peer.peek(
+            || self.next(),
+            |rx, udp| {
+                let meta = deliver(rx, udp, buf);
+                (meta.len, meta.remote)
+            },
+        )
+    }
+
+    /// [`peek_from`](Self::peek_from) without the sender.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.peek_from(buf).map(|(n, _)| n)
+    }
+
+    /// Moves the conn to another local address of the same IP family (a DHCP client that got
+    /// its lease, say); port 0 picks an ephemeral port. The conn's L2 endpoint (MAC, VLANs,
+    /// queue) stays; with a neighbour responder, the new address is registered before the old
+    /// one goes, so the MAC is answered for throughout, and a resolver from the responder
+    /// asks from the new address.
+    ///
+    /// A datagram in flight sees one address or the other: those to the old address still
+    /// queued are dropped when read, as not the conn's own (counted in
+    /// [`rx_filtered`](Self::rx_filtered); with `accept_any` they are delivered), and a
+    /// datagram already taken by [`peek_from`](Self::peek_from) is still received. It takes
+    /// `&mut self`: the address is read for every datagram without a lock, so a conn shared
+    /// between threads keeps its address (make it, or move it, before sharing).
+    ///
+    /// Errors: [`UdpError::BadLocalAddr`] for the other IP family (the conn's `EtherConn`
+    /// receives only its own), [`UdpError::NeighbourInUse`] when another MAC holds the new
+    /// address in the responder. A refusal leaves the conn as it was.
+    pub fn set_local_addr(&mut self, local: SocketAddr) -> Result<(), UdpError> {
+        if local.is_ipv4() != self.local.is_ipv4() {
+            return Err(UdpError::BadLocalAddr {
+                from: self.local,
+                to: local,
+                reason: "the conn receives only its own IP version; make a new conn for the other",
+            });
+        }
+        let local = if local.port() == 0 {
+            SocketAddr::new(local.ip(), ephemeral_port())
+        } else {
+            local
+        };
+        if let Some(cfg) = &self.nd_config {
+            let (nd, resolves, base) = &**cfg;
+            let (mac, vlans, ip) = (self.ether.local_mac(), self.ether.vlans(), local.ip());
+            let (neighbour, resolver) = if ip.is_unspecified() {
+                (None, base.clone())
+            } else {
+                let added = Box::new(nd.add(mac, vlans, ip)?);
+                let resolver = if *resolves {
+                    nd.resolver(mac, vlans, ip)?
+                } else {
+                    base.clone()
+                };
+                (Some(added), resolver)
+            };
+            // The old registration drops after the new one exists.
+            self.neighbour = neighbour;
+            self.resolver = resolver;
+        }
+        self.local = local;
+        Ok(())
     }
 
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error, as for

@@ -1,147 +1,29 @@
-//! [`SharedEtherConn`] and [`SharingRUdpConn`]: many UDP endpoints over one MAC and VLAN stack.
+//! [`SharingRUdpConn`]: the UDP endpoints bound on a [`SharedEtherConn`], and binding them.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
-use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_core::L4RecvKey;
-use etherconn_relay::{EtherConn, EtherConnConfig, MemoryBudget, Reservation};
-use etherconn_relay::{
-    L4Demux, PacketRelay, RelayError, RxFrame, RxQueue, Watchable, WatchedQueue,
-};
+use etherconn_relay::{MemoryBudget, Reservation};
+use etherconn_relay::{RelayError, RxFrame, RxQueue, Watchable, WatchedQueue};
 
-use crate::config::{NextHopResolver, SharedConfig, SharingConfig};
+use crate::config::SharingConfig;
 use crate::error::UdpError;
-use crate::neighbour::{NeighbourAddr, Neighbours};
-use crate::rudp::{check_dscp, EPHEMERAL_COUNT, EPHEMERAL_FIRST};
+use crate::neighbour::NeighbourAddr;
+use crate::peer::PeerState;
+use crate::rudp::check_dscp;
 use crate::rx::{self, deliver, RecvMeta};
+use crate::shared::SharedEtherConn;
 use crate::tx::{max_payload, Egress};
 use etherconn_relay::timeouts::Timeouts;
 
-/// One L2 endpoint (a MAC and a VLAN stack) carrying many UDP endpoints, the
-/// [`SharingRUdpConn`]s bound on it.
-///
-/// The relay thread demultiplexes received UDP datagrams by destination address and port
-/// ([`L4RecvKey`]: the exact IP first, then the wildcard `0.0.0.0` / `::` of that family)
-/// straight into the bound conn's queue; datagrams no conn is bound to are counted in
-/// `RelayStats::rx_l4_miss`. Non-UDP frames (ARP, ICMP, IP fragments) go to the
-/// [`ether_conn`](Self::ether_conn)'s own queue.
-///
-/// Held in an `Arc`: every bound conn keeps its endpoint alive.
-pub struct SharedEtherConn {
-    ether: EtherConn,
-    resolver: NextHopResolver,
-    next_port: AtomicU32,
-    /// The neighbour responder its conns' addresses are registered in, if any.
-    neighbours: Option<Neighbours>,
-    /// The first address bound of each family (IPv4, IPv6): where the resolver's requests
-    /// come from.
-    sources: Arc<[OnceLock<IpAddr>; 2]>,
-}
-
-impl fmt::Debug for SharedEtherConn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedEtherConn")
-            .field("mac", &self.ether.local_mac())
-            .field("vlans", &self.ether.vlans())
-            .field("bound", &self.bound())
-            .finish_non_exhaustive()
-    }
-}
-
+/// Binding conns: here, next to the conn they make.
 impl SharedEtherConn {
-    /// Registers the L2 endpoint `mac` + `vlans` (outermost first, at most two) on `relay` for
-    /// ARP, IPv4 and IPv6 (those of them the relay receives: an IPv4-only relay gives an
-    /// IPv4-only endpoint), with UDP demultiplexing on.
-    ///
-    /// Errors: [`UdpError::Relay`] when the relay refuses the endpoint
-    /// (`RelayError::EtherTypeFiltered` when it receives neither IPv4 nor IPv6).
-    pub fn new(
-        relay: Arc<dyn PacketRelay>,
-        mac: MacAddr,
-        vlans: &[VlanTag],
-        config: SharedConfig,
-    ) -> Result<Arc<SharedEtherConn>, UdpError> {
-        let wanted = [EtherType::ARP, EtherType::IPV4, EtherType::IPV6];
-        let received: Vec<EtherType> = wanted
-            .into_iter()
-            .filter(|&et| relay.receives(et))
-            .collect();
-        let ip = |et: &EtherType| *et == EtherType::IPV4 || *et == EtherType::IPV6;
-        // With no IP family left the full list goes, and the relay's refusal names one.
-        let ethertypes = if received.iter().any(ip) {
-            &received[..]
-        } else {
-            &wanted[..]
-        };
-        let ether_config = EtherConnConfig::default()
-            .ethertypes(ethertypes)
-            .recv_multicast(config.recv_multicast)
-            .queue_depth(config.queue_depth)
-            .replace(config.replace)
-            .l4_demux(true);
-        let ether = EtherConn::new(relay, mac, vlans, ether_config)?;
-        let Some(nd) = config.neighbours.clone() else {
-            return Self::from_ether_conn(ether, config.resolver);
-        };
-        nd.serve(&ether)?;
-        let sources: Arc<[OnceLock<IpAddr>; 2]> = Arc::default();
-        let resolver = if config.resolves_with_neighbours() {
-            let (nd, sources) = (nd.clone(), Arc::clone(&sources));
-            let vlans = ether.vlans().to_vec();
-            Arc::new(move |dst: IpAddr| {
-                let src = *sources[usize::from(dst.is_ipv6())].get()?;
-                nd.resolve(mac, &vlans, src, dst)
-            })
-        } else {
-            config.resolver
-        };
-        Self::build(ether, resolver, Some(nd), sources)
-    }
-
-    /// Shares an existing `EtherConn`, which must have been created with
-    /// `EtherConnConfig::l4_demux` on ([`UdpError::InvalidConfig`] otherwise).
-    pub fn from_ether_conn(
-        ether: EtherConn,
-        resolver: NextHopResolver,
-    ) -> Result<Arc<SharedEtherConn>, UdpError> {
-        if ether.l4_demux().is_none() {
-            return Err(UdpError::InvalidConfig(
-                "a SharedEtherConn needs an EtherConn created with l4_demux",
-            ));
-        }
-        Self::build(ether, resolver, None, Arc::default())
-    }
-
-    fn build(
-        ether: EtherConn,
-        resolver: NextHopResolver,
-        neighbours: Option<Neighbours>,
-        sources: Arc<[OnceLock<IpAddr>; 2]>,
-    ) -> Result<Arc<SharedEtherConn>, UdpError> {
-        // Start the ephemeral search at a different port per endpoint.
-        let start = u32::from(ether.local_mac().0[5]) * 61;
-        Ok(Arc::new(SharedEtherConn {
-            ether,
-            resolver,
-            next_port: AtomicU32::new(start),
-            neighbours,
-            sources,
-        }))
-    }
-
-    fn demux(&self) -> &L4Demux {
-        self.ether
-            .l4_demux()
-            .expect("checked in from_ether_conn: the EtherConn has l4_demux")
-    }
-
     /// Binds a UDP endpoint to `local` on this L2 endpoint.
     ///
     /// An unspecified IP (`0.0.0.0`, `::`) receives datagrams to that port for any IP of its
@@ -185,12 +67,21 @@ impl SharedEtherConn {
                 })?;
             local.port()
         };
-        let neighbour = self.answer_for(local.ip())?;
+        let local = SocketAddr::new(local.ip(), port);
+        let neighbour = match self.answer_for(local.ip()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.demux()
+                    .deregister(&L4RecvKey::udp(local.ip(), port), &queue);
+                return Err(e);
+            }
+        };
         Ok(SharingRUdpConn {
             neighbour,
             shared: Arc::clone(self),
             queue,
-            local: SocketAddr::new(local.ip(), port),
+            local,
+            peer: PeerState::default(),
             timeouts: Timeouts::default(),
             ttl: config.ttl,
             dscp: config.dscp,
@@ -198,68 +89,46 @@ impl SharedEtherConn {
         })
     }
 
-    /// Registers `ip` in the neighbour responder, if there is one and `ip` is specified.
-    fn answer_for(&self, ip: IpAddr) -> Result<Option<Box<NeighbourAddr>>, UdpError> {
-        let Some(nd) = &self.neighbours else {
-            return Ok(None);
-        };
-        if ip.is_unspecified() {
-            return Ok(None);
+    /// Makes the default receiver: a conn that gets the UDP datagrams to this L2 endpoint that
+    /// no bound conn claims (which are otherwise dropped and counted in
+    /// `RelayStats::rx_l4_miss`). [`RecvMeta::local`] in [`SharingRUdpConn::recv_batch`]
+    /// says where each was sent. It has no address of its own: its `local_addr` is
+    /// `0.0.0.0:0`, and it sends with [`SharingRUdpConn::send_to_from`] only. Dropping it
+    /// puts the endpoint back to counting misses.
+    ///
+    /// Errors: [`UdpError::DefaultInUse`] (`AddrInUse`) when the endpoint has one already
+    /// (unless `config.replace`), and the [`bind`](Self::bind) errors for the queue.
+    pub fn bind_default(
+        self: &Arc<Self>,
+        config: SharingConfig,
+    ) -> Result<SharingRUdpConn, UdpError> {
+        check_dscp(config.dscp)?;
+        RxQueue::check_depth(config.queue_depth)?;
+        if self.ether.relay().dispatcher().is_stopped() {
+            return Err(UdpError::Relay(RelayError::Stopped));
         }
-        let addr = nd.add(self.ether.local_mac(), self.ether.vlans(), ip)?;
-        // Set once: a plain load for every send's resolver after that.
-        let _ = self.sources[usize::from(ip.is_ipv6())].set(ip);
-        Ok(Some(Box::new(addr)))
-    }
-
-    fn register_ephemeral(&self, ip: IpAddr, queue: &Arc<RxQueue>) -> Result<u16, UdpError> {
-        for _ in 0..EPHEMERAL_COUNT {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed) % EPHEMERAL_COUNT;
-            // n < 16384, so the sum stays below 65536.
-            let port = EPHEMERAL_FIRST + n as u16;
-            match self
-                .demux()
-                .register(L4RecvKey::udp(ip, port), queue, false)
-            {
-                Ok(()) => return Ok(port),
-                Err(RelayError::L4KeyInUse(_)) => continue,
-                Err(e) => return Err(UdpError::Relay(e)),
-            }
+        let reservation = self
+            .ether
+            .relay()
+            .dispatcher()
+            .budget()
+            .reserve(MemoryBudget::conn_cost(config.queue_depth))?;
+        let queue = Arc::new(RxQueue::new(config.queue_depth));
+        queue.set_drop_martians(!config.accept_martians);
+        if !self.demux().set_default(&queue, config.replace) {
+            return Err(UdpError::DefaultInUse);
         }
-        Err(UdpError::NoFreePort(ip))
-    }
-
-    /// The underlying `EtherConn`: its own queue receives the endpoint's non-UDP frames (ARP
-    /// requests for its addresses, ICMP, fragments), and it can send any frame from the
-    /// endpoint's MAC and VLANs.
-    pub fn ether_conn(&self) -> &EtherConn {
-        &self.ether
-    }
-
-    /// The endpoint's MAC.
-    pub fn local_mac(&self) -> MacAddr {
-        self.ether.local_mac()
-    }
-
-    /// The endpoint's VLAN stack, outermost first.
-    pub fn vlans(&self) -> &[VlanTag] {
-        self.ether.vlans()
-    }
-
-    /// The relay the endpoint is on.
-    pub fn relay(&self) -> &Arc<dyn PacketRelay> {
-        self.ether.relay()
-    }
-
-    /// The neighbour responder the endpoint's addresses are answered by
-    /// ([`SharedConfig::neighbours`](crate::SharedConfig::neighbours)).
-    pub fn neighbours(&self) -> Option<&Neighbours> {
-        self.neighbours.as_ref()
-    }
-
-    /// Number of UDP endpoints bound.
-    pub fn bound(&self) -> usize {
-        self.demux().len()
+        Ok(SharingRUdpConn {
+            neighbour: None,
+            shared: Arc::clone(self),
+            queue,
+            local: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            peer: PeerState::default(),
+            timeouts: Timeouts::default(),
+            ttl: config.ttl,
+            dscp: config.dscp,
+            _budget: reservation,
+        })
     }
 }
 
@@ -271,7 +140,7 @@ impl SharedEtherConn {
 /// except, as a host, those with a martian address or port 0 (see
 /// [`RUdpConn`](crate::RUdpConn) and [`SharingConfig::accept_martians`]).
 /// Dropping it unbinds the address. An idle conn costs its struct plus a receive queue of
-/// [`SharingConfig::queue_depth`] slots: about 1.7 KiB at the default depth of 4 (see the
+/// [`SharingConfig::queue_depth`] slots: about 0.9 KiB at the default depth of 4 (see the
 /// crate docs).
 pub struct SharingRUdpConn {
     shared: Arc<SharedEtherConn>,
@@ -285,6 +154,8 @@ pub struct SharingRUdpConn {
     /// The conn's address in the neighbour responder, answered for while the conn lives
     /// (boxed: a conn without one pays a pointer, not the handle).
     neighbour: Option<Box<NeighbourAddr>>,
+    /// The connected peer and a peeked datagram.
+    peer: PeerState,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
@@ -361,7 +232,18 @@ impl SharingRUdpConn {
     /// payload length. Errors as for [`RUdpConn::send_to`](crate::RUdpConn::send_to).
     pub fn send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
         self.egress()
-            .send(payload, self.local, dst, self.timeouts.write_wait())
+            .send(payload, self.source()?, dst, self.timeouts.write_wait())
+    }
+
+    /// The source of `send_to`: the local address, which the default receiver has not.
+    #[inline]
+    fn source(&self) -> Result<SocketAddr, UdpError> {
+        if self.is_default() {
+            return Err(UdpError::InvalidConfig(
+                "the default receiver has no address of its own: send with send_to_from",
+            ));
+        }
+        Ok(self.local)
     }
 
     /// Like [`send_to`](Self::send_to) from another source address and port.
@@ -379,14 +261,26 @@ impl SharingRUdpConn {
     /// failure only when none was sent.
     pub fn send_batch(&self, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
         self.egress()
-            .send_batch(datagrams, self.local, self.timeouts.write_wait())
+            .send_batch(datagrams, self.source()?, self.timeouts.write_wait())
     }
 
     fn next(&self, wait: Option<Duration>) -> io::Result<(RxFrame, UdpInfo)> {
+        if let Some(kept) = self.peer.take_peeked() {
+            return Ok(kept);
+        }
+        let deadline = wait.and_then(|t| Instant::now().checked_add(t));
         loop {
-            let rx = self.queue.pop(wait)?;
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let rx = match self.queue.pop(left) {
+                // A deadline that ran out between two datagrams from others than the connected
+                // peer is a timeout, not a non-blocking miss.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait != Some(Duration::ZERO) => {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                r => r?,
+            };
             // The demultiplexer queues only UDP datagrams; anything else would not be ours.
-            if let Some(udp) = rx.info.udp() {
+            if let Some(udp) = rx.info.udp().filter(|u| self.peer.admits(u.remote)) {
                 return Ok((rx, udp));
             }
         }
@@ -399,13 +293,17 @@ impl SharingRUdpConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        if let Some((rx, udp)) = self.peer.take_peeked() {
+            let meta = deliver(&rx, &udp, buf);
+            return Poll::Ready(Ok((meta.len, meta.remote)));
+        }
         loop {
             let rx = match self.queue.poll_pop(cx) {
                 Poll::Ready(r) => r?,
                 Poll::Pending => return Poll::Pending,
             };
             // The demultiplexer queues only UDP datagrams; anything else would not be ours.
-            if let Some(udp) = rx.info.udp() {
+            if let Some(udp) = rx.info.udp().filter(|u| self.peer.admits(u.remote)) {
                 let meta = deliver(&rx, &udp, buf);
                 return Poll::Ready(Ok((meta.len, meta.remote)));
             }
@@ -416,7 +314,7 @@ impl SharingRUdpConn {
     /// whatever the conn's blocking mode.
     pub fn try_send_to(&self, payload: &[u8], dst: SocketAddr) -> io::Result<usize> {
         self.egress()
-            .send(payload, self.local, dst, Some(Duration::ZERO))
+            .send(payload, self.source()?, dst, Some(Duration::ZERO))
     }
 
     /// Receives one datagram's payload into `buf`; returns its length and the sender. Bytes
@@ -439,6 +337,107 @@ impl SharingRUdpConn {
             || self.next(self.timeouts.read_wait()),
             || self.next(Some(Duration::ZERO)).ok(),
         )
+    }
+
+    /// Connects the conn to `addr`, as [`RUdpConn::connect`](crate::RUdpConn::connect):
+    /// [`send`](Self::send) goes there and only its datagrams are received (others are
+    /// dropped when read). Errors as for `RUdpConn::connect`.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.peer.connect(self.local, addr).map(drop)
+    }
+
+    /// The connected peer; `NotConnected` before [`connect`](Self::connect).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.peer.peer_addr()
+    }
+
+    /// Sends `payload` to the connected peer; `NotConnected` before
+    /// [`connect`](Self::connect), otherwise errors as for [`send_to`](Self::send_to).
+    pub fn send(&self, payload: &[u8]) -> io::Result<usize> {
+        self.send_to(payload, self.peer.peer_addr()?)
+    }
+
+    /// [`recv_from`](Self::recv_from) without the sender.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// Like [`recv_from`](Self::recv_from), but the next receive call returns the datagram
+    /// again; see [`RUdpConn::peek_from`](crate::RUdpConn::peek_from).
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.peer.peek(
+            || self.next(self.timeouts.read_wait()),
+            |rx, udp| {
+                let meta = deliver(rx, udp, buf);
+                (meta.len, meta.remote)
+            },
+        )
+    }
+
+    /// [`peek_from`](Self::peek_from) without the sender.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.peek_from(buf).map(|(n, _)| n)
+    }
+
+    /// Whether this is its shared endpoint's default receiver
+    /// ([`SharedEtherConn::bind_default`]).
+    pub fn is_default(&self) -> bool {
+        // Every bound conn has a port (port 0 binds an ephemeral one); the default receiver's
+        // address is `0.0.0.0:0`.
+        self.local.port() == 0
+    }
+
+    /// Moves the conn to another address on its shared endpoint (any IP family the endpoint
+    /// receives; port 0 picks a free ephemeral port). The new key is registered for the
+    /// conn's queue, and the address in the neighbour responder, before the old ones go: for
+    /// that moment datagrams to either address reach the conn, and none to the new one is
+    /// missed. Datagrams to the old address already queued are still received
+    /// ([`RecvMeta::local`] tells them apart). It takes `&mut self`, like
+    /// [`RUdpConn::set_local_addr`](crate::RUdpConn::set_local_addr).
+    ///
+    /// Errors: [`UdpError::AddrInUse`] / [`UdpError::NoFreePort`] as for
+    /// [`SharedEtherConn::bind`], [`UdpError::NeighbourInUse`], and
+    /// [`UdpError::BadLocalAddr`] for the default receiver, which has no address. A refusal
+    /// leaves the conn as it was.
+    pub fn set_local_addr(&mut self, local: SocketAddr) -> Result<(), UdpError> {
+        if self.is_default() {
+            return Err(UdpError::BadLocalAddr {
+                from: self.local,
+                to: local,
+                reason: "the default receiver has no address of its own",
+            });
+        }
+        let shared = &self.shared;
+        let port = if local.port() == 0 {
+            shared.register_ephemeral(local.ip(), &self.queue)?
+        } else {
+            let key = L4RecvKey::udp(local.ip(), local.port());
+            shared
+                .demux()
+                .register(key, &self.queue, false)
+                .map_err(|e| match e {
+                    RelayError::L4KeyInUse(k) => UdpError::AddrInUse(k),
+                    e => UdpError::Relay(e),
+                })?;
+            local.port()
+        };
+        let local = SocketAddr::new(local.ip(), port);
+        let new_key = L4RecvKey::udp(local.ip(), port);
+        let neighbour = match shared.answer_for(local.ip()) {
+            Ok(n) => n,
+            Err(e) => {
+                if new_key != self.key() {
+                    shared.demux().deregister(&new_key, &self.queue);
+                }
+                return Err(e);
+            }
+        };
+        if new_key != self.key() {
+            shared.demux().deregister(&self.key(), &self.queue);
+        }
+        self.neighbour = neighbour;
+        self.local = local;
+        Ok(())
     }
 
     /// Sets the receive timeout (`None`: block forever); a zero duration is an error.
@@ -470,7 +469,11 @@ impl SharingRUdpConn {
 
 impl Drop for SharingRUdpConn {
     fn drop(&mut self) {
-        self.shared.demux().deregister(&self.key(), &self.queue);
+        if self.is_default() {
+            self.shared.demux().clear_default(&self.queue);
+        } else {
+            self.shared.demux().deregister(&self.key(), &self.queue);
+        }
         self.queue.close();
     }
 }
