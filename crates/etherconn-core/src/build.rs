@@ -61,7 +61,7 @@ pub struct L2Header<'a> {
     pub src_mac: MacAddr,
     /// Destination MAC.
     pub dst_mac: MacAddr,
-    /// VLAN tags, outermost first (at most two).
+    /// VLAN tags, outermost first (at most three, [`MAX_TAGS`]).
     pub vlans: &'a [VlanTag],
     /// EtherType of the payload after the last tag.
     pub ethertype: EtherType,
@@ -143,7 +143,7 @@ pub struct UdpFrame<'a> {
     pub src_mac: MacAddr,
     /// Destination MAC (the next hop's).
     pub dst_mac: MacAddr,
-    /// VLAN tags, outermost first (at most two).
+    /// VLAN tags, outermost first (at most three, [`MAX_TAGS`]).
     pub vlans: &'a [VlanTag],
     /// Source address and port.
     pub src: SocketAddr,
@@ -229,7 +229,7 @@ pub fn udp_destination_problem(dst: SocketAddr) -> Option<&'static str> {
 ///
 /// Refuses what no receiver takes: destination port 0 (see [`udp_destination_problem`]), a
 /// DSCP above 63, a PCP above 7, more
-/// than two tags, mixed address families and a payload beyond the IP or UDP length fields.
+/// than three tags, mixed address families and a payload beyond the IP or UDP length fields.
 pub fn build_udp_frame(buf: &mut [u8], frame: &UdpFrame<'_>) -> Result<usize, BuildError> {
     let ipv6 = match (frame.src.ip(), frame.dst.ip()) {
         (IpAddr::V4(_), IpAddr::V4(_)) => false,
@@ -369,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn three_tags_roundtrip_through_classifier() {
+        let vlans = [
+            VlanTag::new(Tpid::QINQ_LEGACY, VlanId::new(300).unwrap()).with_pcp(1),
+            VlanTag::new(Tpid::QINQ, VlanId::new(200).unwrap()).with_pcp(6),
+            VlanTag::dot1q(100).unwrap(),
+        ];
+        let f = frame(&vlans, "[2001:db8::1]:546", "[2001:db8::2]:547", b"three");
+        let mut buf = [0u8; 200];
+        let len = build_udp_frame(&mut buf, &f).unwrap();
+        assert_eq!(len, 14 + 12 + 40 + 8 + 5);
+        // TPID then TCI per tag, outermost first, then the EtherType.
+        assert_eq!(
+            buf[12..28],
+            [
+                0x91, 0x00, 0x21, 0x2c, 0x88, 0xa8, 0xc0, 0xc8, 0x81, 0x00, 0x00, 0x64, 0x86, 0xdd,
+                0x6b, 0x80
+            ]
+        );
+        let c = classify(&buf[..len], None).unwrap();
+        assert_eq!(c.key.to_string(), "02:00:00:00:00:02|300|200|100#0x86dd");
+        assert_eq!(c.vlans().as_slice(), &vlans);
+        assert_eq!(&buf[c.udp().unwrap().payload.range()], b"three");
+        assert_eq!(c.udp().unwrap().payload.start, f.payload_offset());
+    }
+
+    #[test]
     fn short_frames_are_padded() {
         let f = frame(&[], "192.0.2.1:1", "192.0.2.2:2", b"x");
         let mut buf = [0xaau8; 100];
@@ -403,12 +429,12 @@ mod tests {
             build_udp_frame(&mut buf, &f),
             Err(BuildError::BufferTooSmall { needed: 142, .. })
         ));
-        let three = [VlanTag::dot1q(1).unwrap(); 3];
-        let f = frame(&three, "192.0.2.1:1", "192.0.2.2:2", b"");
+        let four = [VlanTag::dot1q(1).unwrap(); 4];
+        let f = frame(&four, "192.0.2.1:1", "192.0.2.2:2", b"");
         let mut big = [0u8; 200];
         assert_eq!(
             build_udp_frame(&mut big, &f),
-            Err(BuildError::TooManyVlanTags(3))
+            Err(BuildError::TooManyVlanTags(4))
         );
         let huge = [0u8; 70000];
         let f = frame(&[], "192.0.2.1:1", "192.0.2.2:2", &huge);

@@ -10,7 +10,8 @@ use core::str::FromStr;
 use crate::wire::vlan::{VlanStack, MAX_TAGS};
 use crate::wire::{ip_protocol, EtherType, MacAddr, VlanId, VlanTag};
 
-/// The VLAN ids of a tag stack, outermost first: none, one or two.
+/// The VLAN ids of a tag stack, outermost first: none, one, two or three
+/// ([`MAX_TAGS`]).
 ///
 /// "No tag" is distinct from a tag with id 0 (a priority tag).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -29,7 +30,7 @@ impl VlanIds {
     /// One tag.
     pub const fn one(id: VlanId) -> VlanIds {
         VlanIds {
-            ids: [id.get(), 0],
+            ids: [id.get(), 0, 0],
             len: 1,
         }
     }
@@ -37,17 +38,38 @@ impl VlanIds {
     /// Two tags, outer first.
     pub const fn two(outer: VlanId, inner: VlanId) -> VlanIds {
         VlanIds {
-            ids: [outer.get(), inner.get()],
+            ids: [outer.get(), inner.get(), 0],
             len: 2,
         }
     }
 
-    /// The ids of a list of tags; `None` when it holds more than two.
+    /// Three tags, outermost first.
+    pub const fn three(outer: VlanId, middle: VlanId, inner: VlanId) -> VlanIds {
+        VlanIds {
+            ids: [outer.get(), middle.get(), inner.get()],
+            len: 3,
+        }
+    }
+
+    /// The ids of a list of ids, outermost first; `None` when it holds more than
+    /// [`MAX_TAGS`].
+    pub const fn from_ids(ids: &[VlanId]) -> Option<VlanIds> {
+        match *ids {
+            [] => Some(VlanIds::NONE),
+            [a] => Some(VlanIds::one(a)),
+            [a, b] => Some(VlanIds::two(a, b)),
+            [a, b, c] => Some(VlanIds::three(a, b, c)),
+            _ => None,
+        }
+    }
+
+    /// The ids of a list of tags; `None` when it holds more than [`MAX_TAGS`].
     pub fn from_tags(tags: &[VlanTag]) -> Option<VlanIds> {
-        match tags {
+        match *tags {
             [] => Some(VlanIds::NONE),
             [a] => Some(VlanIds::one(a.id)),
             [a, b] => Some(VlanIds::two(a.id, b.id)),
+            [a, b, c] => Some(VlanIds::three(a.id, b.id, c.id)),
             _ => None,
         }
     }
@@ -83,14 +105,18 @@ impl fmt::Debug for VlanIds {
 /// The key of an L2 endpoint: destination MAC, VLAN ids (outermost first) and the EtherType after
 /// the last tag.
 ///
-/// Its text form is `aa:bb:cc:dd:ee:ff|100|200#0x0800` (`aa:bb:cc:dd:ee:ff#0x0806` untagged),
-/// accepted back by [`FromStr`].
+/// Its text form is `aa:bb:cc:dd:ee:ff|100|200#0x0800`: the MAC, then one `|id` per tag
+/// outermost first (none untagged, `aa:bb:cc:dd:ee:ff#0x0806`; at most three,
+/// `aa:bb:cc:dd:ee:ff|100|200|300#0x0800`), then the EtherType; accepted back by [`FromStr`].
 ///
 /// ```
 /// use etherconn_core::L2EndpointKey;
 /// let k: L2EndpointKey = "02:00:00:00:00:01|100|200#0x0800".parse().unwrap();
 /// assert_eq!(k.vlans.as_slice(), &[100, 200]);
 /// assert_eq!(k.to_string(), "02:00:00:00:00:01|100|200#0x0800");
+/// let k: L2EndpointKey = "02:00:00:00:00:01|100|200|300#0x86dd".parse().unwrap();
+/// assert_eq!(k.vlans.as_slice(), &[100, 200, 300]);
+/// assert!("02:00:00:00:00:01|1|2|3|4#0x0800".parse::<L2EndpointKey>().is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct L2EndpointKey {
@@ -139,8 +165,8 @@ pub enum ParseKeyError {
     /// A VLAN id is not a number from 0 to 4095.
     #[error("invalid VLAN id in key (0 to 4095)")]
     VlanId,
-    /// More than two VLAN ids.
-    #[error("more than two VLAN ids in key")]
+    /// More than three VLAN ids.
+    #[error("more than three VLAN ids in key")]
     TooManyVlans,
     /// The EtherType is missing or is not `0x` and four hex digits.
     #[error("invalid EtherType in key (expected #0x and four hex digits)")]
@@ -189,11 +215,8 @@ impl FromStr for L2EndpointKey {
             ids[n] = VlanId::new(v).ok_or(ParseKeyError::VlanId)?;
             n += 1;
         }
-        let vlans = match n {
-            0 => VlanIds::NONE,
-            1 => VlanIds::one(ids[0]),
-            _ => VlanIds::two(ids[0], ids[1]),
-        };
+        // `n` is at most MAX_TAGS: the loop stopped a fourth id.
+        let vlans = VlanIds::from_ids(&ids[..n]).ok_or(ParseKeyError::TooManyVlans)?;
         Ok(L2EndpointKey {
             mac,
             vlans,
@@ -309,6 +332,8 @@ mod tests {
             "aa:bb:cc:dd:ee:ff|0#0x86dd",
             "02:00:00:00:00:01#0x0806",
             "ff:ff:ff:ff:ff:ff|4095|1#0x8863",
+            "02:00:00:00:00:01|100|200|300#0x0800",
+            "02:00:00:00:00:01|0|0|4095#0x86dd",
         ] {
             let k: L2EndpointKey = s.parse().unwrap();
             assert_eq!(k.to_string(), s);
@@ -321,6 +346,31 @@ mod tests {
         let b: L2EndpointKey = "aa:bb:cc:dd:ee:ff|0#0x0800".parse().unwrap();
         assert_ne!(a, b);
         assert_ne!(VlanIds::NONE, VlanIds::one(VlanId::new(0).unwrap()));
+        // Nor do two tags equal three whose last id is 0.
+        let z = VlanId::new(0).unwrap();
+        let v = VlanId::new(7).unwrap();
+        assert_ne!(VlanIds::two(v, v), VlanIds::three(v, v, z));
+    }
+
+    #[test]
+    fn vlan_ids_from_lists() {
+        let id = |v| VlanId::new(v).unwrap();
+        let t = |v| VlanTag::dot1q(v).unwrap();
+        assert_eq!(VlanIds::from_ids(&[]), Some(VlanIds::NONE));
+        assert_eq!(
+            VlanIds::from_ids(&[id(1), id(2), id(3)])
+                .unwrap()
+                .as_slice(),
+            &[1, 2, 3]
+        );
+        assert_eq!(VlanIds::from_ids(&[id(1); 4]), None);
+        assert_eq!(
+            VlanIds::from_tags(&[t(10), t(20), t(30)]),
+            Some(VlanIds::three(id(10), id(20), id(30)))
+        );
+        assert_eq!(VlanIds::from_tags(&[t(1); 4]), None);
+        let stack = VlanStack::from_slice(&[t(5), t(6), t(7)]).unwrap();
+        assert_eq!(VlanIds::from_stack(&stack).as_slice(), &[5, 6, 7]);
     }
 
     #[test]
@@ -334,7 +384,9 @@ mod tests {
             ("aa:bb:cc:dd:ee:ff|4096#0x0800", VlanId),
             ("aa:bb:cc:dd:ee:ff|#0x0800", VlanId),
             ("aa:bb:cc:dd:ee:ff|+1#0x0800", VlanId),
-            ("aa:bb:cc:dd:ee:ff|1|2|3#0x0800", TooManyVlans),
+            ("aa:bb:cc:dd:ee:ff|1|2|3|4#0x0800", TooManyVlans),
+            ("aa:bb:cc:dd:ee:ff|1|2|3|4|5#0x0800", TooManyVlans),
+            ("aa:bb:cc:dd:ee:ff|1|2|4096#0x0800", VlanId),
         ] {
             assert_eq!(s.parse::<L2EndpointKey>(), Err(e), "{s}");
         }

@@ -96,8 +96,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The EtherType after at most two complete VLAN tags, with the offset of the payload; `None`
-/// for a frame truncated inside its tags or with more than two of them.
+/// The EtherType after at most three complete VLAN tags, with the offset of the payload; `None`
+/// for a frame truncated inside its tags or with more than three of them.
 fn ether_chain(frame: &[u8]) -> Option<(u16, usize)> {
     if frame.len() < 14 {
         return None;
@@ -107,7 +107,7 @@ fn ether_chain(frame: &[u8]) -> Option<(u16, usize)> {
     let mut tags = 0;
     while TPIDS.contains(&et) {
         tags += 1;
-        if tags > 2 || frame.len() < at + 4 {
+        if tags > 3 || frame.len() < at + 4 {
             return None;
         }
         et = be16(frame, at + 2);
@@ -222,7 +222,7 @@ fn spec() -> impl Strategy<Value = Spec> {
     (
         any::<[u8; 6]>(),
         any::<[u8; 6]>(),
-        vec(vlan_tag(), 0..=2),
+        vec(vlan_tag(), 0..=3),
         any::<bool>(),
         any::<[u8; 16]>(),
         any::<[u8; 16]>(),
@@ -257,7 +257,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 fn tagged_spec() -> impl Strategy<Value = Spec> {
-    (spec(), vec(vlan_tag(), 1..=2)).prop_map(|(mut s, vlans)| {
+    (spec(), vec(vlan_tag(), 1..=3)).prop_map(|(mut s, vlans)| {
         s.vlans = vlans;
         s
     })
@@ -433,7 +433,7 @@ fn check_invariants(frame: &[u8], stripped: Option<VlanTag>, c: &Classified) -> 
     prop_assert_eq!(&c.dst_mac().0[..], &frame[0..6]);
     prop_assert_eq!(&c.src_mac.0[..], &frame[6..12]);
     prop_assert!(within(Span::new(0, frame.len()), c.payload()), "{:?}", c);
-    prop_assert!(c.vlans().len() <= 2);
+    prop_assert!(c.vlans().len() <= 3);
     prop_assert_eq!(c.key.vlans.len(), c.vlans().len());
     let ids: Vec<u16> = c.vlans().as_slice().iter().map(|t| t.id.get()).collect();
     prop_assert_eq!(c.key.vlans.as_slice(), &ids[..]);
@@ -563,9 +563,9 @@ fn compare_udp(
     };
     prop_assert_eq!(eth.destination(), c.dst_mac().0);
     prop_assert_eq!(eth.source(), c.src_mac.0);
-    // EXCLUSION (none needed in this direction): etherparse accepts a third VLAN tag where we
-    // return TooManyVlanTags, and reads MACsec, which we treat as an unknown EtherType; neither
-    // kind of frame ever reaches here with a UDP datagram.
+    // EXCLUSION (none needed in this direction): etherparse reads MACsec, which we treat as an
+    // unknown EtherType; such a frame never reaches here with a UDP datagram. (Both read at
+    // most three VLAN tags.)
     let mut tpid = eth.ether_type().0;
     let mut tags = Vec::new();
     for ext in &sp.link_exts {
@@ -808,7 +808,7 @@ fn fix_checksums(frame: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-/// Frames assembled from hostile parts: any VLAN stack (up to three tags, odd TPIDs), IPv4
+/// Frames assembled from hostile parts: any VLAN stack (up to four tags, odd TPIDs), IPv4
 /// with options, fragments and lengths off by a little or a lot, IPv6 with chains of extension
 /// headers, UDP with lengths off and checksums right, absent or wrong. Checksums are computed
 /// over whatever was assembled, so the frame gets past them to the rules behind.
@@ -954,7 +954,7 @@ fn hostile() -> impl Strategy<Value = Hostile> {
         );
     (
         any::<[u8; 12]>(),
-        prop_oneof![3 => vec(tag.clone(), 0..=2), 1 => vec(tag, 3..=3)],
+        prop_oneof![3 => vec(tag.clone(), 0..=3), 1 => vec(tag, 4..=4)],
         prop_oneof![v4, v6],
         udp,
         prop_oneof![3 => Just(vec![]), 1 => vec(any::<u8>(), 0..24)],
@@ -1167,13 +1167,18 @@ proptest! {
     }
 }
 
-/// A third tag, whether in the frame or stripped by the kernel, is never silently dropped.
+/// A fourth tag, whether in the frame or on top of one stripped by the kernel, is never
+/// silently dropped; three are read like etherparse reads them.
 #[test]
-fn third_tag_is_rejected_inline_or_stripped() {
+fn fourth_tag_is_rejected_inline_or_stripped() {
     let spec = Spec {
         src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
         dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-        vlans: vec![VlanTag::dot1q(10).unwrap(), VlanTag::dot1q(20).unwrap()],
+        vlans: vec![
+            VlanTag::new(Tpid::QINQ, VlanId::new(10).unwrap()),
+            VlanTag::dot1q(20).unwrap(),
+            VlanTag::dot1q(30).unwrap(),
+        ],
         src: "192.0.2.1:1000".parse().unwrap(),
         dst: "192.0.2.2:2000".parse().unwrap(),
         ttl: 64,
@@ -1181,16 +1186,22 @@ fn third_tag_is_rejected_inline_or_stripped() {
         payload: b"x".to_vec(),
     };
     let frame = spec.build();
-    let outer = VlanTag::new(Tpid::QINQ, VlanId::new(5).unwrap());
-    assert_eq!(classify(&frame, Some(outer)), Err(Invalid::TooManyVlanTags));
-    let mut three = frame[..12].to_vec();
-    three.extend_from_slice(&[0x88, 0xa8, 0x00, 0x05]);
-    three.extend_from_slice(&frame[12..]);
-    assert_eq!(classify(&three, None), Err(Invalid::TooManyVlanTags));
-    // etherparse reads all three tags and the datagram behind them.
-    let sp = SlicedPacket::from_ethernet(&three).unwrap();
+    let c = classify(&frame, None).unwrap();
+    assert_eq!(c.key.vlans.as_slice(), &[10, 20, 30]);
+    let sp = SlicedPacket::from_ethernet(&frame).unwrap();
     assert_eq!(sp.link_exts.len(), 3);
     assert!(matches!(sp.transport, Some(TransportSlice::Udp(_))));
+
+    let outer = VlanTag::new(Tpid::QINQ_LEGACY, VlanId::new(5).unwrap());
+    assert_eq!(classify(&frame, Some(outer)), Err(Invalid::TooManyVlanTags));
+    let mut four = frame[..12].to_vec();
+    four.extend_from_slice(&[0x91, 0x00, 0x00, 0x05]);
+    four.extend_from_slice(&frame[12..]);
+    assert_eq!(classify(&four, None), Err(Invalid::TooManyVlanTags));
+    // etherparse stops after three tags too: it finds no IP layer behind the fourth TPID.
+    let sp = SlicedPacket::from_ethernet(&four).unwrap();
+    assert_eq!(sp.link_exts.len(), 3);
+    assert!(sp.net.is_none() && sp.transport.is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -139,7 +139,7 @@ mod tests {
         let expected = "\
 (000) ld       vlan_avail
 (001) jeq      #0x0             jt 3    jf 2
-(002) ja       21
+(002) ja       28
 (003) ldh      [12]
 (004) jeq      #0x800           jt 9    jf 5
 (005) jeq      #0x8100          jt 10   jf 6
@@ -155,20 +155,34 @@ mod tests {
 (015) ret      #0
 (016) ret      #262144
 (017) ldh      [20]
-(018) jeq      #0x800           jt 20   jf 19
-(019) ret      #0
-(020) ret      #262144
-(021) ldh      [12]
-(022) jeq      #0x800           jt 27   jf 23
-(023) jeq      #0x8100          jt 28   jf 24
-(024) jeq      #0x88a8          jt 28   jf 25
-(025) jeq      #0x9100          jt 28   jf 26
+(018) jeq      #0x800           jt 23   jf 19
+(019) jeq      #0x8100          jt 24   jf 20
+(020) jeq      #0x88a8          jt 24   jf 21
+(021) jeq      #0x9100          jt 24   jf 22
+(022) ret      #0
+(023) ret      #262144
+(024) ldh      [24]
+(025) jeq      #0x800           jt 27   jf 26
 (026) ret      #0
 (027) ret      #262144
-(028) ldh      [16]
-(029) jeq      #0x800           jt 31   jf 30
-(030) ret      #0
-(031) ret      #262144
+(028) ldh      [12]
+(029) jeq      #0x800           jt 34   jf 30
+(030) jeq      #0x8100          jt 35   jf 31
+(031) jeq      #0x88a8          jt 35   jf 32
+(032) jeq      #0x9100          jt 35   jf 33
+(033) ret      #0
+(034) ret      #262144
+(035) ldh      [16]
+(036) jeq      #0x800           jt 41   jf 37
+(037) jeq      #0x8100          jt 42   jf 38
+(038) jeq      #0x88a8          jt 42   jf 39
+(039) jeq      #0x9100          jt 42   jf 40
+(040) ret      #0
+(041) ret      #262144
+(042) ldh      [20]
+(043) jeq      #0x800           jt 45   jf 44
+(044) ret      #0
+(045) ret      #262144
 ";
         assert_eq!(text, expected, "\n{text}");
         let dd = format!("{:#}", Program::reject_all());

@@ -208,9 +208,32 @@ mod tests {
     }
 
     #[test]
-    fn three_tags_rejected() {
+    fn three_tags_rejected_at_two() {
         let p = filter(2);
         assert_eq!(p.run(&frame(&[0x88a8, 0x8100, 0x8100], 0x0800), None), 0);
+    }
+
+    #[test]
+    fn three_tags_accepted_four_rejected() {
+        let p = filter(3);
+        assert_eq!(p, ethertype_filter(&ETS, FilterOptions::default()).unwrap());
+        for tags in [
+            [0x88a8, 0x8100, 0x8100],
+            [0x9100, 0x8100, 0x8100],
+            [0x9100, 0x88a8, 0x8100],
+            [0x8100, 0x8100, 0x8100],
+        ] {
+            assert_eq!(p.run(&frame(&tags, 0x0800), None), ACCEPT, "{tags:x?}");
+            assert_eq!(p.run(&frame(&tags, LLDP), None), 0, "{tags:x?}");
+        }
+        let three = frame(&[0x88a8, 0x8100, 0x8100], 0x86dd);
+        assert_eq!(p.run(&three[..25], None), 0);
+        assert_eq!(p.run(&three[..26], None), ACCEPT);
+        let four = frame(&[0x88a8, 0x8100, 0x8100, 0x8100], 0x0800);
+        assert_eq!(p.run(&four, None), 0);
+        // An offloaded tag counts: two more in the frame pass, three do not.
+        assert_eq!(p.run(&frame(&[0x8100, 0x8100], 0x0800), TAG), ACCEPT);
+        assert_eq!(p.run(&frame(&[0x8100, 0x8100, 0x8100], 0x0800), TAG), 0);
     }
 
     #[test]
@@ -292,10 +315,10 @@ mod tests {
     fn option_errors() {
         let d = FilterOptions::default();
         assert_eq!(ethertype_filter(&[], d), Err(BpfError::NoEtherTypes));
-        let three = FilterOptions { max_tags: 3, ..d };
+        let four = FilterOptions { max_tags: 4, ..d };
         assert_eq!(
-            ethertype_filter(&ETS, three),
-            Err(BpfError::TooManyTags { given: 3, max: 2 })
+            ethertype_filter(&ETS, four),
+            Err(BpfError::TooManyTags { given: 4, max: 3 })
         );
         let zero = FilterOptions { accept_len: 0, ..d };
         assert_eq!(ethertype_filter(&ETS, zero), Err(BpfError::ZeroAcceptLen));
@@ -330,9 +353,14 @@ mod tests {
                 p.validate().unwrap();
                 let last = many[n - 1].0;
                 assert_eq!(p.run(&frame(&[], last), None), ACCEPT);
-                if max_tags == 2 {
+                if max_tags >= 2 {
                     assert_eq!(p.run(&frame(&[0x9100, 0x8100], last), None), ACCEPT);
                     assert_eq!(p.run(&frame(&[0x8100], last), TAG), ACCEPT);
+                }
+                if max_tags == 3 {
+                    let tags = [0x9100, 0x88a8, 0x8100];
+                    assert_eq!(p.run(&frame(&tags, last), None), ACCEPT);
+                    assert_eq!(p.run(&frame(&tags[1..], last), TAG), ACCEPT);
                 }
                 assert_eq!(p.run(&frame(&[], many[n].0), None), 0);
             }
@@ -404,7 +432,7 @@ mod tests {
             ets in proptest::collection::vec(ethertype().prop_map(EtherType), 1..20),
             max_tags in 0..=MAX_TAGS,
             accept_len in 1..=u32::MAX,
-            tpids in proptest::collection::vec(tpid(), 0..=3),
+            tpids in proptest::collection::vec(tpid(), 0..=4),
             inner in ethertype(),
             payload in 0..40usize,
             cut in proptest::option::of(0..80usize),

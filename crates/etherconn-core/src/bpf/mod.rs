@@ -4,7 +4,7 @@
 //! TCP, LLDP, STP, ...) are of no interest to any endpoint, and copying them to user space only to
 //! drop them there costs a ring slot and a wake-up each. [`ethertype_filter`] builds a classic BPF
 //! (cBPF) program, attached with `SO_ATTACH_FILTER`, that lets the kernel drop them instead: it
-//! accepts a frame when the EtherType after zero, one or two VLAN tags (TPID 0x8100, 0x88a8 or
+//! accepts a frame when the EtherType after zero to three VLAN tags (TPID 0x8100, 0x88a8 or
 //! 0x9100) is one of the configured EtherTypes, and rejects everything else, including frames
 //! with more tags than configured and frames too short to hold the EtherType it must read.
 //!
@@ -14,7 +14,7 @@
 //! before AF_PACKET sees it: in hardware when the NIC offloads VLAN stripping, and in software
 //! (`skb_vlan_untag`) otherwise. Such a frame reaches the filter with one tag fewer in its data,
 //! the EtherType at offset 12 being the inner TPID or the payload's EtherType. A filter that only
-//! looked at the data would accept a triple-tagged frame as double-tagged, so the program first
+//! looked at the data would accept a frame with four tags as triple-tagged, so the program first
 //! loads `vlan_avail` (the ancillary word at [`SKF_AD_OFF`] + [`SKF_AD_VLAN_TAG_PRESENT`]): when
 //! a tag was removed, it allows one tag fewer in the data. The relay puts the removed tag back
 //! (from `PACKET_AUXDATA` or the ring header) before it classifies the frame.

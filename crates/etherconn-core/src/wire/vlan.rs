@@ -172,8 +172,9 @@ impl fmt::Display for VlanTag {
     }
 }
 
-/// The most tags etherconn dispatches on (QinQ).
-pub const MAX_TAGS: usize = 2;
+/// The most tags etherconn dispatches on: QinQ plus one more (a stack of three, as test
+/// equipment and some access networks use); a fourth is an error everywhere.
+pub const MAX_TAGS: usize = 3;
 
 /// Up to [`MAX_TAGS`] VLAN tags, outermost first; `Copy` so that a classified frame carries it
 /// without allocating.
@@ -203,7 +204,7 @@ impl VlanStack {
     pub fn push(&mut self, tag: VlanTag) -> Result<()> {
         let i = usize::from(self.len);
         if i >= MAX_TAGS {
-            return Err(Error::malformed("VLAN", "more than two tags"));
+            return Err(Error::malformed("VLAN", "more than three tags"));
         }
         self.tags[i] = tag;
         self.len += 1;
@@ -484,11 +485,14 @@ mod tests {
         let mut s = VlanStack::EMPTY;
         s.push(t).unwrap();
         s.push(t.with_pcp(3)).unwrap();
+        s.push(t.with_pcp(5)).unwrap();
         assert!(s.push(t).is_err());
-        assert_eq!(s.len(), 2);
-        assert_eq!(s.wire_len(), 8);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.wire_len(), 12);
         assert_eq!(s.as_slice()[1].pcp, 3);
-        assert!(VlanStack::from_slice(&[t, t, t]).is_err());
+        assert_eq!(s.as_slice()[2].pcp, 5);
+        assert_eq!(VlanStack::from_slice(&[t, t, t]).unwrap().len(), 3);
+        assert!(VlanStack::from_slice(&[t, t, t, t]).is_err());
     }
 
     /// Two MACs (01..06, 07..0c), EtherType IPv4, two payload bytes.

@@ -3,7 +3,10 @@
 # decoder, tshark, including its IPv4 header and UDP checksum validation:
 #   - every valid frame: no checksum that tshark reports bad or illegal; IPv4 header checksums
 #     and non-zero UDP checksums reported good; UDP checksum 0 over IPv4 reported "not present";
-#     destination/source MAC, VLAN ids, IP addresses and UDP ports as golden.json says;
+#     destination/source MAC, VLAN ids, IP addresses and UDP ports as golden.json says; the
+#     tag stack (up to three) as tshark layers it: one vlan/ieee8021ad layer per tag, outermost
+#     first, the outer TPID in eth.type, the type field behind each 802.1Q-layer tag (tshark
+#     has no field for the one behind an 802.1ad tag) and every tag's priority;
 #   - the invalid frames that are invalid because of a checksum: reported bad/illegal by tshark.
 # Exits non-zero on any disagreement.
 #
@@ -17,7 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v tshark >/dev/null || { echo "check_golden_tshark: tshark not installed" >&2; exit 1; }
 
 fields=(frame.number ip.checksum.status udp.checksum.status eth.dst eth.src ieee8021ad.id vlan.id
-    ip.src ip.dst ipv6.src ipv6.dst udp.srcport udp.dstport)
+    ip.src ip.dst ipv6.src ipv6.dst udp.srcport udp.dstport frame.protocols eth.type vlan.etype
+    vlan.priority ieee8021ad.priority)
 args=()
 for f in "${fields[@]}"; do args+=(-e "$f"); done
 
@@ -35,7 +39,8 @@ import sys
 
 GOOD, BAD, NOT_PRESENT, ILLEGAL = "1", "0", "3", "4"
 FIELDS = ["frame", "ip_ck", "udp_ck", "eth_dst", "eth_src", "ad_id", "vlan_id",
-          "ip_src", "ip_dst", "ip6_src", "ip6_dst", "sport", "dport"]
+          "ip_src", "ip_dst", "ip6_src", "ip6_dst", "sport", "dport", "protocols", "eth_type",
+          "vlan_etype", "vlan_pcp", "ad_pcp"]
 
 # Invalid frames whose fault tshark can see as a checksum verdict: (field, allowed statuses).
 CHECKSUM_FAULTS = {
@@ -82,6 +87,19 @@ for g, r in zip(golden, rows):
     other = [str(v["id"]) for v in g["vlans"] if v["tpid"] != 0x88A8]
     expect("ieee8021ad.id", r["ad_id"], ",".join(ad))
     expect("vlan.id", r["vlan_id"], ",".join(other))
+    # The stack's shape: tshark names an 802.1ad tag ieee8021ad and every other one vlan.
+    kinds = [p for p in r["protocols"].split(":") if p in ("vlan", "ieee8021ad")]
+    want_kinds = ["ieee8021ad" if v["tpid"] == 0x88A8 else "vlan" for v in g["vlans"]]
+    expect("tag layers", kinds, want_kinds)
+    tpids = [v["tpid"] for v in g["vlans"]]
+    expect("eth.type", int(r["eth_type"], 16), tpids[0] if tpids else g["ethertype"])
+    nexts = tpids[1:] + [g["ethertype"]]
+    expect("vlan.etype", r["vlan_etype"],
+           ",".join(f"0x{n:04x}" for t, n in zip(tpids, nexts) if t != 0x88A8))
+    expect("vlan.priority", r["vlan_pcp"],
+           ",".join(str(v["pcp"]) for v in g["vlans"] if v["tpid"] != 0x88A8))
+    expect("ieee8021ad.priority", r["ad_pcp"],
+           ",".join(str(v["pcp"]) for v in g["vlans"] if v["tpid"] == 0x88A8))
     ip = g["ip"]
     if ip and ip["version"] == 4:
         expect("ip.checksum.status", first(r["ip_ck"]), GOOD)

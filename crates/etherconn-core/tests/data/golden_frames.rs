@@ -824,6 +824,152 @@ const GOLDEN: &[Golden] = &[
         }),
     },
     Golden {
+        name: "triple_88a8_8100_8100_ipv4_udp",
+        frame: b"\x02\x00\x5e\x00\x01\x02\x02\x00\x5e\x00\x00\x01\x88\xa8\x60\xc8\
+            \x81\x00\xb0\x64\x81\x00\x00\x0a\x08\x00\x45\x00\x00\x5c\x12\x34\
+            \x00\x00\x40\x11\x7c\x1e\xc0\x00\x02\x01\xc6\x33\x64\x0a\xc3\x50\
+            \xc3\x51\x00\x48\xfe\x0d\x03\x0a\x11\x18\x1f\x26\x2d\x34\x3b\x42\
+            \x49\x50\x57\x5e\x65\x6c\x73\x7a\x81\x88\x8f\x96\x9d\xa4\xab\xb2\
+            \xb9\xc0\xc7\xce\xd5\xdc\xe3\xea\xf1\xf8\xff\x06\x0d\x14\x1b\x22\
+            \x29\x30\x37\x3e\x45\x4c\x53\x5a\x61\x68\x6f\x76\x7d\x84\x8b\x92\
+            \x99\xa0\xa7\xae\xb5\xbc",
+        valid: true,
+        invalid_reason: "",
+        expected: Some(Expected {
+            dst_mac: "02:00:5e:00:01:02",
+            src_mac: "02:00:5e:00:00:01",
+            vlans: &[
+                GoldenVlan { tpid: 0x88a8, id: 200, pcp: 3, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 100, pcp: 5, dei: true },
+                GoldenVlan { tpid: 0x8100, id: 10, pcp: 0, dei: false },
+            ],
+            ethertype: 0x0800,
+            l2_payload_offset: 26,
+            ip: Some(GoldenIp {
+                version: 4,
+                src: "192.0.2.1",
+                dst: "198.51.100.10",
+                protocol: 17,
+                ttl: 64,
+                fragment: false,
+                end: 118,
+            }),
+            udp: Some(GoldenUdp {
+                src_port: 50000,
+                dst_port: 50001,
+                payload: b"\x03\x0a\x11\x18\x1f\x26\x2d\x34\x3b\x42\x49\x50\x57\x5e\x65\x6c\
+                    \x73\x7a\x81\x88\x8f\x96\x9d\xa4\xab\xb2\xb9\xc0\xc7\xce\xd5\xdc\
+                    \xe3\xea\xf1\xf8\xff\x06\x0d\x14\x1b\x22\x29\x30\x37\x3e\x45\x4c\
+                    \x53\x5a\x61\x68\x6f\x76\x7d\x84\x8b\x92\x99\xa0\xa7\xae\xb5\xbc",
+                checksum: 0xfe0d,
+            }),
+            key: "02:00:5e:00:01:02|200|100|10#0x0800",
+        }),
+    },
+    Golden {
+        name: "triple_9100_88a8_8100_ipv6_udp",
+        frame: b"\x02\x00\x5e\x00\x01\x02\x02\x00\x5e\x00\x00\x01\x91\x00\x21\x2c\
+            \x88\xa8\x00\xc8\x81\x00\xff\xff\x86\xdd\x60\x00\x00\x00\x00\x48\
+            \x11\x40\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\
+            \x00\x01\x20\x01\x0d\xb8\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+            \x00\x02\xc3\x50\xc3\x51\x00\x48\x6e\xb8\x04\x0b\x12\x19\x20\x27\
+            \x2e\x35\x3c\x43\x4a\x51\x58\x5f\x66\x6d\x74\x7b\x82\x89\x90\x97\
+            \x9e\xa5\xac\xb3\xba\xc1\xc8\xcf\xd6\xdd\xe4\xeb\xf2\xf9\x00\x07\
+            \x0e\x15\x1c\x23\x2a\x31\x38\x3f\x46\x4d\x54\x5b\x62\x69\x70\x77\
+            \x7e\x85\x8c\x93\x9a\xa1\xa8\xaf\xb6\xbd",
+        valid: true,
+        invalid_reason: "",
+        expected: Some(Expected {
+            dst_mac: "02:00:5e:00:01:02",
+            src_mac: "02:00:5e:00:00:01",
+            vlans: &[
+                GoldenVlan { tpid: 0x9100, id: 300, pcp: 1, dei: false },
+                GoldenVlan { tpid: 0x88a8, id: 200, pcp: 0, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 4095, pcp: 7, dei: true },
+            ],
+            ethertype: 0x86dd,
+            l2_payload_offset: 26,
+            ip: Some(GoldenIp {
+                version: 6,
+                src: "2001:db8::1",
+                dst: "2001:db8:0:1::2",
+                protocol: 17,
+                ttl: 64,
+                fragment: false,
+                end: 138,
+            }),
+            udp: Some(GoldenUdp {
+                src_port: 50000,
+                dst_port: 50001,
+                payload: b"\x04\x0b\x12\x19\x20\x27\x2e\x35\x3c\x43\x4a\x51\x58\x5f\x66\x6d\
+                    \x74\x7b\x82\x89\x90\x97\x9e\xa5\xac\xb3\xba\xc1\xc8\xcf\xd6\xdd\
+                    \xe4\xeb\xf2\xf9\x00\x07\x0e\x15\x1c\x23\x2a\x31\x38\x3f\x46\x4d\
+                    \x54\x5b\x62\x69\x70\x77\x7e\x85\x8c\x93\x9a\xa1\xa8\xaf\xb6\xbd",
+                checksum: 0x6eb8,
+            }),
+            key: "02:00:5e:00:01:02|300|200|4095#0x86dd",
+        }),
+    },
+    Golden {
+        name: "triple_9100_8100_8100_ipv4_udp",
+        frame: b"\x02\x00\x5e\x00\x01\x02\x02\x00\x5e\x00\x00\x01\x91\x00\x00\x01\
+            \x81\x00\x00\x02\x81\x00\xc0\x00\x08\x00\x45\x00\x00\x20\x12\x34\
+            \x00\x00\x40\x11\x7c\x5a\xc0\x00\x02\x01\xc6\x33\x64\x0a\xc3\x50\
+            \xc3\x51\x00\x0c\x78\xd2\x03\x0a\x11\x18\x00\x00",
+        valid: true,
+        invalid_reason: "",
+        expected: Some(Expected {
+            dst_mac: "02:00:5e:00:01:02",
+            src_mac: "02:00:5e:00:00:01",
+            vlans: &[
+                GoldenVlan { tpid: 0x9100, id: 1, pcp: 0, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 2, pcp: 0, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 0, pcp: 6, dei: false },
+            ],
+            ethertype: 0x0800,
+            l2_payload_offset: 26,
+            ip: Some(GoldenIp {
+                version: 4,
+                src: "192.0.2.1",
+                dst: "198.51.100.10",
+                protocol: 17,
+                ttl: 64,
+                fragment: false,
+                end: 58,
+            }),
+            udp: Some(GoldenUdp {
+                src_port: 50000,
+                dst_port: 50001,
+                payload: b"\x03\x0a\x11\x18",
+                checksum: 0x78d2,
+            }),
+            key: "02:00:5e:00:01:02|1|2|0#0x0800",
+        }),
+    },
+    Golden {
+        name: "triple_8100_arp_request",
+        frame: b"\xff\xff\xff\xff\xff\xff\x02\x00\x5e\x00\x00\x01\x81\x00\x0f\xfe\
+            \x81\x00\x00\x01\x81\x00\x40\x07\x08\x06\x00\x01\x08\x00\x06\x04\
+            \x00\x01\x02\x00\x5e\x00\x00\x01\xc0\x00\x02\x01\x00\x00\x00\x00\
+            \x00\x00\xc6\x33\x64\x0a\x00\x00\x00\x00\x00\x00",
+        valid: true,
+        invalid_reason: "",
+        expected: Some(Expected {
+            dst_mac: "ff:ff:ff:ff:ff:ff",
+            src_mac: "02:00:5e:00:00:01",
+            vlans: &[
+                GoldenVlan { tpid: 0x8100, id: 4094, pcp: 0, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 1, pcp: 0, dei: false },
+                GoldenVlan { tpid: 0x8100, id: 7, pcp: 2, dei: false },
+            ],
+            ethertype: 0x0806,
+            l2_payload_offset: 26,
+            ip: None,
+            udp: None,
+            key: "ff:ff:ff:ff:ff:ff|4094|1|7#0x0806",
+        }),
+    },
+    Golden {
         name: "ipv4_udp_short_padded",
         frame: b"\x02\x00\x5e\x00\x00\x02\x02\x00\x5e\x00\x00\x01\x08\x00\x45\x00\
             \x00\x20\x12\x34\x00\x00\x40\x11\x7c\x5a\xc0\x00\x02\x01\xc6\x33\
@@ -1119,17 +1265,17 @@ const GOLDEN: &[Golden] = &[
         expected: None,
     },
     Golden {
-        name: "three_vlan_tags",
+        name: "four_vlan_tags",
         frame: b"\x02\x00\x5e\x00\x01\x02\x02\x00\x5e\x00\x00\x01\x88\xa8\x00\xc8\
-            \x81\x00\x00\x64\x81\x00\x00\x0a\x08\x00\x45\x00\x00\x5c\x12\x34\
-            \x00\x00\x40\x11\x7c\x1e\xc0\x00\x02\x01\xc6\x33\x64\x0a\xc3\x50\
-            \xc3\x51\x00\x48\xfe\x0d\x03\x0a\x11\x18\x1f\x26\x2d\x34\x3b\x42\
-            \x49\x50\x57\x5e\x65\x6c\x73\x7a\x81\x88\x8f\x96\x9d\xa4\xab\xb2\
-            \xb9\xc0\xc7\xce\xd5\xdc\xe3\xea\xf1\xf8\xff\x06\x0d\x14\x1b\x22\
-            \x29\x30\x37\x3e\x45\x4c\x53\x5a\x61\x68\x6f\x76\x7d\x84\x8b\x92\
-            \x99\xa0\xa7\xae\xb5\xbc",
+            \x81\x00\x00\x64\x81\x00\x00\x0a\x81\x00\x00\x01\x08\x00\x45\x00\
+            \x00\x5c\x12\x34\x00\x00\x40\x11\x7c\x1e\xc0\x00\x02\x01\xc6\x33\
+            \x64\x0a\xc3\x50\xc3\x51\x00\x48\xfe\x0d\x03\x0a\x11\x18\x1f\x26\
+            \x2d\x34\x3b\x42\x49\x50\x57\x5e\x65\x6c\x73\x7a\x81\x88\x8f\x96\
+            \x9d\xa4\xab\xb2\xb9\xc0\xc7\xce\xd5\xdc\xe3\xea\xf1\xf8\xff\x06\
+            \x0d\x14\x1b\x22\x29\x30\x37\x3e\x45\x4c\x53\x5a\x61\x68\x6f\x76\
+            \x7d\x84\x8b\x92\x99\xa0\xa7\xae\xb5\xbc",
         valid: false,
-        invalid_reason: "more than two VLAN tags",
+        invalid_reason: "more than three VLAN tags",
         expected: None,
     },
     Golden {

@@ -201,6 +201,20 @@ def valid_frames():
     add("arp_reply", arp(2))
     add("dot1q_arp_request", arp(1, tags=[DOT1Q_100]))
     add("qinq_arp_reply", arp(2, tags=[(0x88A8, 200, 0, 0), (0x8100, 100, 0, 0)]))
+    # Three tags, the most etherconn dispatches on (test equipment stacks up to three).
+    add(
+        "triple_88a8_8100_8100_ipv4_udp",
+        udp4(dst=MAC_LOCAL_TAGGED, tags=[(0x88A8, 200, 3, 0), (0x8100, 100, 5, 1), (0x8100, 10, 0, 0)]),
+    )
+    add(
+        "triple_9100_88a8_8100_ipv6_udp",
+        udp6(dst=MAC_LOCAL_TAGGED, tags=[(0x9100, 300, 1, 0), (0x88A8, 200, 0, 0), (0x8100, 4095, 7, 1)]),
+    )
+    add(
+        "triple_9100_8100_8100_ipv4_udp",
+        udp4(dst=MAC_LOCAL_TAGGED, tags=[(0x9100, 1, 0, 0), (0x8100, 2, 0, 0), (0x8100, 0, 6, 0)], n=4),
+    )
+    add("triple_8100_arp_request", arp(1, tags=[(0x8100, 4094, 0, 0), (0x8100, 1, 0, 0), (0x8100, 7, 2, 0)]))
     short = udp4(n=4)
     assert len(raw(short)) == MIN_FRAME, len(raw(short))
     add("ipv4_udp_short_padded", short)
@@ -258,9 +272,14 @@ def invalid_frames():
         "IPv4 IHL below 5",
     )
     add(
-        "three_vlan_tags",
-        raw(udp4(dst=MAC_LOCAL_TAGGED, tags=[(0x88A8, 200, 0, 0), (0x8100, 100, 0, 0), (0x8100, 10, 0, 0)])),
-        "more than two VLAN tags",
+        "four_vlan_tags",
+        raw(
+            udp4(
+                dst=MAC_LOCAL_TAGGED,
+                tags=[(0x88A8, 200, 0, 0), (0x8100, 100, 0, 0), (0x8100, 10, 0, 0), (0x8100, 1, 0, 0)],
+            )
+        ),
+        "more than three VLAN tags",
     )
     add(
         "udp_length_beyond_ip_payload",
