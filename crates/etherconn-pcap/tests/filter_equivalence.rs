@@ -52,11 +52,11 @@ proptest! {
 
     #[test]
     fn same_verdicts_on_random_frames(
-        types in proptest::collection::vec(proptest::sample::select(&TYPES[..]), 1..5),
+        types in proptest::collection::vec(proptest::sample::select(&TYPES[..]), 1..6),
         tail in 0usize..40,
         cut in proptest::option::of(0usize..40),
         listed in proptest::sample::subsequence(&TYPES[4..], 1..5),
-        max_tags in 0usize..=2,
+        max_tags in 0usize..=3,
     ) {
         let ets: Vec<EtherType> = listed.iter().map(|&t| EtherType(t)).collect();
         let (core, inline) = programs(&ets, max_tags);
@@ -72,15 +72,26 @@ proptest! {
 
 #[test]
 fn default_filter_cases() {
-    let (core, inline) = programs(&[EtherType::ARP, EtherType::IPV4, EtherType::IPV6], 2);
+    let (core, inline) = programs(&[EtherType::ARP, EtherType::IPV4, EtherType::IPV6], 3);
+    assert_eq!(
+        core,
+        ethertype_filter(
+            &[EtherType::ARP, EtherType::IPV4, EtherType::IPV6],
+            FilterOptions::default()
+        )
+        .unwrap()
+    );
     #[rustfmt::skip]
-    let cases: [(&[u16], bool); 9] = [
+    let cases: [(&[u16], bool); 12] = [
         (&[0x0800], true),
         (&[0x86dd], true),
         (&[0x8100, 0x0806], true),
         (&[0x88a8, 0x8100, 0x0800], true),
         (&[0x9100, 0x8100, 0x86dd], true),
-        (&[0x88a8, 0x8100, 0x8100, 0x0800], false),
+        (&[0x88a8, 0x8100, 0x8100, 0x0800], true),
+        (&[0x9100, 0x88a8, 0x8100, 0x86dd], true),
+        (&[0x88a8, 0x8100, 0x8100, 0x88cc], false),
+        (&[0x88a8, 0x8100, 0x8100, 0x8100, 0x0800], false),
         (&[0x88cc], false),
         (&[0x8100, 0x88cc], false),
         (&[0x8a88, 0x0800], false),
@@ -114,7 +125,7 @@ fn golden_frames_same_verdicts() {
         "/../etherconn-core/tests/data/golden.pcap"
     );
     let mut cap = pcap::Capture::from_file(path).expect("golden.pcap");
-    let (core, inline) = programs(&[EtherType::ARP, EtherType::IPV4, EtherType::IPV6], 2);
+    let (core, inline) = programs(&[EtherType::ARP, EtherType::IPV4, EtherType::IPV6], 3);
     let (mut n, mut accepted) = (0, 0);
     while let Ok(p) = cap.next_packet() {
         let (a, b, c) = verdicts(&core, &inline, p.data);

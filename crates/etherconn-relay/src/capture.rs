@@ -29,8 +29,8 @@ use std::time::{Duration, SystemTime};
 use crate::locks::lock;
 use crate::stripe::{self, Padded, STRIPES};
 use etherconn_core::key::VlanIds;
-use etherconn_core::wire::vlan::{self, RestoreTagError};
-use etherconn_core::wire::{MacAddr, VlanId, VlanTag};
+use etherconn_core::wire::vlan::{self, RestoreTagError, MAX_TAGS};
+use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
 pub use handoff::Direction;
 use handoff::Handoff;
 use writer::{PcapngSink, WriterEnd};
@@ -389,32 +389,29 @@ fn keeps(
 }
 
 /// The VLAN ids of a frame's tags (an offloaded one first); `None` when the frame is shorter
-/// than an Ethernet header or carries more than two tags.
+/// than an Ethernet header or carries more than three ([`MAX_TAGS`]) tags.
 fn frame_vlan_ids(frame: &[u8], stripped_tag: Option<VlanTag>) -> Option<VlanIds> {
     const TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
     if frame.len() < 14 {
         return None;
     }
-    let mut ids: [Option<VlanId>; 3] = [None; 3];
+    let mut ids = [VlanId::default(); MAX_TAGS];
     let mut n = 0;
     if let Some(t) = stripped_tag {
-        ids[0] = Some(t.id);
+        ids[0] = t.id;
         n = 1;
     }
     let mut at = 12;
     while frame.len() >= at + 4 && TPIDS.contains(&u16::from_be_bytes([frame[at], frame[at + 1]])) {
-        if n == 2 {
+        if n == MAX_TAGS {
             return None;
         }
-        ids[n] = VlanId::new(u16::from_be_bytes([frame[at + 2], frame[at + 3]]) & 0x0fff);
+        let tci = u16::from_be_bytes([frame[at + 2], frame[at + 3]]);
+        ids[n] = VlanTag::from_tci(Tpid::DOT1Q, tci).id;
         n += 1;
         at += 4;
     }
-    match ids {
-        [None, ..] => Some(VlanIds::NONE),
-        [Some(a), None, _] => Some(VlanIds::one(a)),
-        [Some(a), Some(b), _] => Some(VlanIds::two(a, b)),
-    }
+    VlanIds::from_ids(&ids[..n])
 }
 
 #[cfg(test)]
@@ -440,8 +437,31 @@ mod tests {
                 VlanId::new(20).unwrap()
             ))
         );
-        // A third tag (offloaded outer one plus two in the bytes) is not an endpoint's frame.
-        assert_eq!(frame_vlan_ids(&f, Some(tag)), None);
+        // An offloaded outer tag plus two in the bytes make three.
+        let id = |v| VlanId::new(v).unwrap();
+        assert_eq!(
+            frame_vlan_ids(&f, Some(tag)),
+            Some(VlanIds::three(id(100), id(10), id(20)))
+        );
+        // Three in the bytes, and a fourth (offloaded or in the bytes), which no endpoint has.
+        let tagged = |tags: &[(u16, u16)]| {
+            let mut f = vec![0u8; 12];
+            for (tpid, tci) in tags {
+                f.extend_from_slice(&tpid.to_be_bytes());
+                f.extend_from_slice(&tci.to_be_bytes());
+            }
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.resize(64, 0);
+            f
+        };
+        let three = tagged(&[(0x9100, 10), (0x88a8, 0xf014), (0x8100, 30)]);
+        assert_eq!(
+            frame_vlan_ids(&three, None),
+            Some(VlanIds::three(id(10), id(20), id(30)))
+        );
+        assert_eq!(frame_vlan_ids(&three, Some(tag)), None);
+        let four = tagged(&[(0x9100, 10), (0x88a8, 20), (0x8100, 30), (0x8100, 40)]);
+        assert_eq!(frame_vlan_ids(&four, None), None);
         assert_eq!(frame_vlan_ids(&f[..13], None), None);
     }
 

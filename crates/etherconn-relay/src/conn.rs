@@ -137,13 +137,13 @@ impl fmt::Debug for EtherConn {
 }
 
 impl EtherConn {
-    /// Registers an endpoint for `mac` and `vlans` (outermost first, at most two) on `relay`.
+    /// Registers an endpoint for `mac` and `vlans` (outermost first, at most three) on `relay`.
     ///
     /// Fails with [`RelayError::KeyInUse`] when another conn holds one of its keys and
     /// `config.replace` is off, [`RelayError::DefaultInUse`] likewise for the default role;
     /// [`RelayError::NotStationMac`] for a group (multicast, broadcast) or all-zero `mac`;
     /// [`RelayError::EtherTypeFiltered`] for an EtherType the relay's kernel filter drops
-    /// ([`PacketRelay::receives`]); [`RelayError::InvalidConfig`] for more than two tags, a tag
+    /// ([`PacketRelay::receives`]); [`RelayError::InvalidConfig`] for more than three tags, a tag
     /// with the reserved VLAN id 4095, no EtherType or a queue depth of 0; and
     /// [`RelayError::OverBudget`] when its queue (`config.queue_depth` frames) would take the
     /// relay past its [`MemoryBudget`] (checked before anything is allocated).
@@ -158,7 +158,7 @@ impl EtherConn {
     ) -> Result<EtherConn, RelayError> {
         check_endpoint(&*relay, mac, vlans, &config)?;
         let stack = VlanStack::from_slice(vlans)
-            .map_err(|_| RelayError::InvalidConfig("at most two VLAN tags"))?;
+            .map_err(|_| RelayError::InvalidConfig("at most three VLAN tags"))?;
         let ids = VlanIds::from_stack(&stack);
         let mut keys: Vec<L2EndpointKey> = config
             .ethertypes
@@ -398,7 +398,7 @@ fn check_endpoint(
         return Err(RelayError::NotStationMac { mac, reason });
     }
     if vlans.len() > MAX_TAGS {
-        return Err(RelayError::InvalidConfig("at most two VLAN tags"));
+        return Err(RelayError::InvalidConfig("at most three VLAN tags"));
     }
     if vlans.iter().any(|t| t.id.is_reserved()) {
         return Err(RelayError::InvalidConfig(

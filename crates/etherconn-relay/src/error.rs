@@ -96,7 +96,8 @@ fn too_large_message(len: usize, limit: &SizeLimit) -> String {
     let after = match limit.tags {
         0 => "the Ethernet header",
         1 => "the Ethernet header and one VLAN tag",
-        _ => "the Ethernet header and two VLAN tags",
+        2 => "the Ethernet header and two VLAN tags",
+        _ => "the Ethernet header and three VLAN tags",
     };
     format!(
         "payload of {len} bytes does not fit one frame: at most {} bytes fit after {after} \

@@ -104,7 +104,29 @@ fn reserved_vlan_4095_is_refused_in_either_position_and_vlan_0_is_not() {
     }
     // Id 0 is a priority tag, id 4094 the last VLAN: both register.
     assert!(EtherConn::new(r.clone(), mac(1), &[tag(0)], cfg()).is_ok());
-    assert!(EtherConn::new(r, mac(2), &qinq(4094, 4094), cfg()).is_ok());
+    assert!(EtherConn::new(r.clone(), mac(2), &qinq(4094, 4094), cfg()).is_ok());
+    // Three tags: 4095 is refused in the innermost place too.
+    let (err, text) = refused(&r, mac(3), &[tag(1), tag(2), tag(4095)], cfg());
+    assert!(matches!(err, RelayError::InvalidConfig(_)), "{err:?}");
+    assert!(text.contains("VLAN id 4095 is reserved"), "{text}");
+}
+
+#[test]
+fn three_tags_register_and_a_fourth_is_refused() {
+    let r = loopback();
+    let three = [
+        VlanTag::new(Tpid::QINQ_LEGACY, VlanId::new(300).unwrap()),
+        VlanTag::new(Tpid::QINQ, VlanId::new(200).unwrap()),
+        tag(100),
+    ];
+    assert!(EtherConn::new(r.clone(), mac(1), &three, cfg()).is_ok());
+    let four = [three[0], three[1], three[2], tag(50)];
+    let (err, text) = refused(&r, mac(2), &four, cfg());
+    assert!(
+        matches!(err, RelayError::InvalidConfig("at most three VLAN tags")),
+        "{err:?}"
+    );
+    assert!(text.contains("at most three VLAN tags"), "{text}");
 }
 
 #[test]
@@ -198,12 +220,21 @@ fn relay_error(e: &io::Error) -> &RelayError {
 #[test]
 fn payloads_over_the_link_limit_are_refused_up_front_with_the_reason() {
     let r = loopback();
-    let vlan_stacks: [&[VlanTag]; 3] = [
+    let vlan_stacks: [&[VlanTag]; 4] = [
         &[],
         &[tag(100)],
         &[VlanTag::new(Tpid::QINQ, VlanId::new(10).unwrap()), tag(20)],
+        &[
+            VlanTag::new(Tpid::QINQ, VlanId::new(10).unwrap()),
+            tag(20),
+            tag(30),
+        ],
     ];
-    for (i, (vlans, max)) in vlan_stacks.into_iter().zip([1500, 1500, 1492]).enumerate() {
+    for (i, (vlans, max)) in vlan_stacks
+        .into_iter()
+        .zip([1500, 1500, 1492, 1488])
+        .enumerate()
+    {
         let c = EtherConn::new(r.clone(), mac(i as u8 + 1), vlans, cfg()).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         assert_eq!(c.max_payload(), max, "{} tag(s)", vlans.len());
@@ -233,9 +264,12 @@ fn payloads_over_the_link_limit_are_refused_up_front_with_the_reason() {
             );
             assert!(text.contains("the interface MTU of 1500 bytes"), "{text}");
             assert!(!text.contains("buffer"), "{text}");
-            if vlans.len() == 2 {
+            if vlans.len() >= 2 {
+                let cost = 1500 - max;
                 assert!(
-                    text.contains("less 8 bytes for VLAN tags (only an outermost 802.1Q tag"),
+                    text.contains(&format!(
+                        "less {cost} bytes for VLAN tags (only an outermost 802.1Q tag"
+                    )),
                     "{text}"
                 );
             }

@@ -110,7 +110,7 @@ impl fmt::Debug for Neighbours {
 }
 
 fn stack(vlans: &[VlanTag]) -> Result<VlanStack, UdpError> {
-    VlanStack::from_slice(vlans).map_err(|_| UdpError::InvalidConfig("at most two VLAN tags"))
+    VlanStack::from_slice(vlans).map_err(|_| UdpError::InvalidConfig("at most three VLAN tags"))
 }
 
 impl Neighbours {
@@ -158,7 +158,7 @@ impl Neighbours {
     ///
     /// Errors: [`UdpError::NeighbourInUse`] when another MAC holds `ip` on these VLANs,
     /// [`UdpError::InvalidConfig`] for an unspecified or multicast IP, a group MAC or more than
-    /// two tags, [`UdpError::Relay`] once the relay stopped.
+    /// three tags, [`UdpError::Relay`] once the relay stopped.
     pub fn add(
         &self,
         mac: MacAddr,
@@ -192,7 +192,7 @@ impl Neighbours {
     /// It resolves the destination itself, which must be on the link; for one behind a
     /// router, wrap it: `move |dst| if on_link(dst) { r(dst) } else { r(gateway) }`.
     ///
-    /// Errors: [`UdpError::InvalidConfig`] for more than two tags.
+    /// Errors: [`UdpError::InvalidConfig`] for more than three tags.
     pub fn resolver(
         &self,
         mac: MacAddr,

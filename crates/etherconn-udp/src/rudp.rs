@@ -109,7 +109,7 @@ impl fmt::Debug for RUdpConn {
 }
 
 impl RUdpConn {
-    /// Creates an endpoint for `mac` and `vlans` (outermost first, at most two) on `relay`,
+    /// Creates an endpoint for `mac` and `vlans` (outermost first, at most three) on `relay`,
     /// bound to `local`. Port 0 picks an ephemeral port (see [`local_addr`](Self::local_addr));
     /// an unspecified IP (`0.0.0.0`, `::`) receives for any IP of its family and sends from
     /// the unspecified address (a DHCP client before it has a lease).
@@ -118,7 +118,7 @@ impl RUdpConn {
     /// take ARP (or the other family) for the same MAC.
     ///
     /// Errors: [`UdpError::Relay`] when the relay refuses the L2 endpoint (MAC and VLANs taken,
-    /// relay stopped, more than two tags), [`UdpError::InvalidConfig`] for a DSCP above 63.
+    /// relay stopped, more than three tags), [`UdpError::InvalidConfig`] for a DSCP above 63.
     pub fn new(
         relay: Arc<dyn PacketRelay>,
         mac: MacAddr,

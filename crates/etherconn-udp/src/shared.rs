@@ -49,7 +49,7 @@ impl fmt::Debug for SharedEtherConn {
 }
 
 impl SharedEtherConn {
-    /// Registers the L2 endpoint `mac` + `vlans` (outermost first, at most two) on `relay` for
+    /// Registers the L2 endpoint `mac` + `vlans` (outermost first, at most three) on `relay` for
     /// ARP, IPv4 and IPv6 (those of them the relay receives: an IPv4-only relay gives an
     /// IPv4-only endpoint), with UDP demultiplexing on.
     ///
