@@ -12,7 +12,7 @@
  *  3. a default conn is registered (config flag) and the frame is unicast to another MAC than
  *     the interface's own, or broadcast/multicast and tagged; untagged broadcast/multicast
  *     only when the relay was configured to take those from the host too.
- * Anything else, and any frame too short to read or with more than two VLAN tags, is
+ * Anything else, and any frame too short to read or with more than three VLAN tags, is
  * XDP_PASS. A queue with no AF_XDP socket passes what it would have redirected.
  *
  * Rebuild the committed object with ./build.sh.
@@ -121,7 +121,7 @@ int etherconn_xdp(struct xdp_md *ctx)
 	cur = eth + 1;
 
 #pragma unroll
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < EC_MAX_TAGS; i++) {
 		struct ec_vlan_hdr *v = cur;
 
 		if (!is_tpid(proto))

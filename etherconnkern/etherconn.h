@@ -9,17 +9,21 @@
 
 #include <linux/types.h>
 
+/* The most VLAN tags a key holds; a frame with more is passed to the kernel. */
+#define EC_MAX_TAGS 3
+
 /*
  * The key of a registered endpoint, as the relay's dispatch table matches it: destination
- * MAC, the VLAN ids of up to two tags (outermost first) and the EtherType after the last tag.
- * 16 bytes, no implicit padding, every field in network byte order as read off the wire:
+ * MAC, the VLAN ids of up to three tags (outermost first) and the EtherType after the last
+ * tag. 16 bytes, no implicit padding, every field in network byte order as read off the wire:
  *
  *   offset 0  mac[6]      destination MAC
  *   offset 6  ethertype   EtherType after the last tag (big endian)
- *   offset 8  vlan[0]     outer VLAN id, 12 bits, big endian; 0 when absent
- *   offset 10 vlan[1]     inner VLAN id, 12 bits, big endian; 0 when absent
- *   offset 12 vlan_count  0, 1 or 2 ("no tag" differs from a tag with id 0)
- *   offset 13 pad[3]      always zero
+ *   offset 8  vlan[0]     outermost VLAN id, 12 bits, big endian; 0 when absent
+ *   offset 10 vlan[1]     second VLAN id, 12 bits, big endian; 0 when absent
+ *   offset 12 vlan[2]     third (innermost) VLAN id, 12 bits, big endian; 0 when absent
+ *   offset 14 vlan_count  0, 1, 2 or 3 ("no tag" differs from a tag with id 0)
+ *   offset 15 pad         always zero
  *
  * The same struct keys the group map, with mac all zero: a (VLAN ids, EtherType) that a conn
  * receiving broadcast/multicast is registered on.
@@ -27,9 +31,9 @@
 struct ec_l2_key {
 	__u8 mac[6];
 	__be16 ethertype;
-	__be16 vlan[2];
+	__be16 vlan[EC_MAX_TAGS];
 	__u8 vlan_count;
-	__u8 pad[3];
+	__u8 pad;
 };
 
 /* ec_config.flags: a default conn is registered. It then receives unicast frames that are not

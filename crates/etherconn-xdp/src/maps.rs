@@ -24,7 +24,7 @@ pub(crate) const STAT_REDIRECTED: u32 = 0;
 pub(crate) const STAT_PASSED: u32 = 1;
 
 /// `struct ec_l2_key` for `mac`, `vlans`, `ethertype`: MAC at 0, EtherType (big endian) at 6,
-/// VLAN ids (big endian, 12 bits) at 8 and 10, tag count at 12, zero padding.
+/// VLAN ids (big endian, 12 bits) at 8, 10 and 12, tag count at 14, a zero byte.
 pub(crate) fn encode(mac: [u8; 6], vlans: VlanIds, ethertype: EtherType) -> [u8; KEY_LEN] {
     let mut k = [0u8; KEY_LEN];
     k[..6].copy_from_slice(&mac);
@@ -33,8 +33,8 @@ pub(crate) fn encode(mac: [u8; 6], vlans: VlanIds, ethertype: EtherType) -> [u8;
         let at = 8 + 2 * i;
         k[at..at + 2].copy_from_slice(&(id & 0x0fff).to_be_bytes());
     }
-    // At most two tags: `VlanIds` holds no more.
-    k[12] = vlans.len() as u8;
+    // At most three tags (`VlanIds` holds no more), so the ids end at 14.
+    k[14] = vlans.len() as u8;
     k
 }
 
@@ -250,8 +250,8 @@ mod tests {
             ("mac", 0),
             ("ethertype", 6),
             ("vlan", 8),
-            ("vlan_count", 12),
-            ("pad", 13),
+            ("vlan_count", 14),
+            ("pad", 15),
         ];
         let got: Vec<(&str, usize)> = members.iter().map(|(n, o)| (n.as_str(), *o)).collect();
         assert_eq!(got, want);
@@ -264,7 +264,21 @@ mod tests {
         );
         assert_eq!(
             k,
-            [2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x00, 100, 0x0f, 0xff, 2, 0, 0, 0]
+            [2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x00, 100, 0x0f, 0xff, 0, 0, 2, 0]
+        );
+        let k = encode(
+            [2, 0, 0, 0, 0, 1],
+            VlanIds::three(v(300), v(200), v(4094)),
+            EtherType(0x86dd),
+        );
+        assert_eq!(
+            k,
+            [2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x01, 0x2c, 0x00, 0xc8, 0x0f, 0xfe, 3, 0]
+        );
+        // Two tags differ from three whose last id is 0.
+        assert_ne!(
+            encode([0; 6], VlanIds::two(v(1), v(2)), EtherType(0x0800)),
+            encode([0; 6], VlanIds::three(v(1), v(2), v(0)), EtherType(0x0800))
         );
         // "No tag" and "a tag with id 0" differ.
         assert_ne!(
