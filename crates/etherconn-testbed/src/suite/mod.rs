@@ -5,11 +5,13 @@
 //!
 //! - the kernel's UDP stack in namespace `a`, IPv4 and IPv6, both ways
 //!   ([`kernel_udp_roundtrip`]);
-//! - scapy (`peers/send_frames.py`) sending 802.1Q, 802.1ad and 0x9100 QinQ frames, each of
-//!   which must reach exactly its conn with its tags as sent
+//! - scapy (`peers/send_frames.py`) sending 802.1Q, 802.1ad and 0x9100 QinQ frames and
+//!   three-tag stacks, each of which must reach exactly its conn with its tags as sent (a
+//!   sibling three-tag stack is a miss, four tags never pass the kernel filter)
 //!   ([`scapy_vlan_ingress_reaches_exactly_its_conn`]), and the dispatch contract over the
 //!   wire ([`dispatch_rules_over_the_wire`]);
-//! - tshark decoding what the relay sends, VLAN stacks and checksums included
+//! - tshark decoding what the relay sends, VLAN stacks of up to three tags (TPIDs, ids,
+//!   priorities) and checksums included
 //!   ([`vlan_egress_decoded_by_tshark`]);
 //! - hostile frames from scapy, each counted and dropped or filtered
 //!   ([`bad_input_from_scapy_is_counted_and_dropped`], [`bad_udp_checksum`]);
