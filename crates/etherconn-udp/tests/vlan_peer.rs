@@ -1,10 +1,10 @@
-//! `RUdpConn` behind 802.1Q and QinQ against scapy (`tests/peers/udp_peer.py`, in namespace
+//! `RUdpConn` behind 802.1Q, QinQ and three tags against scapy (`tests/peers/udp_peer.py`, in namespace
 //! `a` of a veth testbed; this kernel has no 802.1Q module, so no kernel peer can be tagged).
 //! scapy sends each conn a datagram on its VLAN stack; the conn must receive it (payload,
 //! sender, the address it was sent to) and answer, and scapy must decode the answer with the
 //! conn's VLAN stack (TPIDs, ids, PCP), MAC, addresses, ports and a good checksum. The same
-//! datagrams on another VLAN stack (a sibling VLAN id, no tag, only the inner tag) reach no conn
-//! and are counted as misses.
+//! datagrams on another VLAN stack (a sibling VLAN id, no tag, only the inner tag, two of three
+//! tags) reach no conn and are counted as misses; four tags never pass the kernel filter.
 //!
 //! Root only (and python3 with scapy): without root the test prints a skip line and passes,
 //! unless `ETHERCONN_REQUIRE_ROOT_TESTS=1`, which makes it fail instead.
@@ -151,6 +151,28 @@ fn rudp_conns_behind_vlan_stacks_talk_to_scapy() {
             sa("10.61.0.3:7000"),
             peer4,
         ),
+        (
+            "triple",
+            MacAddr([0x02, 0xec, 0x61, 0, 0, 4]),
+            vec![
+                tag(Tpid::QINQ, 200, 2),
+                tag(Tpid::DOT1Q, 100, 4),
+                tag(Tpid::DOT1Q, 10, 0),
+            ],
+            sa("10.61.0.4:7000"),
+            peer4,
+        ),
+        (
+            "triple-9100",
+            MacAddr([0x02, 0xec, 0x61, 0, 0, 5]),
+            vec![
+                tag(Tpid::QINQ_LEGACY, 300, 1),
+                tag(Tpid::QINQ, 200, 0),
+                tag(Tpid::DOT1Q, 4094, 7),
+            ],
+            sa("[2001:db8:61::5]:7000"),
+            peer6,
+        ),
     ];
     let conns: Vec<RUdpConn> = cases
         .iter()
@@ -173,7 +195,7 @@ fn rudp_conns_behind_vlan_stacks_talk_to_scapy() {
     // First the datagrams no conn may take: each conn's own, on a stack next to its own. (Not
     // another TPID with the same ids: the key holds VLAN ids only, so such a frame is the
     // conn's.)
-    let (m1, m2, m3) = (cases[0].1, cases[1].1, cases[2].1);
+    let (m1, m2, m3, m4, m5) = (cases[0].1, cases[1].1, cases[2].1, cases[3].1, cases[4].1);
     let wrong = [
         datagram(
             m1,
@@ -204,11 +226,47 @@ fn rudp_conns_behind_vlan_stacks_talk_to_scapy() {
             cases[2].3,
             "wrong: 9100 301/101",
         ),
+        datagram(
+            m4,
+            json!([[0x88a8, 200, 0], [0x8100, 100, 0], [0x8100, 11, 0]]),
+            peer4,
+            cases[3].3,
+            "wrong: 200/100/11",
+        ),
+        datagram(
+            m4,
+            json!([[0x88a8, 200, 0], [0x8100, 100, 0]]),
+            peer4,
+            cases[3].3,
+            "wrong: 200/100 of 200/100/10",
+        ),
+        datagram(
+            m5,
+            json!([[0x9100, 300, 0], [0x88a8, 200, 0], [0x8100, 4093, 0]]),
+            peer6,
+            cases[4].3,
+            "wrong: 9100 300/200/4093",
+        ),
     ];
+    // Four tags, the outer three the triple conn's: the relay's kernel filter drops it.
+    let four = datagram(
+        m4,
+        json!([
+            [0x88a8, 200, 0],
+            [0x8100, 100, 0],
+            [0x8100, 10, 0],
+            [0x8100, 1, 0]
+        ]),
+        peer4,
+        cases[3].3,
+        "wrong: four tags",
+    );
     let mut peer = Peer::start(&tb);
     let before = relay.stats();
     peer.request(&json!({"send": wrong}));
     assert_eq!(peer.reply()["sent"], json!(wrong.len()));
+    peer.request(&json!({ "send": [four] }));
+    assert_eq!(peer.reply()["sent"], json!(1));
 
     // Then each conn's own datagram, with a PCP of 6 that the conn does not use (the key has
     // no PCP), while scapy sniffs for the answer: the conn receives it, answers, and scapy
@@ -265,10 +323,11 @@ fn rudp_conns_behind_vlan_stacks_talk_to_scapy() {
         );
         assert_eq!(conn.rx_filtered(), 0, "{conn:?}");
     }
+    // The four-tag frame was never offered.
     let s = relay.stats();
-    assert_eq!(s.rx_offered - before.rx_offered, 8, "{s}");
-    assert_eq!(s.rx_delivered - before.rx_delivered, 3, "{s}");
-    assert_eq!(s.rx_miss - before.rx_miss, 5, "{s}");
+    assert_eq!(s.rx_offered - before.rx_offered, 13, "{s}");
+    assert_eq!(s.rx_delivered - before.rx_delivered, 5, "{s}");
+    assert_eq!(s.rx_miss - before.rx_miss, 8, "{s}");
     assert_eq!(s.rx_invalid, 0, "{s}");
 
     drop(peer);
