@@ -5,6 +5,7 @@
 //! sudo dhcp_fleet --iface eth1 --clients 1000 --window 64
 //! sudo dhcp_fleet --iface eth1 --clients 5000 --window 256 --vlan 100-163 --json
 //! sudo dhcp_fleet --iface eth1 --clients 100 --qinq 10 --vlan 200 --lease-file-check /var/lib/misc/dnsmasq.leases
+//! sudo dhcp_fleet --iface eth1 --clients 400 --vlans 10.20-21.200-209
 //! ```
 //!
 //! Exit status: 0 when every client got a lease (and the lease file check, if asked, passed),
@@ -59,6 +60,11 @@ struct Cli {
     /// Outer 802.1ad (TPID 0x88a8) VLAN id or range over --vlan's tag.
     #[arg(long, value_name = "ID[-ID]", requires = "vlan")]
     qinq: Option<VlanRange>,
+    /// The whole stack, outermost first, one to three ids or ranges joined by dots (e.g.
+    /// 10.200-209.100): one is an 802.1Q tag; with two or three the outermost is 802.1ad
+    /// (0x88a8) and the others 802.1Q. Instead of --vlan/--qinq.
+    #[arg(long, value_name = "STACK", conflicts_with_all = ["vlan", "qinq"])]
+    vlans: Option<VlanPlan>,
     /// Clear the BOOTP broadcast flag: servers then unicast replies to the offered address
     /// (and a kernel-based server adds a neighbour entry per client).
     #[arg(long)]
@@ -124,9 +130,10 @@ impl Cli {
     }
 
     fn config(&self) -> FleetConfig {
-        let vlans = match (&self.qinq, &self.vlan) {
-            (Some(outer), Some(inner)) => VlanPlan::qinq(outer.clone(), inner.clone()),
-            (None, Some(ids)) => VlanPlan::dot1q(ids.clone()),
+        let vlans = match (&self.vlans, &self.qinq, &self.vlan) {
+            (Some(plan), ..) => plan.clone(),
+            (None, Some(outer), Some(inner)) => VlanPlan::qinq(outer.clone(), inner.clone()),
+            (None, None, Some(ids)) => VlanPlan::dot1q(ids.clone()),
             _ => VlanPlan::untagged(),
         };
         FleetConfig::default()
@@ -440,5 +447,33 @@ mod tests {
         for bad in ["0", "1e-300", "1e7", "NaN", "-inf"] {
             assert!(parse_rate(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn vlan_flags_make_the_plan() {
+        let plan = |args: &[&str]| {
+            let mut all = vec!["dhcp_fleet", "--iface", "lo"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|c| c.config().vlans)
+        };
+        let r = |s: &str| s.parse::<VlanRange>().unwrap();
+        assert_eq!(plan(&[]).unwrap(), VlanPlan::untagged());
+        assert_eq!(plan(&["--vlan", "5"]).unwrap(), VlanPlan::dot1q(r("5")));
+        assert_eq!(
+            plan(&["--qinq", "10", "--vlan", "200-209"]).unwrap(),
+            VlanPlan::qinq(r("10"), r("200-209"))
+        );
+        assert_eq!(
+            plan(&["--vlans", "10.200-209"]).unwrap(),
+            VlanPlan::qinq(r("10"), r("200-209"))
+        );
+        let three = plan(&["--vlans", "10.20-21.100"]).unwrap();
+        assert_eq!(
+            three,
+            VlanPlan::stacked(vec![r("10"), r("20-21"), r("100")]).unwrap()
+        );
+        assert!(plan(&["--vlans", "1.2.3.4"]).is_err());
+        assert!(plan(&["--vlans", "1.2", "--vlan", "3"]).is_err());
+        assert!(plan(&["--vlans", "1.2", "--qinq", "3", "--vlan", "4"]).is_err());
     }
 }

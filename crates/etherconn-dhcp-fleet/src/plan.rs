@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
-use etherconn_core::wire::vlan::VlanStack;
+use etherconn_core::wire::vlan::{VlanStack, MAX_TAGS};
 use etherconn_core::wire::{Tpid, VlanId, VlanTag};
 
 /// The VLAN id rule, the same in `etherconn-perf`: 0 is not a VLAN (an 802.1Q tag with id 0
@@ -73,12 +73,13 @@ impl fmt::Display for VlanRange {
     }
 }
 
-/// The VLAN stack of every client: none, one 802.1Q tag, or an 802.1ad outer tag over an
-/// 802.1Q inner one, each tag's id taken round-robin from its range.
+/// The VLAN stack of every client: none, one 802.1Q tag, an 802.1ad outer tag over an
+/// 802.1Q inner one, or three tags (802.1ad outermost, then two 802.1Q), each tag's id taken
+/// round-robin from its range.
 ///
-/// Client `i` gets inner id `inner[i % inner.len()]` and outer id
-/// `outer[(i / inner.len()) % outer.len()]`, so every (outer, inner) pair is used before
-/// one repeats.
+/// The innermost id changes fastest: client `i` gets inner id `inner[i % inner.len()]`, the
+/// tag over it `next[(i / inner.len()) % next.len()]`, and so on outwards, so every
+/// combination of ids is used before one repeats.
 ///
 /// ```
 /// use etherconn_dhcp_fleet::VlanPlan;
@@ -87,12 +88,17 @@ impl fmt::Display for VlanRange {
 /// assert_eq!(ids(0), [7, 100]);
 /// assert_eq!(ids(1), [7, 101]);
 /// assert_eq!(ids(2), [7, 100]);
+/// let plan: VlanPlan = "10.200-201.100".parse()?;
+/// let ids = |i| plan.stack(i).as_slice().iter().map(|t| t.id.get()).collect::<Vec<_>>();
+/// assert_eq!(ids(0), [10, 200, 100]);
+/// assert_eq!(ids(1), [10, 201, 100]);
+/// assert!("1.2.3.4".parse::<VlanPlan>().is_err());
 /// # Ok::<(), String>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VlanPlan {
-    inner: Option<VlanRange>,
-    outer: Option<VlanRange>,
+    /// One range per tag, outermost first; at most [`MAX_TAGS`].
+    ranges: Vec<VlanRange>,
 }
 
 impl VlanPlan {
@@ -103,41 +109,84 @@ impl VlanPlan {
 
     /// One 802.1Q tag (TPID 0x8100) from `ids`.
     pub fn dot1q(ids: VlanRange) -> VlanPlan {
-        VlanPlan {
-            inner: Some(ids),
-            outer: None,
-        }
+        VlanPlan { ranges: vec![ids] }
     }
 
     /// An 802.1ad outer tag (TPID 0x88a8) from `outer` over an 802.1Q inner tag from `inner`.
     pub fn qinq(outer: VlanRange, inner: VlanRange) -> VlanPlan {
         VlanPlan {
-            inner: Some(inner),
-            outer: Some(outer),
+            ranges: vec![outer, inner],
         }
+    }
+
+    /// One tag per range, outermost first: an 802.1Q tag alone; with two or three, the outermost
+    /// is 802.1ad (TPID 0x88a8) and the others 802.1Q. More than [`MAX_TAGS`] (three) ranges
+    /// is an error.
+    pub fn stacked(ranges: Vec<VlanRange>) -> Result<VlanPlan, String> {
+        if ranges.len() > MAX_TAGS {
+            return Err(format!(
+                "at most {MAX_TAGS} VLAN tags (outermost first), {} given",
+                ranges.len()
+            ));
+        }
+        Ok(VlanPlan { ranges })
+    }
+
+    /// Number of tags in every client's stack.
+    pub fn tags(&self) -> usize {
+        self.ranges.len()
     }
 
     /// The stack of client `i`, outermost first.
     pub fn stack(&self, i: usize) -> VlanStack {
         let mut stack = VlanStack::EMPTY;
-        let Some(inner) = &self.inner else {
-            return stack;
-        };
-        // At most two tags are pushed, which a VlanStack always holds.
-        if let Some(outer) = &self.outer {
-            let _ = stack.push(VlanTag::new(Tpid::QINQ, outer.nth(i / inner.len())));
+        let n = self.ranges.len();
+        for (k, range) in self.ranges.iter().enumerate() {
+            // How many clients in a row share this tag's id: the product of the lengths of
+            // the ranges inside it (at most 4094², no overflow).
+            let run: usize = self.ranges[k + 1..].iter().map(VlanRange::len).product();
+            let tpid = if k == 0 && n > 1 {
+                Tpid::QINQ
+            } else {
+                Tpid::DOT1Q
+            };
+            // At most MAX_TAGS ranges (checked when the plan was made), which a VlanStack
+            // always holds.
+            let _ = stack.push(VlanTag::new(tpid, range.nth(i / run)));
         }
-        let _ = stack.push(VlanTag::new(Tpid::DOT1Q, inner.nth(i)));
         stack
+    }
+}
+
+/// `ID[-ID]`, then up to two more `.ID[-ID]`, outermost first (see [`VlanPlan::stacked`]).
+impl FromStr for VlanPlan {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ranges = s
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<Vec<VlanRange>, String>>()?;
+        VlanPlan::stacked(ranges).map_err(|e| format!("{s:?}: {e}"))
     }
 }
 
 impl fmt::Display for VlanPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.outer, &self.inner) {
-            (Some(o), Some(i)) => write!(f, "qinq {o} / vlan {i}"),
-            (None, Some(i)) => write!(f, "vlan {i}"),
-            _ => f.write_str("untagged"),
+        match &self.ranges[..] {
+            [] => f.write_str("untagged"),
+            [i] => write!(f, "vlan {i}"),
+            [o, i] => write!(f, "qinq {o} / vlan {i}"),
+            ranges => {
+                f.write_str("vlans ")?;
+                for (k, r) in ranges.iter().enumerate() {
+                    if k > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -175,5 +224,42 @@ mod tests {
         assert_eq!(outer, [20, 20, 20, 21, 21, 21, 20]);
         assert_eq!(p.stack(0).as_slice()[0].tpid, Tpid::QINQ);
         assert_eq!(p.stack(0).as_slice()[1].tpid, Tpid::DOT1Q);
+        assert_eq!(p.to_string(), "qinq 20-21 / vlan 10-12");
+    }
+
+    #[test]
+    fn three_tag_stacks() {
+        let p: VlanPlan = "5.20-21.10-12".parse().unwrap();
+        assert_eq!(p.tags(), 3);
+        let ids = |i| -> Vec<u16> { p.stack(i).as_slice().iter().map(|t| t.id.get()).collect() };
+        assert_eq!(ids(0), [5, 20, 10]);
+        assert_eq!(ids(2), [5, 20, 12]);
+        assert_eq!(ids(3), [5, 21, 10]);
+        assert_eq!(ids(5), [5, 21, 12]);
+        assert_eq!(ids(6), [5, 20, 10]);
+        // Every (middle, inner) pair once in the first six clients.
+        let pairs: std::collections::HashSet<Vec<u16>> = (0..6).map(ids).collect();
+        assert_eq!(pairs.len(), 6);
+        let tpids: Vec<Tpid> = p.stack(0).as_slice().iter().map(|t| t.tpid).collect();
+        assert_eq!(tpids, [Tpid::QINQ, Tpid::DOT1Q, Tpid::DOT1Q]);
+        assert_eq!(p.to_string(), "vlans 5.20-21.10-12");
+        // The general form of one and two tags is --vlan and --qinq/--vlan.
+        assert_eq!(
+            "7".parse::<VlanPlan>().unwrap(),
+            VlanPlan::dot1q("7".parse().unwrap())
+        );
+        assert_eq!(
+            "7.100-101".parse::<VlanPlan>().unwrap(),
+            VlanPlan::qinq("7".parse().unwrap(), "100-101".parse().unwrap())
+        );
+        assert_eq!(
+            "1.2.3.4".parse::<VlanPlan>().unwrap_err(),
+            "\"1.2.3.4\": at most 3 VLAN tags (outermost first), 4 given"
+        );
+        assert!("1..3".parse::<VlanPlan>().unwrap_err().contains(VLAN_RULE));
+        assert!("1.4095.3"
+            .parse::<VlanPlan>()
+            .unwrap_err()
+            .contains(VLAN_RULE));
     }
 }

@@ -270,6 +270,17 @@ fn qinq_clients_survive_loss_and_naks() {
 }
 
 #[test]
+fn three_tag_clients_lease_on_their_own_stacks() {
+    // 2 × 2 × 3 = 12 stacks, 0x88a8 / 0x8100 / 0x8100; the server answers on each stack only.
+    let plan: VlanPlan = "7-8.20-21.100-102".parse().unwrap();
+    assert_eq!(plan.tags(), 3);
+    let (report, state) = run(plan.clone(), 120, fast().window(24), Behaviour::Lossy);
+    check_all_leased(&report, &plan, &state);
+    let stacks: HashSet<Vec<u16>> = report.leases.iter().map(|l| l.vlans.clone()).collect();
+    assert_eq!(stacks.len(), 12, "every combination of ids used");
+}
+
+#[test]
 fn unicast_replies_on_dot1q() {
     let plan = VlanPlan::dot1q("200-215".parse().unwrap());
     let config = fast().window(16).broadcast_flag(false).mac_seed(99);

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use etherconn_core::wire::vlan::MAX_TAGS;
 use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
 
 /// Ethernet header (14) + IPv4 header (20) + UDP header (8).
@@ -314,17 +315,52 @@ pub fn parse_qinq(s: &str) -> Result<Qinq, String> {
     })
 }
 
-/// The VLAN stack (outermost first) for `--vlan` or `--qinq`, empty for neither.
-pub fn vlan_stack(vlan: Option<u16>, qinq: Option<Qinq>) -> Vec<VlanTag> {
-    let tag = |tpid, id| VlanId::new(id).map(|id| VlanTag::new(tpid, id));
-    match (vlan, qinq) {
-        (_, Some(q)) => [tag(Tpid::QINQ, q.outer), tag(Tpid::DOT1Q, q.inner)]
-            .into_iter()
-            .flatten()
-            .collect(),
-        (Some(v), None) => tag(Tpid::DOT1Q, v).into_iter().collect(),
-        (None, None) => Vec::new(),
+/// One to three VLAN ids, outermost first, as `100`, `200.100` or `300.200.100`: the general
+/// form of `--vlan` and `--qinq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VlanIdStack(Vec<u16>);
+
+/// Parses `ID[.ID[.ID]]`: each a VLAN id ([`VLAN_RULE`]), at most [`MAX_TAGS`] of them.
+pub fn parse_vlan_ids(s: &str) -> Result<VlanIdStack, String> {
+    let ids = s
+        .split('.')
+        .map(parse_vlan_id)
+        .collect::<Result<Vec<u16>, String>>()?;
+    if ids.len() > MAX_TAGS {
+        return Err(format!(
+            "{s:?} has {} VLAN ids: at most {MAX_TAGS}, outermost first (e.g. 300.200.100)",
+            ids.len()
+        ));
     }
+    Ok(VlanIdStack(ids))
+}
+
+/// The VLAN stack (outermost first) for `--vlan`, `--qinq` or `--vlans`, empty for none. One
+/// tag is 802.1Q (TPID 0x8100); of two or three, the outermost is 802.1ad (0x88a8) and the
+/// others 802.1Q.
+pub fn vlan_stack(
+    vlan: Option<u16>,
+    qinq: Option<Qinq>,
+    ids: Option<&VlanIdStack>,
+) -> Vec<VlanTag> {
+    let ids: Vec<u16> = match (vlan, qinq, ids) {
+        (_, _, Some(s)) => s.0.clone(),
+        (_, Some(q), None) => vec![q.outer, q.inner],
+        (Some(v), None, None) => vec![v],
+        (None, None, None) => Vec::new(),
+    };
+    let n = ids.len();
+    ids.into_iter()
+        .enumerate()
+        .filter_map(|(k, id)| {
+            let tpid = if k == 0 && n > 1 {
+                Tpid::QINQ
+            } else {
+                Tpid::DOT1Q
+            };
+            VlanId::new(id).map(|id| VlanTag::new(tpid, id))
+        })
+        .collect()
 }
 
 /// `none`, `100` or `200.100`, for tables and JSON.
@@ -379,10 +415,27 @@ mod tests {
         assert!(parse_vlan_id("0").is_err());
         assert!(parse_qinq("0.100").is_err());
         assert_eq!(parse_vlan_id("4094"), Ok(4094));
-        let stack = vlan_stack(None, Some(parse_qinq("200.100").unwrap()));
+        let stack = vlan_stack(None, Some(parse_qinq("200.100").unwrap()), None);
         assert_eq!(stack[0].tpid, Tpid::QINQ);
         assert_eq!(describe_vlans(&stack), "200.100");
-        assert_eq!(describe_vlans(&vlan_stack(Some(7), None)), "7");
+        assert_eq!(describe_vlans(&vlan_stack(Some(7), None, None)), "7");
+        // The general form: the same stacks for one and two ids, and three.
+        let ids = |s| parse_vlan_ids(s).unwrap();
+        assert_eq!(
+            vlan_stack(None, None, Some(&ids("7"))),
+            vlan_stack(Some(7), None, None)
+        );
+        assert_eq!(vlan_stack(None, None, Some(&ids("200.100"))), stack);
+        let three = vlan_stack(None, None, Some(&ids("300.200.100")));
+        let tpids: Vec<Tpid> = three.iter().map(|t| t.tpid).collect();
+        assert_eq!(tpids, [Tpid::QINQ, Tpid::DOT1Q, Tpid::DOT1Q]);
+        assert_eq!(describe_vlans(&three), "300.200.100");
+        assert_eq!(
+            parse_vlan_ids("1.2.3.4").unwrap_err(),
+            "\"1.2.3.4\" has 4 VLAN ids: at most 3, outermost first (e.g. 300.200.100)"
+        );
+        assert!(parse_vlan_ids("1..3").unwrap_err().contains(VLAN_RULE));
+        assert!(parse_vlan_ids("1.4095").unwrap_err().contains(VLAN_RULE));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etherconn_core::wire::{MacAddr, VlanTag};
 
-use crate::addr::{self, IpCidr, Qinq};
+use crate::addr::{self, IpCidr, Qinq, VlanIdStack};
 use crate::l2udp::TxPath;
 
 const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
@@ -84,12 +84,17 @@ pub struct VlanArgs {
     /// Two tags, OUTER.INNER: the outer with TPID 0x88a8 (802.1ad), the inner with 0x8100.
     #[arg(long, value_name = "OUTER.INNER", value_parser = addr::parse_qinq)]
     pub qinq: Option<Qinq>,
+    /// One to three tags, outermost first (e.g. 300.200.100): one is 802.1Q (0x8100); of two
+    /// or three the outermost is 802.1ad (0x88a8), the others 802.1Q. Instead of --vlan/--qinq.
+    #[arg(long, value_name = "ID[.ID[.ID]]", value_parser = addr::parse_vlan_ids,
+          conflicts_with_all = ["vlan", "qinq"])]
+    pub vlans: Option<VlanIdStack>,
 }
 
 impl VlanArgs {
     /// The stack, outermost first.
     pub fn stack(&self) -> Vec<VlanTag> {
-        addr::vlan_stack(self.vlan, self.qinq)
+        addr::vlan_stack(self.vlan, self.qinq, self.vlans.as_ref())
     }
 }
 
@@ -340,6 +345,18 @@ mod tests {
         assert_eq!(b.endpoints, vec![1, 1000]);
         assert_eq!(b.vlans.stack().len(), 2);
         assert!(Cli::try_parse_from(["etherconn-perf", "--vlan", "1", "--qinq", "2.3"]).is_err());
+        let cli = Cli::try_parse_from(["etherconn-perf", "--vlans", "300.200.100"]).unwrap();
+        let ids: Vec<u16> = cli.bench.vlans.stack().iter().map(|t| t.id.get()).collect();
+        assert_eq!(ids, [300, 200, 100]);
+        for bad in [
+            &["--vlans", "1.2.3.4"][..],
+            &["--vlans", "1.2", "--vlan", "3"],
+            &["--vlans", "1.2", "--qinq", "3.4"],
+        ] {
+            let mut args = vec!["etherconn-perf"];
+            args.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
         assert!(Cli::try_parse_from(["etherconn-perf", "--payload", "4"]).is_err());
         assert!(Cli::try_parse_from(["etherconn-perf", "--backend", "xdp"]).is_err());
         let cli = Cli::try_parse_from(["etherconn-perf", "--backend", "kernel,rudp"]).unwrap();
