@@ -4,7 +4,7 @@
 Nothing here is committed as a corpus: the seeds are made from the golden frames
 (crates/etherconn-core/tests/data/golden.json), the classify regression fixtures
 (crates/etherconn-core/tests/data/regressions/*.hex), the relay's default receive filter (built
-by the `bpf` target itself from its options: ARP, IPv4 and IPv6 behind at most two tags),
+by the `bpf` target itself from its options: ARP, IPv4 and IPv6 behind at most three tags),
 hand-assembled classic BPF programs (among them the program tcpdump compiles for
 `udp dst port 67`), DHCP replies laid out as dnsmasq sends them, and lease-file lines as dnsmasq
 writes them, and the ICMPv6 neighbour discovery messages of the wire unit tests. Each input
@@ -133,7 +133,11 @@ def build_seeds(c):
             # Selector bit 7: PCP = selector >> 2 = 40.
             "pcp-above-7": dict(tags=[(0xA0, 100)] + tags[1:],
                                 shape=(fields["shape"] & 4) | max(len(tags), 1)),
-            "three-tags": dict(tags=[(0, 1), (1, 2), (2, 3)], shape=(fields["shape"] & 4) | 3),
+            # Three tags are valid (0x9100 / 0x88a8 / 0x8100); shape bit 3 adds a fourth, which
+            # the builder must refuse.
+            "three-tags": dict(tags=[(2, 300), (1, 200), (0, 100)], shape=(fields["shape"] & 4) | 3),
+            "four-tags": dict(tags=[(0, 1), (1, 2), (2, 3), (0, 4)],
+                              shape=(fields["shape"] & 4) | 8 | 3),
             # Found by this target: the builder wrote frames to UDP port 0, which no receiver
             # (classify included) takes.
             "dst-port-0": dict(dport=0),
@@ -286,9 +290,11 @@ def bpf_seeds(c):
             c.add("bpf", f"filter-default-offloaded-{name}",
                   bpf_header(2, stripped[1]) + filter_options(default) + stripped[0])
     some = dict(frames)
-    for name in ("ipv4_udp_dhcp_broadcast", "qinq_88a8_ipv6_udp", "three_vlan_tags", "lldp"):
+    for name in ("ipv4_udp_dhcp_broadcast", "qinq_88a8_ipv6_udp", "triple_9100_88a8_8100_ipv6_udp",
+                 "four_vlan_tags", "lldp"):
         frame = some[name]
-        for max_tags in (0, 1, 3):
+        # 3 is the most the filter takes, 4 one too many.
+        for max_tags in (0, 1, 2, 3, 4):
             c.add("bpf", f"filter-max-tags-{max_tags}-{name}",
                   bpf_header(2) + filter_options(default, max_tags) + frame)
         c.add("bpf", f"filter-tpid-listed-{name}",

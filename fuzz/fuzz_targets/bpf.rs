@@ -24,7 +24,7 @@
 //! steered, 2 filter, 3 filter with overwritten instructions; bit 2: an offloaded tag), bytes
 //! 1-4 the offloaded tag's TPID and TCI (big-endian). Programs: a big-endian `u16` count, then
 //! as many 8-byte instructions as the input holds (`struct sock_filter` in little-endian: code,
-//! jt, jf, k). Filters: `max_tags` (byte mod 4), the accept length (big-endian `u32`), a count
+//! jt, jf, k). Filters: `max_tags` (byte mod 5: 0 to 3, 4 is invalid), the accept length (big-endian `u32`), a count
 //! byte and that many big-endian EtherTypes; then, in mode 3, a count byte and that many
 //! overwrites (index `u16`, field byte, value `u32`). The rest is the frame. See
 //! docs/fuzzing.md.
@@ -37,6 +37,7 @@ use etherconn_core::bpf::{
     ethertype_filter, BpfError, FilterOptions, Instruction, OffloadedVlan, Program, BPF_A, BPF_JA,
     BPF_JMP, BPF_K, BPF_MAXINSNS, BPF_RET, MAX_ETHERTYPES,
 };
+use etherconn_core::wire::vlan::MAX_TAGS;
 use etherconn_core::wire::EtherType;
 use libfuzzer_sys::fuzz_target;
 
@@ -234,7 +235,7 @@ fn kernel_attach(p: &Program) -> Option<std::io::Result<()>> {
 const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 
 fn check_filter(r: &mut Reader<'_>, overwrite: bool, offloaded: Option<OffloadedVlan>) {
-    let max_tags = usize::from(r.u8() % 4);
+    let max_tags = usize::from(r.u8() % 5);
     let accept_len = r.u32();
     let n = usize::from(r.u8());
     let ethertypes: Vec<EtherType> = (0..n).map(|_| EtherType(r.u16())).collect();
@@ -244,10 +245,10 @@ fn check_filter(r: &mut Reader<'_>, overwrite: bool, offloaded: Option<Offloaded
     };
     let distinct: BTreeSet<u16> = ethertypes.iter().map(|e| e.0).collect();
     let filter = ethertype_filter(&ethertypes, opts);
-    let expected = if max_tags > 2 {
+    let expected = if max_tags > MAX_TAGS {
         Err(BpfError::TooManyTags {
             given: max_tags,
-            max: 2,
+            max: MAX_TAGS,
         })
     } else if accept_len == 0 {
         Err(BpfError::ZeroAcceptLen)

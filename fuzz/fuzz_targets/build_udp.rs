@@ -13,7 +13,8 @@
 //! `crates/etherconn-core/tests/oracle.rs`.
 //!
 //! Input layout (a reader yields zeros past the end, so a short input is a plain frame):
-//! byte 0 is the shape (bits 0-1: 0 to 3 VLAN tags; bit 2: IPv6), byte 1 the faults to inject
+//! byte 0 is the shape (bits 0-1: 0 to 3 VLAN tags, one more with bit 3, so up to four, which
+//! must be refused; bit 2: IPv6), byte 1 the faults to inject
 //! (bit 0: the destination of the other family; bit 1: a buffer of any size up to what fits;
 //! bit 2: DSCP above 63 allowed; high nibble 0xf: a payload of the largest size, 0xe: one byte
 //! larger, both rare because they are slow).
@@ -28,6 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherconn_core::build::{build_udp_frame, max_udp_payload, BuildError, UdpFrame};
 use etherconn_core::classify::classify;
+use etherconn_core::wire::vlan::MAX_TAGS;
 use etherconn_core::wire::{EtherType, MacAddr, Span, Tpid, VlanTag};
 use etherconn_core::{L2EndpointKey, VlanIds};
 use etherparse::{
@@ -64,7 +66,8 @@ impl<'a> Input<'a> {
         let shape = r.u8();
         let faults = r.u8();
         let ipv6 = shape & 4 != 0;
-        let vlans = (0..shape & 3)
+        let n_tags = (shape & 3) + u8::from(shape & 8 != 0);
+        let vlans = (0..n_tags)
             .map(|_| {
                 let sel = r.u8();
                 let mut tag = VlanTag::from_tci(TPIDS[usize::from(sel & 3) % 3], r.u16());
@@ -89,8 +92,7 @@ impl<'a> Input<'a> {
             0xe => &BIG[..max_udp_payload(ipv6) + 1],
             _ => r.0,
         };
-        let needed =
-            14 + 4 * usize::from(shape & 3) + if ipv6 { 40 } else { 20 } + 8 + payload.len();
+        let needed = 14 + 4 * usize::from(n_tags) + if ipv6 { 40 } else { 20 } + 8 + payload.len();
         let fits = needed.max(60) + usize::from(slack);
         let buf_len = if faults & 2 != 0 {
             fits * usize::from(slack) / 255
@@ -128,7 +130,7 @@ impl<'a> Input<'a> {
         let ipv6 = self.src.is_ipv6();
         let l3 = if ipv6 { 40 } else { 20 };
         let len = 14 + 4 * self.vlans.len() + l3 + 8 + self.payload.len();
-        self.vlans.len() <= 2
+        self.vlans.len() <= MAX_TAGS
             && self.vlans.iter().all(|t| t.pcp <= 7)
             && self.src.is_ipv6() == self.dst.is_ipv6()
             // The IPv4 total length or the UDP length must fit 16 bits.
@@ -310,7 +312,7 @@ fn check_classify(input: &Input<'_>, frame: &[u8]) {
     assert_eq!(c.src_mac, input.src_mac);
     assert_eq!(c.vlans().as_slice(), &input.vlans[..]);
     assert_eq!(c.ethertype(), ethertype);
-    let vlans = VlanIds::from_tags(&input.vlans).expect("at most two tags");
+    let vlans = VlanIds::from_tags(&input.vlans).expect("at most three tags");
     assert_eq!(c.key, L2EndpointKey::new(input.dst_mac, vlans, ethertype));
     assert_eq!(c.payload(), Span::new(input.ip_offset(), spec.len()));
     let ip = c.ip().expect("IP layer");

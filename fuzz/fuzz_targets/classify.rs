@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::classify::{classify, classify_with, Classified, IpInfo, Options, UdpInfo};
-use etherconn_core::wire::vlan::VlanStack;
+use etherconn_core::wire::vlan::{VlanStack, MAX_TAGS};
 use etherconn_core::wire::{EtherType, MacAddr, Span, Tpid, VlanTag};
 use etherconn_core::{L2EndpointKey, VlanIds};
 use libfuzzer_sys::fuzz_target;
@@ -72,7 +72,7 @@ fn check_invariants(frame: &[u8], stripped: Option<VlanTag>, c: &Classified) {
     assert_eq!(c.src_mac.0, frame[6..12]);
     assert!(within(whole, c.payload()), "{c:?}");
     assert!(c.payload().start >= 14);
-    assert!(c.vlans().len() <= 2);
+    assert!(c.vlans().len() <= MAX_TAGS);
     assert_eq!(c.key.vlans.len(), c.vlans().len());
     assert_eq!(c.key.vlans, VlanIds::from_stack(&c.vlans()));
     assert_eq!(c.key.mac, c.dst_mac());
@@ -166,8 +166,8 @@ fn build_round_trip(data: &[u8]) {
     let mut r = Reader(data);
     let shape = r.u8();
     let ipv6 = shape & 4 != 0;
-    let mut vlans = [VlanTag::default(); 2];
-    let ntags = usize::from(shape % 3);
+    let mut vlans = [VlanTag::default(); MAX_TAGS];
+    let ntags = usize::from(shape & 3);
     for tag in &mut vlans[..ntags] {
         let tpid = TPIDS[usize::from(r.u8() % 3)];
         *tag = VlanTag::from_tci(tpid, r.u16());
