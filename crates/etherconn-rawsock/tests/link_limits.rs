@@ -66,12 +66,28 @@ fn max_payload_follows_the_interface_mtu_and_the_kernel_agrees() {
     assert_eq!(tx.mtu(), 1400);
     assert_eq!(rx.mtu(), 1400);
     // Linux takes 4 bytes over the MTU from a packet socket only for an outer 802.1Q tag.
-    let stacks: [(&[VlanTag], usize); 5] = [
+    let stacks: [(&[VlanTag], usize); 7] = [
         (&[], 1400),
         (&[tag(Tpid::DOT1Q, 100)], 1400),
         (&[tag(Tpid::QINQ, 100)], 1396),
         (&[tag(Tpid::DOT1Q, 10), tag(Tpid::DOT1Q, 20)], 1396),
         (&[tag(Tpid::QINQ, 10), tag(Tpid::DOT1Q, 20)], 1392),
+        (
+            &[
+                tag(Tpid::DOT1Q, 10),
+                tag(Tpid::DOT1Q, 20),
+                tag(Tpid::DOT1Q, 30),
+            ],
+            1392,
+        ),
+        (
+            &[
+                tag(Tpid::QINQ, 10),
+                tag(Tpid::DOT1Q, 20),
+                tag(Tpid::DOT1Q, 30),
+            ],
+            1388,
+        ),
     ];
     let ecfg = || EtherConnConfig::default().ethertypes(&[ET]);
     for (i, (vlans, max)) in stacks.into_iter().enumerate() {
