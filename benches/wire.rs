@@ -28,7 +28,7 @@ fn frame(vlans: &[VlanTag], payload_len: usize) -> Vec<u8> {
     buf
 }
 
-fn stacks() -> [(&'static str, Vec<VlanTag>); 3] {
+fn stacks() -> [(&'static str, Vec<VlanTag>); 4] {
     [
         ("untagged", vec![]),
         ("dot1q", vec![VlanTag::dot1q(100).unwrap()]),
@@ -36,6 +36,14 @@ fn stacks() -> [(&'static str, Vec<VlanTag>); 3] {
             "qinq",
             vec![
                 VlanTag::new(Tpid::QINQ, VlanId::new(200).unwrap()),
+                VlanTag::dot1q(100).unwrap(),
+            ],
+        ),
+        (
+            "triple",
+            vec![
+                VlanTag::new(Tpid::QINQ, VlanId::new(300).unwrap()),
+                VlanTag::dot1q(200).unwrap(),
                 VlanTag::dot1q(100).unwrap(),
             ],
         ),

@@ -1,8 +1,8 @@
 //! The AF_PACKET relay's capture over a veth pair, read back by tshark: frames scapy sent
 //! (untagged, 802.1Q, QinQ with 0x88a8 and 0x9100 outer tags, three tags) are in the file as
 //! they were on the wire, the outer tag the kernel moved out of each put back; frames the relay
-//! sent are in it too, marked outbound; the count equals the relay's counters; addresses, VLAN ids, TPIDs
-//! and checksums are what was sent.
+//! sent are in it too, marked outbound; the count equals the relay's counters; addresses, VLAN
+//! ids, TPIDs and checksums are what was sent.
 //!
 //! Root only: without root each test prints a skip line and passes, unless
 //! `ETHERCONN_REQUIRE_ROOT_TESTS=1`, which makes it fail instead.
