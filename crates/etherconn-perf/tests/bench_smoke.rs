@@ -250,6 +250,39 @@ fn bench_qinq_reaches_tagged_endpoints() {
     assert!(kernel["note"].as_str().unwrap().contains("untagged"));
 }
 
+#[test]
+fn bench_three_tags_reach_tagged_endpoints() {
+    if !require_root("bench_three_tags_reach_tagged_endpoints") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let (json, _) = run_bench(&[
+        "bench",
+        "--backend",
+        "rawsock,rudp",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--json",
+        "--endpoints",
+        "3",
+        "--payload",
+        "1400",
+        "--vlans",
+        "300.200.100",
+    ]);
+    for backend in ["rawsock", "rudp"] {
+        let r = result(&json, backend);
+        assert_eq!(r["vlans"], "300.200.100", "{r:#}");
+        // 14 + 3 tags of 4 + 20 + 8 + 1400.
+        assert_eq!(r["frame_bytes"], 1454, "{r:#}");
+        assert!(num(r, "rx_pps") > 0.0, "{r:#}");
+        assert_eq!(r["bad_payload"].as_u64().unwrap_or(0), 0, "{r:#}");
+        assert_eq!(r["rx_counters"]["misaddressed"].as_u64().unwrap_or(0), 0);
+    }
+}
+
 /// A child process that is interrupted and reaped when dropped (a failing test leaves no echo
 /// running; the testbed's namespace removal would kill it too).
 struct Running(Option<Child>);
