@@ -345,7 +345,12 @@ fn first_frames_after_open_get_the_same_filter_verdicts() {
                 "not an EtherType the filter passes, padding padding",
             );
         scapy.send(&specs(&[
-            Spec::udp4(X, 1, "three tags").tags(&[(0x88a8, 10), (0x8100, 20), (0x8100, 100)]),
+            Spec::udp4(X, 1, "four tags").tags(&[
+                (0x88a8, 10),
+                (0x8100, 20),
+                (0x8100, 100),
+                (0x8100, 1),
+            ]),
             lldp_like,
             Spec::udp4(X, 2, "qinq").tags(&[(0x88a8, 200), (0x8100, 100)]),
             Spec::udp4(X, 3, "plain"),

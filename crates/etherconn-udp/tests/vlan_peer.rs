@@ -1,5 +1,6 @@
-//! `RUdpConn` behind 802.1Q, QinQ and three tags against scapy (`tests/peers/udp_peer.py`, in namespace
-//! `a` of a veth testbed; this kernel has no 802.1Q module, so no kernel peer can be tagged).
+//! `RUdpConn` behind 802.1Q, QinQ and three tags against scapy (`tests/peers/udp_peer.py`, in
+//! namespace `a` of a veth testbed; this kernel has no 802.1Q module, so no kernel peer can be
+//! tagged).
 //! scapy sends each conn a datagram on its VLAN stack; the conn must receive it (payload,
 //! sender, the address it was sent to) and answer, and scapy must decode the answer with the
 //! conn's VLAN stack (TPIDs, ids, PCP), MAC, addresses, ports and a good checksum. The same
