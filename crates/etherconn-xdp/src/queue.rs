@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use etherconn_relay::Dispatcher;
+use etherconn_relay::{Direction, Dispatcher};
 
 use crate::sys::{XskRx, XskTx};
 
@@ -66,7 +66,8 @@ const STATS_EVERY: Duration = Duration::from_millis(200);
 
 /// The queue's thread: takes received frames in batches of up to `batch` and delivers them
 /// through the dispatcher, until `stopped`. Frames are copied into the dispatcher's buffers,
-/// so each UMEM frame goes straight back to the fill ring.
+/// so each UMEM frame goes straight back to the fill ring. `ifname` names the relay in its
+/// drop summaries.
 pub(crate) fn engine(
     mut rx: XskRx,
     q: &QueueShared,
@@ -74,6 +75,7 @@ pub(crate) fn engine(
     stopped: &AtomicBool,
     batch: usize,
     idle_poll_ms: i32,
+    ifname: &str,
 ) {
     let mut delivery = d.delivery();
     let mut last_stats = Instant::now();
@@ -84,7 +86,21 @@ pub(crate) fn engine(
         }
         // No metadata travels with an AF_XDP frame: the UDP checksum is verified (unless the
         // dispatcher is configured not to), whoever sent it.
-        let n = rx.receive(batch, |frame| delivery.push(frame, None, false));
+        // Looked up once per batch: without a capture, one untaken branch per frame. An
+        // AF_XDP frame carries no time of its own: the batch's is taken once, when there is
+        // a capture.
+        let capture = d.capture();
+        let now = capture.and_then(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+        });
+        let n = rx.receive(batch, |frame| {
+            if let Some(cap) = capture {
+                cap.record(Direction::Inbound, frame, None, now);
+            }
+            delivery.push(frame, None, false);
+        });
         delivery.flush();
         if n > 0 {
             q.rx_frames.fetch_add(n as u64, Ordering::Relaxed);
@@ -103,6 +119,9 @@ pub(crate) fn engine(
                     .fetch_add(new, Ordering::Relaxed);
                 reported = (dropped, fill_empty);
             }
+            // At most once a second (whichever queue thread comes first), and only for a
+            // subscriber that listens.
+            d.summarise_drops(ifname);
         }
     }
 }
