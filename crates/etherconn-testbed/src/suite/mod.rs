@@ -26,6 +26,7 @@
 //!     tag: "my",
 //!     open,
 //!     sees_partial_checksums: false,
+//!     sees_unregistered: true,
 //! });
 //! ```
 
