@@ -24,7 +24,7 @@ use crate::config::{XdpMode, XdpRelayConfig};
 use crate::error::{Error, Result};
 use crate::maps::MapMirror;
 use crate::program::{self, Loaded};
-use crate::queue::{engine, QueueShared, QueueStats};
+use crate::queue::{engine, Pace, QueueShared, QueueStats};
 use crate::sys::{self, BindMode, TxFull, XskSetupError, XskSizes};
 
 /// What the XDP program did with the frames it saw, summed over CPUs.
@@ -235,11 +235,15 @@ impl XdpRelay {
             let d = Arc::clone(&dispatcher);
             let q = Arc::clone(q);
             let stop = Arc::clone(&stopped);
-            let (batch, idle) = (config.rx_batch, config.idle_poll_ms);
+            let pace = Pace {
+                batch: config.rx_batch,
+                idle_spins: config.idle_spins,
+                idle_poll_ms: config.idle_poll_ms,
+            };
             let name = ifname.to_owned();
             let spawned = std::thread::Builder::new()
                 .name(format!("etherconn-xdp{}", q.queue))
-                .spawn(move || engine(rx, &q, &d, &stop, batch, idle, &name));
+                .spawn(move || engine(rx, &q, &d, &stop, pace, &name));
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
