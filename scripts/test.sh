@@ -124,6 +124,9 @@ cargo test -p etherconn-udp --features tokio
 section "cargo test --features pcap --test pcap_feature (the facade's libpcap relay)"
 cargo test --features pcap --test pcap_feature
 
+section "cargo test -p etherconn-perf --features xdp --test bench_smoke -- bench_xdp (bench over the AF_XDP relay)"
+cargo test -p etherconn-perf --features xdp --test bench_smoke -- bench_xdp
+
 section "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 

@@ -30,6 +30,8 @@ etherconn_testbed::relay_peer_suite!(Backend {
     open,
     // libpcap does not pass on the kernel's checksum status.
     sees_partial_checksums: false,
+    // It sees every frame its filter passes.
+    sees_unregistered: true,
 });
 
 #[test]

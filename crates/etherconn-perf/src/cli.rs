@@ -73,6 +73,14 @@ pub enum BackendChoice {
     /// (feature `pcap`, on by default; not part of `all`).
     #[cfg(feature = "pcap")]
     Pcap,
+    /// EtherConns on the AF_XDP relay (etherconn-xdp) on both ends, UDP built by the tool
+    /// (feature `xdp`; not part of `all`).
+    #[cfg(feature = "xdp")]
+    Xdp,
+    /// etherconn-udp's RUdpConns (send_batch / recv_batch) on the AF_XDP relay on both ends
+    /// (feature `xdp`; not part of `all`).
+    #[cfg(feature = "xdp")]
+    XdpRudp,
 }
 
 /// An optional VLAN stack for every endpoint.
@@ -102,7 +110,7 @@ impl VlanArgs {
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
     /// Backends to measure (a comma list: `kernel,rudp`); `all` is kernel, rawsock and rudp;
-    /// `pcap` is measured only when listed.
+    /// `pcap`, `xdp` and `xdp-rudp` are measured only when listed.
     /// The kernel baseline runs only when listed (or with `all`).
     #[arg(
         long,
@@ -157,6 +165,12 @@ pub struct BenchArgs {
     /// the cost of capture, in the same run. Each captured measurement rewrites the file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// Queues of the veth pair and of the AF_XDP relays (1 or 2; one thread each). With 2, the
+    /// veth pair has two queues for every backend of the run, and each AF_XDP relay serves
+    /// both (rows `xdp-2q`, `xdp-rudp-2q`).
+    #[cfg(feature = "xdp")]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub queues: u32,
 }
 
 /// Options of `echo`.

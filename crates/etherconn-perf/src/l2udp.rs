@@ -133,6 +133,11 @@ impl L2UdpEndpoints {
         Ok(set)
     }
 
+    /// The backend's name in results, for a set made with [`on_relay`](Self::on_relay).
+    pub fn set_backend_name(&mut self, name: &'static str) {
+        self.backend = name;
+    }
+
     /// Registers the endpoints on `relay` (results name the backend `rawsock`).
     pub fn on_relay(relay: Arc<dyn PacketRelay>, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
         if cfg.endpoints == 0 {

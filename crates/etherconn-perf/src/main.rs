@@ -32,6 +32,8 @@ mod scale;
 mod send;
 mod sys;
 mod testbed;
+#[cfg(feature = "xdp")]
+mod xdp;
 
 use std::process::ExitCode;
 

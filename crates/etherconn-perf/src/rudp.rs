@@ -41,6 +41,8 @@ struct Counters {
 /// A fleet of [`RUdpConn`]s on one relay.
 pub struct RUdpEndpoints {
     relay: Arc<dyn PacketRelay>,
+    /// The backend's name in results (`rudp`, `xdp-rudp`).
+    backend: &'static str,
     conns: Vec<RUdpConn>,
     /// Which conns have datagrams.
     ready: ReadyConns,
@@ -65,6 +67,11 @@ impl RUdpEndpoints {
     /// `cfg` (`answer_arp` and `tx_path` do not apply), next hops from `peers`.
     pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig, peers: PeerRange) -> Result<Self> {
         Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg, peers)
+    }
+
+    /// The backend's name in results, for a set made with [`on_relay`](Self::on_relay).
+    pub fn set_backend_name(&mut self, name: &'static str) {
+        self.backend = name;
     }
 
     /// Creates the conns on `relay`.
@@ -105,6 +112,7 @@ impl RUdpEndpoints {
             conns.push(conn);
         }
         Ok(RUdpEndpoints {
+            backend: "rudp",
             relay,
             conns,
             ready,
@@ -163,7 +171,7 @@ impl RUdpEndpoints {
 
 impl EndpointSet for RUdpEndpoints {
     fn backend(&self) -> &'static str {
-        "rudp"
+        self.backend
     }
 
     fn endpoint_count(&self) -> usize {

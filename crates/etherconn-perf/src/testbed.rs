@@ -9,8 +9,14 @@ use crate::error::{Context, Result};
 /// ends; first removes the namespaces of earlier runs that were killed (SIGKILL) before they
 /// could clean up.
 pub fn quiet_testbed(prefix: &str) -> Result<Testbed> {
+    quiet_testbed_with_queues(prefix, 1)
+}
+
+/// [`quiet_testbed`] with `queues` transmit and receive queues on each veth end.
+pub fn quiet_testbed_with_queues(prefix: &str, queues: u32) -> Result<Testbed> {
     let _ = etherconn_testbed::remove_stale_namespaces(prefix);
-    let tb = Testbed::new(prefix).context(|| "cannot create the namespace testbed")?;
+    let tb =
+        Testbed::with_queues(prefix, queues).context(|| "cannot create the namespace testbed")?;
     for side in [Side::A, Side::B] {
         let ifname = tb.ifname(side).to_owned();
         for conf in ["all", "default", ifname.as_str()] {

@@ -483,3 +483,90 @@ fn echo_and_send(f: &Family) {
         Vec::<String>::new()
     );
 }
+
+/// `--backend kernel,rawsock,xdp,xdp-rudp` (feature `xdp`): EtherConns and RUdpConns on
+/// AF_XDP relays in the same run as the kernel baseline and the AF_PACKET relay, then
+/// `--queues 2` (a two-queue veth pair, each relay serving both queues) with a capture
+/// (`--pcap`) whose frame count matches the relay's counters.
+#[cfg(feature = "xdp")]
+#[test]
+fn bench_xdp() {
+    if !require_root("bench_xdp") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let backends_of = |json: &Value| -> Vec<String> {
+        json["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["backend"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (json, _) = run_bench(&[
+        "bench",
+        "--backend",
+        "kernel,rawsock,xdp,xdp-rudp",
+        "--seconds",
+        "1",
+        "--json",
+        "--endpoints",
+        "4",
+        "--warmup",
+        "0.3",
+    ]);
+    assert_eq!(backends_of(&json), ["kernel", "rawsock", "xdp", "xdp-rudp"]);
+    for name in ["xdp", "xdp-rudp"] {
+        let r = result(&json, name);
+        for key in ["tx_pps", "rx_pps", "ratio_to_kernel"] {
+            assert!(num(r, key) > 0.0, "{name} {key} is 0: {r:#}");
+        }
+        assert_eq!(r["bad_payload"], 0, "{r:#}");
+        assert_eq!(r["endpoints"], 4);
+        assert!(r["rx_counters"]["relay_rx_delivered"].as_u64().unwrap() > 0);
+        assert!(r["tx_counters"]["relay_tx"].as_u64().unwrap() > 0);
+        let invalid = r["rx_counters"]["relay_rx_invalid"].as_u64().unwrap_or(0);
+        assert_eq!(invalid, 0, "{r:#}");
+    }
+
+    let file = std::env::temp_dir().join(format!(
+        "etherconn-perf-bench-xdp-{}.pcapng",
+        std::process::id()
+    ));
+    let (json, _) = run_bench(&[
+        "bench",
+        "--backend",
+        "xdp",
+        "--queues",
+        "2",
+        "--seconds",
+        "0.5",
+        "--json",
+        "--endpoints",
+        "2",
+        "--warmup",
+        "0.2",
+        "--pcap",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(backends_of(&json), ["xdp-2q", "xdp-2q+pcap"]);
+    let plain = result(&json, "xdp-2q");
+    assert!(num(plain, "rx_pps") > 0.0, "{plain:#}");
+    let captured = result(&json, "xdp-2q+pcap");
+    let rxc = &captured["rx_counters"];
+    let n = rxc["relay_captured"].as_u64().unwrap_or(0);
+    let dropped = rxc["relay_capture_dropped"].as_u64().unwrap_or(0);
+    let offered = rxc["relay_rx_offered"].as_u64().unwrap_or(0);
+    let tx = rxc["relay_tx"].as_u64().unwrap_or(0);
+    assert!(n > 0, "{captured:#}");
+    assert_eq!(n + dropped, offered + tx, "{captured:#}");
+    if etherconn_testbed::tshark_available() {
+        let rows = etherconn_testbed::tshark_fields(&file, &["udp.dstport"]).unwrap();
+        assert_eq!(rows.len() as u64, n, "frames in the file");
+        assert!(
+            rows.iter().all(|r| r[0] == "9000"),
+            "only the bench's datagrams"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}

@@ -28,6 +28,8 @@ etherconn_testbed::relay_peer_suite!(Backend {
     open,
     // TPACKET_V3 reports TP_STATUS_CSUMNOTREADY per frame.
     sees_partial_checksums: true,
+    // It sees every frame its filter passes.
+    sees_unregistered: true,
 });
 
 #[test]

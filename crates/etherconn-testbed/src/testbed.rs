@@ -66,23 +66,31 @@ impl Testbed {
     /// `ea3f10`/`eb3f10`; kept short so the threaded-NAPI kernel thread name
     /// `napi/<if>-<id>` identifies the interface even where thread names are cut at 15 bytes.
     pub fn new(prefix: &str) -> io::Result<Testbed> {
+        Self::with_queues(prefix, 1)
+    }
+
+    /// [`new`](Self::new) with `queues` transmit and receive queues on each veth end (more
+    /// than one: `ip link add ... numtxqueues N numrxqueues N`), for a relay that serves
+    /// queues. A veth delivers a frame on the receive queue numbered like the transmit queue
+    /// it was sent on.
+    pub fn with_queues(prefix: &str, queues: u32) -> io::Result<Testbed> {
         let a = Netns::new(prefix)?;
         let b = Netns::new(prefix)?;
         let (pid, id) = (process::id() % 0x1000, next_id());
         let a_if = format!("ea{pid:03x}{id:x}");
         let b_if = format!("eb{pid:03x}{id:x}");
-        a.ip(&[
-            "link",
-            "add",
-            &a_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b_if,
-            "netns",
-            b.name(),
-        ])?;
+        let q = queues.max(1).to_string();
+        let multi: &[&str] = if queues > 1 {
+            &["numtxqueues", &q, "numrxqueues", &q]
+        } else {
+            &[]
+        };
+        let mut cmd: Vec<&str> = vec!["link", "add", &a_if];
+        cmd.extend_from_slice(multi);
+        cmd.extend_from_slice(&["type", "veth", "peer", "name", &b_if]);
+        cmd.extend_from_slice(multi);
+        cmd.extend_from_slice(&["netns", b.name()]);
+        a.ip(&cmd)?;
         let ipv6 = Path::new("/proc/sys/net/ipv6").exists();
         for (ns, ifname) in [(&a, &a_if), (&b, &b_if)] {
             if ipv6 {

@@ -56,6 +56,12 @@ pub struct XdpRelayConfig {
     /// How long a queue thread sleeps in `poll` when idle before it checks for a stop, in
     /// milliseconds. Default 50.
     pub idle_poll_ms: i32,
+    /// How many times a queue thread that finds its receive ring empty yields the CPU and
+    /// looks again before it sleeps in `poll`. Each sleep costs a wake-up from the kernel's
+    /// receive path and two context switches, which at a few hundred thousand frames a second
+    /// cost more than the yields (docs/performance.md, section 9); an idle relay pays at most
+    /// this many `sched_yield` calls per quiet spell. 0 sleeps at once. Default 64.
+    pub idle_spins: u32,
 }
 
 impl Default for XdpRelayConfig {
@@ -73,6 +79,7 @@ impl Default for XdpRelayConfig {
             replace_foreign_program: false,
             default_takes_untagged_group: false,
             idle_poll_ms: 50,
+            idle_spins: 64,
         }
     }
 }
@@ -105,6 +112,12 @@ impl XdpRelayConfig {
     /// These settings with `default_takes_untagged_group` set.
     pub fn default_takes_untagged_group(mut self, on: bool) -> Self {
         self.default_takes_untagged_group = on;
+        self
+    }
+
+    /// These settings with `idle_spins` set.
+    pub fn idle_spins(mut self, n: u32) -> Self {
+        self.idle_spins = n;
         self
     }
 

@@ -101,6 +101,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
 
+    /// The relay's capture could not start (its file could not be created, say).
+    #[error("cannot start the capture: {0}")]
+    Capture(#[from] etherconn_relay::CaptureError),
+
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Io {
@@ -142,7 +146,9 @@ impl From<Error> for io::Error {
             Error::ForeignProgramAttached { .. } => io::ErrorKind::AddrInUse,
             Error::XdpNotSupported { .. } => io::ErrorKind::Unsupported,
             Error::Io { source, .. } | Error::UmemSetup { source, .. } => source.kind(),
-            Error::InterfaceDown { .. } | Error::Program { .. } => io::ErrorKind::Other,
+            Error::InterfaceDown { .. } | Error::Program { .. } | Error::Capture(_) => {
+                io::ErrorKind::Other
+            }
         };
         io::Error::new(kind, e)
     }

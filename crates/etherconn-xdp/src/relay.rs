@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::{Link, MapHandle};
 
-use etherconn_relay::{Dispatcher, PacketRelay, RelayCounters};
+use etherconn_core::wire::EtherType;
+use etherconn_relay::{Capture, CaptureConfig, Direction, Dispatcher, PacketRelay, RelayCounters};
 
 use crate::config::{XdpMode, XdpRelayConfig};
 use crate::error::{Error, Result};
 use crate::maps::MapMirror;
 use crate::program::{self, Loaded};
-use crate::queue::{engine, QueueShared, QueueStats};
+use crate::queue::{engine, Pace, QueueShared, QueueStats};
 use crate::sys::{self, BindMode, TxFull, XskSetupError, XskSizes};
 
 /// What the XDP program did with the frames it saw, summed over CPUs.
@@ -60,7 +61,10 @@ pub struct XdpRelay {
     queues: Vec<Arc<QueueShared>>,
     queue_ids: Vec<u32>,
     mode: BindMode,
+    /// The interface's MTU when the relay was made.
     mtu: usize,
+    /// Usable bytes of a UMEM frame: the largest frame sent or received.
+    frame_room: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stopped: Arc<AtomicBool>,
     link: Mutex<Option<Link>>,
@@ -88,6 +92,26 @@ impl XdpRelay {
     /// [`Error::ForeignProgramAttached`], [`Error::XdpNotSupported`], [`Error::UmemSetup`],
     /// [`Error::Program`], [`Error::InvalidConfig`].
     pub fn new(ifname: &str, config: XdpRelayConfig) -> Result<Arc<XdpRelay>> {
+        Self::open(ifname, config, None)
+    }
+
+    /// [`new`](Self::new) with a capture of every frame the relay receives and sends from
+    /// the first one on (the capture is there before the queue threads start). Also
+    /// [`Error::Capture`] when the capture cannot start. Only frames the XDP program
+    /// redirects reach the relay, so only those are in the file.
+    pub fn with_capture(
+        ifname: &str,
+        config: XdpRelayConfig,
+        capture: CaptureConfig,
+    ) -> Result<Arc<XdpRelay>> {
+        Self::open(ifname, config, Some(capture))
+    }
+
+    fn open(
+        ifname: &str,
+        config: XdpRelayConfig,
+        capture: Option<CaptureConfig>,
+    ) -> Result<Arc<XdpRelay>> {
         if config.rx_batch == 0 {
             return Err(Error::InvalidConfig("rx_batch must be at least 1"));
         }
@@ -153,6 +177,9 @@ impl XdpRelay {
             .write_config(false)
             .map_err(|e| Error::program("write config", &e))?;
         let dispatcher = Dispatcher::with_observer(config.dispatcher, Arc::new(mirror));
+        if let Some(capture) = capture {
+            dispatcher.start_capture(capture)?;
+        }
         let xsks = loaded.map("xsks")?;
         let stats_map = loaded.map("stats")?;
 
@@ -169,18 +196,38 @@ impl XdpRelay {
         let mut queues = Vec::with_capacity(queue_ids.len());
         let mut rx_halves = Vec::with_capacity(queue_ids.len());
         let mut mode = BindMode::Copy;
-        let mut mtu = usize::MAX;
+        let mut frame_room = usize::MAX;
         for &q in &queue_ids {
             let (rx, tx, fd, m) = open_xsk_retrying(ifname, q, sizes, zero_copy, &config)?;
             program::put_socket(&xsks, q, fd)?;
             mode = m;
-            mtu = mtu.min(tx.mtu());
+            frame_room = frame_room.min(tx.room());
             queues.push(Arc::new(QueueShared::new(q, tx)));
             rx_halves.push(rx);
         }
 
         // Attached last: by now every queue's socket is in the map.
         let link = loaded.attach(ifindex, ifname)?;
+        tracing::debug!(
+            interface = ifname,
+            ifindex,
+            prog_id = loaded.attached_id(ifindex).ok().flatten().unwrap_or(0),
+            max_keys = config.max_keys,
+            "AF_XDP relay: program attached"
+        );
+        tracing::info!(
+            interface = ifname,
+            mtu = info.mtu,
+            queues = ?queue_ids,
+            mode = ?mode,
+            frame_size = config.frame_size,
+            rx_ring = config.rx_ring,
+            tx_ring = config.tx_ring,
+            rx_batch = config.rx_batch,
+            need_wakeup = config.need_wakeup,
+            capture = dispatcher.capture().is_some(),
+            "AF_XDP relay opened"
+        );
 
         let stopped = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(queues.len());
@@ -188,10 +235,15 @@ impl XdpRelay {
             let d = Arc::clone(&dispatcher);
             let q = Arc::clone(q);
             let stop = Arc::clone(&stopped);
-            let (batch, idle) = (config.rx_batch, config.idle_poll_ms);
+            let pace = Pace {
+                batch: config.rx_batch,
+                idle_spins: config.idle_spins,
+                idle_poll_ms: config.idle_poll_ms,
+            };
+            let name = ifname.to_owned();
             let spawned = std::thread::Builder::new()
                 .name(format!("etherconn-xdp{}", q.queue))
-                .spawn(move || engine(rx, &q, &d, &stop, batch, idle));
+                .spawn(move || engine(rx, &q, &d, &stop, pace, &name));
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
@@ -209,7 +261,8 @@ impl XdpRelay {
             queues,
             queue_ids,
             mode,
-            mtu,
+            mtu: info.mtu as usize,
+            frame_room,
             threads: Mutex::new(threads),
             stopped,
             link: Mutex::new(Some(link)),
@@ -244,6 +297,21 @@ impl XdpRelay {
         ProgramStats { redirected, passed }
     }
 
+    /// A frame past the link's MTU, said in the link's terms, as the other relays say it.
+    fn too_large(&self, len: usize) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
+                 behind an outer 802.1Q tag; the MTU as read when the relay was made)",
+                self.mtu,
+                self.ifname,
+                self.mtu + 14,
+                self.mtu + 18
+            ),
+        )
+    }
+
     fn refuse_if_stopped(&self) -> io::Result<()> {
         if self.stopped.load(Ordering::Relaxed) {
             RelayCounters::bump(&self.dispatcher.counters().tx_errors);
@@ -274,7 +342,7 @@ impl XdpRelay {
                         io::ErrorKind::InvalidInput,
                         format!(
                             "a {len}-byte frame exceeds the {}-byte UMEM frame",
-                            self.mtu
+                            self.frame_room
                         ),
                     ));
                 }
@@ -297,6 +365,25 @@ impl XdpRelay {
                 }
             }
         }
+    }
+}
+
+/// The largest frame a packet socket on a link of `mtu` takes: the Ethernet header on top of
+/// the MTU, and 4 bytes more when the outermost tag is 802.1Q (0x8100). An AF_XDP socket in
+/// copy mode checks nothing (a veth drops what its peer cannot take, silently), so the relay
+/// holds its frames to the same rule as the AF_PACKET and libpcap relays.
+fn link_limit(mtu: usize, frame: &[u8]) -> usize {
+    let dot1q_outer = frame.get(12..14) == Some(&[0x81, 0x00][..]);
+    mtu + 14 + if dot1q_outer { 4 } else { 0 }
+}
+
+/// Hands frames just sent to the capture, with one time for the batch.
+fn record_sent(capture: &Capture, frames: &[&[u8]]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok();
+    for f in frames {
+        capture.record(Direction::Outbound, f, None, now);
     }
 }
 
@@ -372,16 +459,26 @@ impl PacketRelay for XdpRelay {
     }
 
     /// Copies the frames into the send ring of the calling thread's queue, as many per lock
-    /// as fit; on a full ring it waits (up to `timeout`) for completions.
+    /// as fit; on a full ring it waits (up to `timeout`) for completions. A frame past the
+    /// link's MTU is refused before it reaches the ring, as a packet socket refuses it.
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let capture = self.dispatcher.capture();
+        // Frames up to the first one the link would not take: a compare or two per frame.
+        let fit = frames
+            .iter()
+            .position(|f| f.len() > link_limit(self.mtu, f))
+            .unwrap_or(frames.len());
         let mut done = 0;
-        while done < frames.len() {
-            match self.send_some(&frames[done..], deadline) {
+        while done < fit {
+            match self.send_some(&frames[done..fit], deadline) {
                 Ok(n) => {
                     c.tx.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(cap) = capture {
+                        record_sent(cap, &frames[done..done + n]);
+                    }
                     done += n;
                 }
                 Err(e) => {
@@ -390,11 +487,29 @@ impl PacketRelay for XdpRelay {
                 }
             }
         }
+        if done == 0 && fit < frames.len() {
+            RelayCounters::bump(&c.tx_errors);
+            return Err(self.too_large(frames[fit].len()));
+        }
         Ok(done)
     }
 
+    /// The interface's MTU, read (`SIOCGIFMTU`) when the relay was made. A later change of
+    /// the MTU is not seen: make a new relay after `ip link set IF mtu N`.
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Always `true`: the XDP program redirects frames by their registered key (MAC, VLAN
+    /// ids, EtherType), whatever the EtherType, so every EtherType a conn registers reaches
+    /// the relay. Frames of keys nobody registered are passed to the host instead.
+    fn receives(&self, ethertype: EtherType) -> bool {
+        let _ = ethertype;
+        true
+    }
+
     fn max_frame_len(&self) -> usize {
-        self.dispatcher.config().buf_len.min(self.mtu)
+        self.dispatcher.config().buf_len.min(self.frame_room)
     }
 
     fn stop(&self) {
@@ -413,6 +528,15 @@ impl PacketRelay for XdpRelay {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
+        );
+        // After the queue threads ended: every frame they took is in the file.
+        let _ = self.dispatcher.close_capture();
+        // The totals: drops since the last summary are in them.
+        tracing::info!(
+            interface = self.ifname.as_str(),
+            stats = %self.dispatcher.stats(),
+            kernel_dropped = self.queues.iter().map(|q| q.stats().rx_kernel_dropped).sum::<u64>(),
+            "AF_XDP relay stopped"
         );
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct InterfaceInfo {
     pub mac: [u8; 6],
     /// Receive queues (rx plus combined channels; 1 when the driver does not say).
     pub rx_queues: u32,
+    /// The interface's MTU (`SIOCGIFMTU`): bytes after the Ethernet header.
+    pub mtu: u32,
 }
 
 /// A datagram socket to run interface ioctls on, in the calling thread's namespace.
@@ -76,7 +78,7 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
 }
 
 fn ioctl(fd: RawFd, request: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: every request passed here (SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCETHTOOL) reads the
+    // SAFETY: every request passed here (SIOCGIFFLAGS, SIOCGIFHWADDR, SIOCGIFMTU, SIOCETHTOOL) reads the
     // NUL-terminated name of the live `ifr` and writes only within it (or, for SIOCETHTOOL,
     // within the buffer its `ifru_data` points at, which the caller keeps alive).
     let r = unsafe { libc::ioctl(fd, request as _, ptr::from_mut(ifr)) };
@@ -104,7 +106,7 @@ struct EthtoolChannels {
 
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 
-/// Flags, MAC and queue count of interface `name`.
+/// Flags, MAC, MTU and queue count of interface `name`.
 pub(crate) fn interface_info(name: &str) -> io::Result<InterfaceInfo> {
     let sock = ioctl_socket()?;
     let fd = sock.as_raw_fd();
@@ -125,6 +127,12 @@ pub(crate) fn interface_info(name: &str) -> io::Result<InterfaceInfo> {
         *d = *s as u8;
     }
 
+    let mut ifr = ifreq(name)?;
+    ioctl(fd, libc::SIOCGIFMTU, &mut ifr)?;
+    // SAFETY: after a successful SIOCGIFMTU the kernel has written `ifru_mtu`, a plain
+    // integer of the union.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+
     let mut ch = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
@@ -139,6 +147,7 @@ pub(crate) fn interface_info(name: &str) -> io::Result<InterfaceInfo> {
         up: flags & libc::IFF_UP as libc::c_short != 0,
         mac,
         rx_queues,
+        mtu: u32::try_from(mtu).unwrap_or(0),
     })
 }
 
@@ -194,12 +203,12 @@ pub(crate) struct XskTx {
     comp: CompQueue,
     /// Send frames not in a ring, ready to be written.
     free: Vec<FrameDesc>,
-    /// Descriptors being produced, and completions being consumed.
+    /// Descriptors being produced.
     scratch: Vec<FrameDesc>,
-    /// Usable bytes per frame.
-    mtu: usize,
-    /// Send frames in all.
-    total: usize,
+    /// Completions being consumed: room for every send frame, made once.
+    completed: Vec<FrameDesc>,
+    /// Usable bytes per frame (the frame size less the kernel's XDP headroom).
+    room: usize,
     need_wakeup: bool,
 }
 
@@ -281,7 +290,7 @@ pub(crate) fn open_xsk(
         } else {
             frames.clone()
         };
-        let mtu = umem_cfg.mtu() as usize;
+        let room = umem_cfg.mtu() as usize;
         let batch = vec![FrameDesc::default(); frames.len()];
         let rxh = XskRx {
             umem: umem.clone(),
@@ -291,15 +300,16 @@ pub(crate) fn open_xsk(
             batch,
             need_wakeup,
         };
-        let scratch = tx_frames.clone();
+        let scratch = Vec::with_capacity(tx_frames.len());
+        let completed = vec![FrameDesc::default(); tx_frames.len()];
         let txh = XskTx {
             umem,
             tx,
             comp,
             free: tx_frames,
             scratch,
-            mtu,
-            total: sizes.tx_frames as usize,
+            completed,
+            room,
             need_wakeup,
         };
         return Ok((rxh, txh, fd, mode));
@@ -398,21 +408,20 @@ pub(crate) enum TxFull {
 }
 
 impl XskTx {
-    /// Usable bytes per frame.
-    pub fn mtu(&self) -> usize {
-        self.mtu
+    /// Usable bytes per frame: the largest frame this half sends.
+    pub fn room(&self) -> usize {
+        self.room
     }
 
     /// Takes back the frames whose sending completed.
     pub fn reclaim(&mut self) {
-        // Completions come back into `scratch`, made with room for every send frame (no
-        // allocation here).
-        self.scratch.resize(self.total, FrameDesc::default());
+        // Completions come back into `completed`, made with room for every send frame: no
+        // allocation, and (unlike resizing a vector per call) no writing of 32 KiB of
+        // descriptors per call, which a sender of one frame per call paid for each frame.
         // SAFETY: the completion ring only returns frames this half produced to its send
         // ring: this UMEM's send frames, which the kernel no longer reads.
-        let n = unsafe { self.comp.consume(&mut self.scratch) };
-        self.free.extend_from_slice(&self.scratch[..n]);
-        self.scratch.clear();
+        let n = unsafe { self.comp.consume(&mut self.completed) };
+        self.free.extend_from_slice(&self.completed[..n]);
     }
 
     /// Copies as many of `frames` as there is room for into free UMEM frames, puts them on
@@ -420,7 +429,7 @@ impl XskTx {
     pub fn send(&mut self, frames: &[&[u8]]) -> Result<usize, TxFull> {
         self.reclaim();
         for f in frames {
-            if f.len() > self.mtu {
+            if f.len() > self.room {
                 if self.scratch.is_empty() {
                     return Err(TxFull::TooLarge(f.len()));
                 }
@@ -433,7 +442,7 @@ impl XskTx {
                 let mut data = unsafe { self.umem.data_mut(&mut d) };
                 let mut cur = data.cursor();
                 cur.set_pos(0);
-                // Cannot fail: the frame fits (checked against the mtu above).
+                // Cannot fail: the frame fits (checked against `room` above).
                 let _ = cur.write_all(f);
             }
             self.scratch.push(d);

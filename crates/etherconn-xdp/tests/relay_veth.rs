@@ -75,6 +75,22 @@ impl Bed {
         text.contains("prog/xdp") || text.contains(" xdp")
     }
 
+    /// Whether the program is gone within 2 s. Closing the relay's link detaches it at once,
+    /// unless another process holds a copy of the link's fd: a child that a parallel test
+    /// (or any thread of this process) forked for `ip`, scapy or tshark holds every fd of
+    /// this process from its fork to its exec, and the kernel detaches when the last copy
+    /// closes. Seen once in 100 runs on a machine at load 8-11.
+    fn detached_soon(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.xdp_attached() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// `ping` from `a` to the relay interface's own address: the host's ARP and ICMP.
     fn ping_host(&self) -> bool {
         self.tb
@@ -216,7 +232,7 @@ fn rudp_conns_against_kernel_udp_while_the_host_keeps_its_traffic() {
 
     drop((v4, v6));
     relay.stop();
-    assert!(!bed.xdp_attached(), "stop() detaches the program");
+    assert!(bed.detached_soon(), "stop() detaches the program");
     drop(relay);
     assert!(bed.ping_host());
     bed.finish();
@@ -276,7 +292,7 @@ fn etherconn_receives_and_sends_and_the_default_conn_leaves_the_host_alone() {
     drop(dflt);
     drop(dyn_relay);
     drop(relay); // Drop detaches too
-    assert!(!bed.xdp_attached(), "drop detaches the program");
+    assert!(bed.detached_soon(), "drop detaches the program");
     bed.finish();
 }
 
@@ -355,7 +371,7 @@ fn host_traffic_with_a_thousand_endpoints_and_a_default_conn_and_stop_wakes_read
         waited < Duration::from_secs(5),
         "woken promptly: {waited:?}"
     );
-    assert!(!bed.xdp_attached());
+    assert!(bed.detached_soon());
     drop(dflt);
     drop(dyn_relay);
     drop(relay);

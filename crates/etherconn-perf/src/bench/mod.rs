@@ -23,7 +23,7 @@ use crate::error::{Context, Failure, Result};
 use crate::outcome::Outcome;
 use crate::report::{Machine, Measurement, Report};
 use crate::sys;
-use crate::testbed::quiet_testbed;
+use crate::testbed::quiet_testbed_with_queues;
 
 /// What `bench` says when not run as root.
 pub const NOT_ROOT: &str = "etherconn-perf bench needs root (CAP_NET_ADMIN + CAP_NET_RAW) to \
@@ -101,7 +101,11 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
 }
 
 fn setup_testbed(args: &BenchArgs) -> Result<Testbed> {
-    let tb = quiet_testbed(NETNS_PREFIX)?;
+    #[cfg(feature = "xdp")]
+    let queues = args.queues;
+    #[cfg(not(feature = "xdp"))]
+    let queues = 1;
+    let tb = quiet_testbed_with_queues(NETNS_PREFIX, queues)?;
     let setup = || -> std::io::Result<()> {
         tb.add_addr(Side::A, &format!("{KERNEL_A}/24"))?;
         tb.add_addr(Side::B, &format!("{KERNEL_B}/24"))?;

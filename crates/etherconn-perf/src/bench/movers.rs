@@ -267,5 +267,22 @@ fn open_set(
         Backend::Pcap => {
             Box::new(L2UdpEndpoints::open_pcap(ifname, cfg).map_err(|e| e.to_string())?)
         }
+        #[cfg(feature = "xdp")]
+        Backend::Xdp(queues) => {
+            let relay = crate::xdp::open_xdp_relay(ifname, cfg.pcap.as_deref(), queues)
+                .map_err(|e| e.to_string())?;
+            let mut set = L2UdpEndpoints::on_relay(relay, cfg).map_err(|e| e.to_string())?;
+            set.set_backend_name(backend.name());
+            Box::new(set)
+        }
+        #[cfg(feature = "xdp")]
+        Backend::XdpRudp(queues) => {
+            let relay = crate::xdp::open_xdp_relay(ifname, cfg.pcap.as_deref(), queues)
+                .map_err(|e| e.to_string())?;
+            let mut set = RUdpEndpoints::on_relay(relay, cfg, end.peers(cfg.endpoints))
+                .map_err(|e| e.to_string())?;
+            set.set_backend_name(backend.name());
+            Box::new(set)
+        }
     })
 }

@@ -26,6 +26,12 @@ pub(super) enum Backend {
     Rudp,
     #[cfg(feature = "pcap")]
     Pcap,
+    /// EtherConns on AF_XDP relays serving this many queues.
+    #[cfg(feature = "xdp")]
+    Xdp(u32),
+    /// RUdpConns on AF_XDP relays serving this many queues.
+    #[cfg(feature = "xdp")]
+    XdpRudp(u32),
 }
 
 impl Backend {
@@ -36,14 +42,27 @@ impl Backend {
             Backend::Rudp => "rudp",
             #[cfg(feature = "pcap")]
             Backend::Pcap => "pcap",
+            #[cfg(feature = "xdp")]
+            Backend::Xdp(1) => "xdp",
+            #[cfg(feature = "xdp")]
+            Backend::Xdp(_) => "xdp-2q",
+            #[cfg(feature = "xdp")]
+            Backend::XdpRudp(1) => "xdp-rudp",
+            #[cfg(feature = "xdp")]
+            Backend::XdpRudp(_) => "xdp-rudp-2q",
         }
     }
 }
 
-/// Whether `all` measures `b`: every backend but pcap, which is asked for by name.
+/// Whether `all` measures `b`: every backend but pcap and the AF_XDP ones, which are asked
+/// for by name.
 fn in_all(b: BackendChoice) -> bool {
     #[cfg(feature = "pcap")]
     if b == BackendChoice::Pcap {
+        return false;
+    }
+    #[cfg(feature = "xdp")]
+    if matches!(b, BackendChoice::Xdp | BackendChoice::XdpRudp) {
         return false;
     }
     b != BackendChoice::All
@@ -80,6 +99,10 @@ pub(super) fn plan(args: &BenchArgs) -> Vec<Case> {
         (BackendChoice::Rudp, Backend::Rudp),
         #[cfg(feature = "pcap")]
         (BackendChoice::Pcap, Backend::Pcap),
+        #[cfg(feature = "xdp")]
+        (BackendChoice::Xdp, Backend::Xdp(args.queues)),
+        #[cfg(feature = "xdp")]
+        (BackendChoice::XdpRudp, Backend::XdpRudp(args.queues)),
     ]
     .into_iter()
     .filter(|&(c, _)| wants(c))

@@ -218,6 +218,10 @@ pub(super) fn measure(
             Backend::Rudp => Some("send_batch".to_owned()),
             #[cfg(feature = "pcap")]
             Backend::Pcap => Some(format!("{:?}", args.tx_path).to_lowercase()),
+            #[cfg(feature = "xdp")]
+            Backend::Xdp(_) => Some(format!("{:?}", args.tx_path).to_lowercase()),
+            #[cfg(feature = "xdp")]
+            Backend::XdpRudp(_) => Some("send_batch".to_owned()),
         },
         seconds,
         rx_pps_runs: vec![rx_pps],

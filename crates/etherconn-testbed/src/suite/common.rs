@@ -29,6 +29,12 @@ pub struct Backend {
     /// in (a veth peer's kernel stack) from a bad one (AF_PACKET reports it per frame). When
     /// not, the kernel-stack cases turn the peer's transmit checksum offload off.
     pub sees_partial_checksums: bool,
+    /// Whether frames nobody registered reach the relay (and are counted: `rx_miss`,
+    /// `rx_multicast_ignored`). An AF_PACKET or libpcap relay sees every frame its filter
+    /// passes; the AF_XDP relay's program hands it only frames of registered keys (and, with a
+    /// default conn, unicast to other MACs and tagged broadcast) and leaves the rest to the
+    /// host, so the cases expect those frames not to be offered at all.
+    pub sees_unregistered: bool,
 }
 
 impl Backend {

@@ -28,6 +28,7 @@
 //!     tag: "my",
 //!     open,
 //!     sees_partial_checksums: false,
+//!     sees_unregistered: true,
 //! });
 //! ```
 
