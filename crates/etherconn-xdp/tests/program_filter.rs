@@ -110,8 +110,8 @@ fn only_registered_keys_reach_the_relay() {
     scapy_send(
         &tb,
         &[
-            // Passed: a VLAN nobody registered, an unregistered MAC, a three-tag stack nobody registered, broadcast on
-            // a VLAN without a receive-multicast conn.
+            // Passed: a VLAN nobody registered, an unregistered MAC, a three-tag stack nobody
+            // registered, broadcast on a VLAN without a receive-multicast conn.
             udp4(X, &[(0x8100, 102)], 2001, "vlan-102", ""),
             udp4("02:ec:00:00:01:99", &[], 2002, "stranger", ""),
             udp4(
