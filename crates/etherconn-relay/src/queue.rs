@@ -159,8 +159,10 @@ impl RxQueue {
         // Only take the (per-conn) lock when a reader sleeps: a reader increments `waiters`
         // before checking the queue under the lock, so either it sees our frame, or we see it
         // waiting and its wait releases the lock before our notify can run.
+        // (The lock only waits out a reader between its look and its wait; notifying after
+        // releasing it spares the woken reader from blocking on it: see `Doorbell::ring`.)
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));
             self.cv.notify_one();
         }
         // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst
