@@ -111,6 +111,16 @@ impl RxQueue {
         core::hint::black_box(self.armed.load(Ordering::Relaxed));
     }
 
+    /// Whether this queue could fill up while its reader's wake-up is held back for up to
+    /// `held` more frames (see `Delivery`): fed by the relay (not moved to an inbox), no deeper
+    /// than `2 * held` frames, and at least half full. Reads only what a push just touched:
+    /// the depth sits on the line of `closed`, the ring's counters were just read.
+    #[inline]
+    pub(crate) fn fills_while_held(&self, held: usize) -> bool {
+        let depth = self.q.capacity();
+        depth <= 2 * held && self.inbox.get().is_none() && 2 * self.q.len() >= depth
+    }
+
     /// Makes the queue refuse the UDP datagrams a host drops before any socket sees them:
     /// those whose source or destination address is martian, or whose source or destination
     /// port is 0 (the rules: [`etherconn_core::martian`]). The relay counts each one in
