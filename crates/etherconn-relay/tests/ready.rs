@@ -369,7 +369,9 @@ fn held_wakeups_are_released_when_a_small_queue_fills() {
             relay.clone(),
             MacAddr([2, 0, 0, 0, 2, 0]).offset(mac),
             &[],
-            EtherConnConfig::default().ethertypes(&[ET]).queue_depth(depth),
+            EtherConnConfig::default()
+                .ethertypes(&[ET])
+                .queue_depth(depth),
         )
         .unwrap()
     };
