@@ -23,6 +23,11 @@ use crate::sys;
 /// How long a receiver waits for a datagram before it looks at its stop flag again.
 const RX_WAIT: Duration = Duration::from_millis(20);
 
+/// How long every send may fail before a sender gives up (a count of failures, 10,000 before,
+/// ran out within milliseconds when a loaded machine kept the receiving veth's NAPI thread
+/// from its CPU).
+const SEND_FAILING_FOR: Duration = Duration::from_secs(2);
+
 /// Flags and counters the measuring threads share with the main thread.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
@@ -157,7 +162,10 @@ pub(super) fn sender(
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut seq = vec![0u64; count];
-    let (mut at, mut errors, mut in_a_row) = (0usize, 0u64, 0u32);
+    let (mut at, mut errors) = (0usize, 0u64);
+    // Since when every send call has failed (a full veth ring refuses frames while the
+    // receiver's NAPI thread waits for its CPU, which on a loaded machine takes a while).
+    let mut failing_since: Option<Instant> = None;
     let mut last_error = None;
     let mut pace = rate.map(Pacer::new);
     while !shared.stop_tx.load(Ordering::Relaxed) {
@@ -180,14 +188,17 @@ pub(super) fn sender(
         });
         let sent = match result {
             Ok(sent) => {
-                in_a_row = 0;
+                failing_since = None;
                 sent
             }
             Err(e) => {
                 errors += 1;
-                in_a_row += 1;
-                if in_a_row >= 10_000 {
-                    return Err(format!("sending keeps failing: {e}"));
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SEND_FAILING_FOR {
+                    return Err(format!(
+                        "sending keeps failing (for {} s): {e}",
+                        SEND_FAILING_FOR.as_secs()
+                    ));
                 }
                 last_error = Some(e.to_string());
                 std::thread::yield_now();
