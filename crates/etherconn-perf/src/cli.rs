@@ -11,7 +11,7 @@ use crate::l2udp::TxPath;
 
 const MIN_PAYLOAD: i64 = crate::payload::MIN_PAYLOAD as i64;
 
-/// The highest `send --rate`: above 100 Gbit/s Ethernet's 148.8 million minimum-size frames per
+/// The highest `send --rate` and `bench --rate`: above 100 Gbit/s Ethernet's 148.8 million minimum-size frames per
 /// second, so no link a run can reach is refused, and low enough that the pacing arithmetic
 /// stays exact.
 const MAX_RATE: u64 = 200_000_000;
@@ -138,6 +138,10 @@ pub struct BenchArgs {
     /// Seconds of sending before each measurement starts counting.
     #[arg(long, default_value_t = 0.5, value_parser = parse_warmup)]
     pub warmup: f64,
+    /// Datagrams per second each sender sends, warm-up included (default: as fast as it can):
+    /// an offered load below the receivers' capacity, to see whether they lose any.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u64).range(1..=MAX_RATE))]
+    pub rate: Option<u64>,
     #[command(flatten)]
     pub vlans: VlanArgs,
     /// Move the receiver's kernel work (veth NAPI) to a kernel thread pinned to the receive

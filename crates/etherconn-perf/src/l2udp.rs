@@ -65,9 +65,13 @@ pub struct L2UdpConfig {
 }
 
 impl L2UdpConfig {
-    /// A queue depth that gives a fleet about 64k frames of queueing in all, 64 to 4096 each.
+    /// A queue depth that gives a fleet about 64k frames of queueing in all (the relay's
+    /// buffers), 64 to 16384 each. A lone endpoint gets 16384 frames: 32 MiB of 2 KiB buffers,
+    /// the receive buffer `bench` gives the kernel's UDP socket. Its reader shares a CPU with
+    /// the relay thread (and other work), and a queue of 4096 (3 ms at 1.4 M frames/s) was
+    /// shorter than the times that reader waited for the CPU while the relay kept pushing.
     pub fn default_queue_depth(endpoints: usize) -> usize {
-        (65_536 / endpoints.max(1)).clamp(64, 4096)
+        (65_536 / endpoints.max(1)).clamp(64, 16_384)
     }
 }
 

@@ -198,6 +198,8 @@ pub struct Report {
     pub seconds: f64,
     /// Runs per measurement (the median is reported).
     pub repeat: u32,
+    /// Datagrams per second each sender was paced at (`--rate`); `None`: as fast as it can.
+    pub rate_pps: Option<u64>,
     /// Whether the run was stopped by a signal before it finished.
     pub interrupted: bool,
     /// The measurements, in the order they ran.
@@ -240,8 +242,10 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "mode: {mode}; sender on CPU {} (ns A), receiver on CPU {} (ns B); {} s per measurement{}{}",
+            "mode: {mode}; sender on CPU {} (ns A){}, receiver on CPU {} (ns B); {} s per measurement{}{}",
             self.tx_cpu,
+            self.rate_pps
+                .map_or_else(String::new, |r| format!(" paced at {} pps", thousands(r as f64))),
             self.rx_cpu,
             self.seconds,
             if self.repeat > 1 {

@@ -111,6 +111,16 @@ impl RxQueue {
         core::hint::black_box(self.armed.load(Ordering::Relaxed));
     }
 
+    /// Whether this queue could fill up while its reader's wake-up is held back for up to
+    /// `held` more frames (see `Delivery`): fed by the relay (not moved to an inbox), no deeper
+    /// than `2 * held` frames, and at least half full. Reads only what a push just touched:
+    /// the depth sits on the line of `closed`, the ring's counters were just read.
+    #[inline]
+    pub(crate) fn fills_while_held(&self, held: usize) -> bool {
+        let depth = self.q.capacity();
+        depth <= 2 * held && self.inbox.get().is_none() && 2 * self.q.len() >= depth
+    }
+
     /// Makes the queue refuse the UDP datagrams a host drops before any socket sees them:
     /// those whose source or destination address is martian, or whose source or destination
     /// port is 0 (the rules: [`etherconn_core::martian`]). The relay counts each one in
@@ -159,8 +169,10 @@ impl RxQueue {
         // Only take the (per-conn) lock when a reader sleeps: a reader increments `waiters`
         // before checking the queue under the lock, so either it sees our frame, or we see it
         // waiting and its wait releases the lock before our notify can run.
+        // (The lock only waits out a reader between its look and its wait; notifying after
+        // releasing it spares the woken reader from blocking on it: see `Doorbell::ring`.)
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));
             self.cv.notify_one();
         }
         // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst

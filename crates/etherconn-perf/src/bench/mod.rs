@@ -81,6 +81,7 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
         rx_cpu: args.rx_cpu,
         seconds: args.seconds,
         repeat: args.repeat,
+        rate_pps: args.rate,
         interrupted,
         results,
     };

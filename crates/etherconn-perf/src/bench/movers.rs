@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etherconn_core::wire::MacAddr;
 
@@ -22,6 +22,11 @@ use crate::sys;
 
 /// How long a receiver waits for a datagram before it looks at its stop flag again.
 const RX_WAIT: Duration = Duration::from_millis(20);
+
+/// How long every send may fail before a sender gives up (a count of failures, 10,000 before,
+/// ran out within milliseconds when a loaded machine kept the receiving veth's NAPI thread
+/// from its CPU).
+const SEND_FAILING_FOR: Duration = Duration::from_secs(2);
 
 /// Flags and counters the measuring threads share with the main thread.
 #[derive(Debug, Default)]
@@ -119,12 +124,14 @@ pub(super) fn receiver(
 
 /// Opens the sending set (in namespace A, pinned), says ready, waits for the start, and sends
 /// bursts round robin over its endpoints (endpoint `i` to receiving endpoint `i`) until told
-/// to stop.
+/// to stop: as fast as it can, or `rate` datagrams per second.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn sender(
     case: Case,
     ifname: &str,
     cfg: &L2UdpConfig,
     cpu: usize,
+    rate: Option<u64>,
     shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<TxReport, String> {
@@ -155,10 +162,24 @@ pub(super) fn sender(
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut seq = vec![0u64; count];
-    let (mut at, mut errors, mut in_a_row) = (0usize, 0u64, 0u32);
+    let (mut at, mut errors) = (0usize, 0u64);
+    // Since when every send call has failed (a full veth ring refuses frames while the
+    // receiver's NAPI thread waits for its CPU, which on a loaded machine takes a while).
+    let mut failing_since: Option<Instant> = None;
     let mut last_error = None;
+    let mut pace = rate.map(Pacer::new);
     while !shared.stop_tx.load(Ordering::Relaxed) {
-        let burst = &specs[at..at + BATCH];
+        let n = match &mut pace {
+            None => BATCH,
+            Some(p) => match p.due() {
+                0 => {
+                    p.wait();
+                    continue;
+                }
+                n => n,
+            },
+        };
+        let burst = &specs[at..at + n];
         let result = set.send_burst(burst, &mut |k, buf| {
             let e = burst[k].from;
             let s = seq[e];
@@ -167,14 +188,17 @@ pub(super) fn sender(
         });
         let sent = match result {
             Ok(sent) => {
-                in_a_row = 0;
+                failing_since = None;
                 sent
             }
             Err(e) => {
                 errors += 1;
-                in_a_row += 1;
-                if in_a_row >= 10_000 {
-                    return Err(format!("sending keeps failing: {e}"));
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= SEND_FAILING_FOR {
+                    return Err(format!(
+                        "sending keeps failing (for {} s): {e}",
+                        SEND_FAILING_FOR.as_secs()
+                    ));
                 }
                 last_error = Some(e.to_string());
                 std::thread::yield_now();
@@ -188,6 +212,9 @@ pub(super) fn sender(
         if sent > 0 {
             shared.tx.fetch_add(sent as u64, Ordering::Relaxed);
             at = (at + sent) % count;
+            if let Some(p) = &mut pace {
+                p.sent += sent as u64;
+            }
         }
     }
     Ok(TxReport {
@@ -195,6 +222,39 @@ pub(super) fn sender(
         last_error,
         counters: set.counters(),
     })
+}
+
+/// Keeps a sender at `rate` datagrams per second from its first burst on: each burst is what
+/// is due by now (at most [`BATCH`]), so a sender held up catches up in full bursts.
+struct Pacer {
+    rate: u64,
+    start: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate,
+            start: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Datagrams due now, at most a burst.
+    fn due(&self) -> usize {
+        let by_now = (self.rate as f64 * self.start.elapsed().as_secs_f64()) as u64;
+        by_now.saturating_sub(self.sent).min(BATCH as u64) as usize
+    }
+
+    /// Sleeps until the next datagram is due (at most 1 ms, so that a stop is seen).
+    fn wait(&self) {
+        let due = self.start + Duration::from_secs_f64((self.sent + 1) as f64 / self.rate as f64);
+        let nap = due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(1));
+        std::thread::sleep(nap);
+    }
 }
 
 /// Which end of the pair a set is.

@@ -79,8 +79,8 @@ pub(super) fn measure(
     }
     let tx_thread = {
         let (shared, ready, ifname) = (Arc::clone(&shared), ready_tx, tb.a_if.clone());
-        let cpu = args.tx_cpu;
-        tb.a.spawn_thread_in(move || sender(case, &ifname, &tx_cfg, cpu, &shared, &ready))
+        let (cpu, rate) = (args.tx_cpu, args.rate);
+        tb.a.spawn_thread_in(move || sender(case, &ifname, &tx_cfg, cpu, rate, &shared, &ready))
     };
     threads.tx = Some(tx_thread);
     if !threads.wait_ready(&ready_rx, "sender")? {

@@ -28,6 +28,9 @@ pub const DELIVERY_BATCH: usize = 32;
 /// ring drain instead starved the receiver (1000 `EtherConn`s: 1.15 M -> 0.47 M pps).
 const HOLD_BATCHES: usize = 4;
 
+/// Frames of one delivery whose wake-ups can be held back.
+const HELD_FRAMES: usize = HOLD_BATCHES * DELIVERY_BATCH;
+
 // The per-thread record of held-back listings has room for every frame held, twice over.
 const _: () = assert!(DEFERRED_TOKENS >= 2 * HOLD_BATCHES * DELIVERY_BATCH);
 
@@ -46,6 +49,7 @@ impl Dispatcher {
             n: 0,
             wakeups: None,
             held: 0,
+            release: false,
         }
     }
 }
@@ -77,6 +81,10 @@ pub struct Delivery<'d> {
     wakeups: Option<DeferWakeups>,
     /// Automatic flushes since the listings were last released.
     held: usize,
+    /// A queue pushed to since then is small and half full: release the listings at the end
+    /// of this batch rather than [`HOLD_BATCHES`], so that a sleeping reader empties it before
+    /// it overflows (a conn of 64 frames could otherwise get 128 while its reader sleeps).
+    release: bool,
 }
 
 /// Where a frame of a batch goes once everything is looked up.
@@ -107,7 +115,7 @@ impl Delivery<'_> {
             if self.n == DELIVERY_BATCH {
                 self.queue_frames();
                 self.held += 1;
-                if self.held == HOLD_BATCHES {
+                if self.held == HOLD_BATCHES || self.release {
                     self.flush();
                 }
             }
@@ -131,6 +139,7 @@ impl Delivery<'_> {
     pub fn flush(&mut self) {
         self.queue_frames();
         self.held = 0;
+        self.release = false;
         // Dropping the guard lists the held-back tokens and wakes the waiters.
         self.wakeups = None;
     }
@@ -271,17 +280,25 @@ impl Delivery<'_> {
         }
 
         let mirror = d.config.mirror_to_default;
+        let mut release = self.release;
         for (slot, dst) in self.frames[start..stop].iter_mut().zip(&dest[start..stop]) {
             let Some(rx) = slot.take() else { continue };
             if mirror {
                 *slot = d.copy_of(&rx);
             }
             match *dst {
-                Dest::Queue(q) => d.count_push(q.push(rx), &c.rx_delivered),
+                Dest::Queue(q) => {
+                    let pushed = q.push(rx);
+                    if !release && pushed.is_ok() {
+                        release = q.fills_while_held(HELD_FRAMES);
+                    }
+                    d.count_push(pushed, &c.rx_delivered);
+                }
                 Dest::L4Miss => RelayCounters::bump(&c.rx_l4_miss),
                 Dest::Unmatched => {}
             }
         }
+        self.release = release;
         (stop, resume)
     }
 }
