@@ -1,11 +1,21 @@
 //! Pooled frame buffers, so that steady-state receive and send allocate nothing.
+//!
+//! A buffer knows its pool (its [`FrameSlot`] holds a reference made once, when the buffer is
+//! allocated), so a [`PooledBuf`] is one pointer and taking or returning one changes no
+//! reference count. Each thread keeps a magazine of free buffers per pool ([`cache`]): a
+//! thread that delivers and reads on its own reuses the buffers it freed last, still in its
+//! cache, with no atomic operation; between a relay thread and a reader thread buffers travel
+//! in magazines of [`cache::MAGAZINE`], one queue operation per magazine.
+
+pub(crate) mod cache;
 
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::boxed::Box;
 use std::sync::Arc;
 use std::vec;
+use std::vec::Vec;
 
 use crossbeam_queue::ArrayQueue;
 
@@ -15,17 +25,36 @@ use etherconn_core::classify::Classified;
 /// A bounded pool of equal-sized frame buffers.
 ///
 /// Buffers are allocated on first use, up to `capacity`, and come back to the pool when the
-/// [`PooledBuf`] holding them drops; after warm-up, taking and returning a buffer is a lock-free
-/// queue operation and no allocation. Each buffer carries, beside its bytes, the frame's length
-/// and classification, so that a queued frame is one pointer: queues stay small and a push or
-/// pop touches one cache line of the queue.
+/// [`PooledBuf`] holding them drops; after warm-up, taking and returning a buffer allocates
+/// nothing and, on a thread that does both, is a push or pop on that thread's own magazine.
+/// Each buffer carries, beside its bytes, the frame's length and classification, so that a
+/// queued frame is one pointer: queues stay small and a push or pop touches one cache line of
+/// the queue.
+///
+/// Up to an eighth of the buffers (in magazines of 32) may sit in the caches of threads that
+/// returned them and have not taken any since; pools of fewer than 256 buffers keep no
+/// per-thread caches, so every buffer is always available to every thread.
 pub struct BufferPool {
-    /// Free buffers, striped per thread: a thread takes from and returns to its own stripe
-    /// first, so two threads recycling buffers do not fight over one queue's head and tail.
+    shared: Arc<PoolShared>,
+}
+
+/// What a pool's buffers share: the free lists, and the limits.
+pub(crate) struct PoolShared {
+    /// Free buffers outside any magazine, striped per thread: a thread takes from and returns
+    /// to its own stripe first, so two threads recycling buffers do not fight over one queue's
+    /// head and tail.
     free: Box<[Padded<ArrayQueue<Box<FrameSlot>>>]>,
+    /// Full magazines, shipped by threads that returned more buffers than they took.
+    full: ArrayQueue<Vec<Box<FrameSlot>>>,
+    /// Empty magazines (their storage only), so that shipping a full one allocates nothing.
+    empty: ArrayQueue<Vec<Box<FrameSlot>>>,
     capacity: usize,
     buf_len: usize,
     allocated: AtomicUsize,
+    /// How many more threads may keep a magazine of this pool's buffers.
+    cache_room: AtomicUsize,
+    /// The [`BufferPool`] was dropped: buffers coming back are freed, not kept.
+    gone: AtomicBool,
 }
 
 /// A pooled buffer's contents: the bytes, and what the relay found in them.
@@ -35,6 +64,8 @@ pub struct FrameSlot {
     pub len: usize,
     /// The relay's classification of the frame (spans index into the buffer).
     pub info: Classified,
+    /// The pool the buffer goes back to.
+    home: Arc<PoolShared>,
 }
 
 impl fmt::Debug for FrameSlot {
@@ -61,9 +92,9 @@ impl FrameSlot {
 impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
-            .field("buf_len", &self.buf_len)
-            .field("capacity", &self.capacity)
-            .field("allocated", &self.allocated.load(Ordering::Relaxed))
+            .field("buf_len", &self.shared.buf_len)
+            .field("capacity", &self.shared.capacity)
+            .field("allocated", &self.allocated())
             .finish()
     }
 }
@@ -73,73 +104,149 @@ impl BufferPool {
     pub fn new(capacity: usize, buf_len: usize) -> Arc<BufferPool> {
         let capacity = capacity.max(1);
         // Every stripe together can hold every buffer the pool may allocate, so a returned
-        // buffer always finds room in some stripe.
+        // buffer always finds room in some stripe; the depots hold every magazine there can be.
         let per_stripe = capacity.div_ceil(STRIPES);
+        let magazines = capacity / cache::MAGAZINE + 2;
         Arc::new(BufferPool {
-            free: (0..STRIPES)
-                .map(|_| Padded(ArrayQueue::new(per_stripe)))
-                .collect(),
-            capacity,
-            buf_len,
-            allocated: AtomicUsize::new(0),
+            shared: Arc::new(PoolShared {
+                free: (0..STRIPES)
+                    .map(|_| Padded(ArrayQueue::new(per_stripe)))
+                    .collect(),
+                full: ArrayQueue::new(magazines),
+                empty: ArrayQueue::new(magazines),
+                capacity,
+                buf_len,
+                allocated: AtomicUsize::new(0),
+                cache_room: AtomicUsize::new(capacity / (8 * cache::MAGAZINE)),
+                gone: AtomicBool::new(false),
+            }),
         })
     }
 
     /// Length of every buffer.
     pub fn buf_len(&self) -> usize {
-        self.buf_len
+        self.shared.buf_len
     }
 
     /// Buffers allocated so far (in use or free).
     pub fn allocated(&self) -> usize {
-        self.allocated.load(Ordering::Relaxed)
+        self.shared.allocated.load(Ordering::Relaxed)
     }
 
     /// Takes a buffer, allocating one if fewer than `capacity` exist; `None` when all are in use.
     pub fn get(self: &Arc<Self>) -> Option<PooledBuf> {
+        self.take().map(|slot| PooledBuf { slot: Some(slot) })
+    }
+
+    fn take(&self) -> Option<Box<FrameSlot>> {
+        let shared = &self.shared;
+        if let Some(slot) = cache::take(shared) {
+            return Some(slot);
+        }
         let home = stripe::index();
-        let reused = (0..STRIPES).find_map(|i| self.free[(home + i) % STRIPES].0.pop());
-        let slot = match reused {
-            Some(b) => b,
-            None => {
-                let cap = self.capacity;
-                let mut n = self.allocated.load(Ordering::Relaxed);
-                loop {
-                    if n >= cap {
-                        return None;
-                    }
-                    match self.allocated.compare_exchange_weak(
-                        n,
-                        n + 1,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(actual) => n = actual,
-                    }
-                }
-                Box::new(FrameSlot {
-                    data: vec![0u8; self.buf_len].into_boxed_slice(),
-                    len: 0,
-                    info: Classified::default(),
-                })
+        if let Some(slot) = (0..STRIPES).find_map(|i| shared.free[(home + i) % STRIPES].0.pop()) {
+            return Some(slot);
+        }
+        // Magazines shipped meanwhile by threads that keep none of this pool's.
+        if let Some(mut mag) = shared.full.pop() {
+            let slot = mag.pop();
+            for s in mag.drain(..) {
+                shared.put_loose(s);
             }
-        };
-        Some(PooledBuf {
-            slot: Some(slot),
-            pool: Arc::clone(self),
-        })
+            let _ = shared.empty.push(mag);
+            if slot.is_some() {
+                return slot;
+            }
+        }
+        let cap = shared.capacity;
+        let mut n = shared.allocated.load(Ordering::Relaxed);
+        loop {
+            if n >= cap {
+                return None;
+            }
+            match shared.allocated.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => n = actual,
+            }
+        }
+        Some(Box::new(FrameSlot {
+            data: vec![0u8; shared.buf_len].into_boxed_slice(),
+            len: 0,
+            info: Classified::default(),
+            home: Arc::clone(shared),
+        }))
+    }
+
+    /// Free buffers outside the threads' magazines (for tests).
+    #[cfg(test)]
+    fn loose(&self) -> usize {
+        self.shared.free.iter().map(|q| q.0.len()).sum()
     }
 }
 
-/// A buffer on loan from a [`BufferPool`]; it goes back when dropped. Two pointers wide.
+impl Drop for BufferPool {
+    fn drop(&mut self) {
+        // Buffers still out (queued, or held by readers) are freed as they come back; the free
+        // ones go now, which also ends the cycle between the pool and its free buffers.
+        self.shared.gone.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        cache::forget(&self.shared);
+        self.shared.drain();
+    }
+}
+
+impl PoolShared {
+    /// Puts a buffer on the free lists outside any magazine.
+    fn put_loose(&self, mut slot: Box<FrameSlot>) {
+        // The stripes together have room for every buffer the pool ever allocated, so one
+        // of them takes it; if somehow none did, the buffer is simply freed.
+        let home = stripe::index();
+        for i in 0..STRIPES {
+            match self.free[(home + i) % STRIPES].0.push(slot) {
+                Ok(()) => {
+                    self.drain_if_gone();
+                    return;
+                }
+                Err(back) => slot = back,
+            }
+        }
+    }
+
+    /// After putting something on a free list: if the pool went meanwhile, its drop may have
+    /// drained the lists before our push, so drain them again (one of the two sees the other:
+    /// a `SeqCst` fence on each side).
+    fn drain_if_gone(&self) {
+        fence(Ordering::SeqCst);
+        if self.gone.load(Ordering::Relaxed) {
+            self.drain();
+        }
+    }
+
+    /// Frees every buffer on the free lists and in the depots.
+    fn drain(&self) {
+        for q in self.free.iter() {
+            while q.0.pop().is_some() {}
+        }
+        while self.full.pop().is_some() {}
+        while self.empty.pop().is_some() {}
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+}
+
+/// A buffer on loan from a [`BufferPool`]; it goes back when dropped. One pointer wide.
 ///
 /// It dereferences to its bytes; [`PooledBuf::slot`] gives the frame length and
 /// classification stored with them.
 pub struct PooledBuf {
     slot: Option<Box<FrameSlot>>,
-    // Held here rather than in the slot, so that free slots do not keep their pool alive.
-    pool: Arc<BufferPool>,
 }
 
 impl fmt::Debug for PooledBuf {
@@ -187,16 +294,15 @@ impl DerefMut for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let Some(mut slot) = self.slot.take() {
-            // The stripes together have room for every buffer the pool ever allocated, so one
-            // of them takes it; if somehow none did, the buffer is simply freed.
-            let home = stripe::index();
-            for i in 0..STRIPES {
-                match self.pool.free[(home + i) % STRIPES].0.push(slot) {
-                    Ok(()) => return,
-                    Err(back) => slot = back,
-                }
-            }
+        let Some(slot) = self.slot.take() else { return };
+        if slot.home.is_gone() {
+            return;
+        }
+        if let Some(slot) = cache::put(slot) {
+            // No magazine of this pool on this thread: the shared free lists, through a
+            // reference of our own (the slot moves into the list its reference leads to).
+            let home = Arc::clone(&slot.home);
+            home.put_loose(slot);
         }
     }
 }
@@ -216,6 +322,6 @@ mod tests {
         let c = pool.get().unwrap();
         assert_eq!(pool.allocated(), 2, "reused, not reallocated");
         drop((b, c));
-        assert_eq!(pool.free.iter().map(|s| s.0.len()).sum::<usize>(), 2);
+        assert_eq!(pool.loose(), 2);
     }
 }
