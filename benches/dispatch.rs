@@ -6,8 +6,9 @@
 //!
 //! The `dispatch-spread` groups measure how delivery scales with threads when many endpoints
 //! receive: 1,000 or 100,000 endpoints registered, every one of them receiving (each gets one
-//! of a fixed set of distinct frames, delivered in a shuffled order). With `T` threads, thread
-//! `t` owns the endpoints `i` with `i % T == t` (as a relay's fanout by flow would split them):
+//! of a fixed set of distinct frames, delivered in a shuffled order). With `T` threads, each
+//! thread owns a share of the endpoints (split by a hash of the endpoint, as a relay's fanout
+//! by flow would split them; see `DISPATCH_SPREAD_SPLIT` below):
 //! it delivers their frames 32 at a time through `Dispatcher::delivery`, then reads each of the
 //! 32 back from its endpoint's queue and copies the frame out, as a reader would. The time is
 //! the wall time of all threads together, per frame; `1-thread` / `2-threads` is the scaling.
@@ -18,6 +19,9 @@
 //! a core of its own, which a machine shared with other work cannot give; lines the threads
 //! both write still cost CPU time whenever they run at once), then the medians of the ratios.
 //! `DISPATCH_SPREAD_ENDPOINTS=1000` (or `100000`) runs one of the two fleets only.
+//! `DISPATCH_SPREAD_SPLIT` says how the endpoints are split between the threads: `hash` (the
+//! default: by a hash of the endpoint, as a relay's fanout by flow splits them), `alternate`
+//! (neighbours always on different threads) or `blocks` (contiguous halves).
 //!
 //! Run with `cargo bench --bench dispatch`.
 
@@ -129,7 +133,38 @@ struct Spread {
     orders: Vec<Vec<Vec<u32>>>,
 }
 
+/// How the endpoints are split between the threads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Split {
+    /// By a hash of the endpoint's index, as a relay's fanout by flow hash splits them.
+    Hash,
+    /// Endpoint `i` to thread `i % T`: neighbours (registered one after the other, so their
+    /// queues' storage is adjacent in memory) always on different threads.
+    Alternate,
+    /// Contiguous blocks: neighbours on the same thread but at the block edges.
+    Blocks,
+}
+
+fn split_from_env() -> Split {
+    match std::env::var("DISPATCH_SPREAD_SPLIT").as_deref() {
+        Ok("alternate") => Split::Alternate,
+        Ok("blocks") => Split::Blocks,
+        _ => Split::Hash,
+    }
+}
+
+fn owner(split: Split, i: usize, endpoints: usize, threads: usize) -> usize {
+    match split {
+        Split::Hash => {
+            (((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % threads as u64) as usize
+        }
+        Split::Alternate => i % threads,
+        Split::Blocks => i * threads / endpoints,
+    }
+}
+
 fn spread(endpoints: usize, max_threads: usize) -> Spread {
+    let split = split_from_env();
     let dispatcher = Dispatcher::new(DispatcherConfig::default());
     let base = MacAddr([0x02, 0xed, 0, 0, 0, 0]);
     let vlan = [VlanTag::dot1q(100).unwrap()];
@@ -172,7 +207,7 @@ fn spread(endpoints: usize, max_threads: usize) -> Spread {
                 .map(|t| {
                     perm.iter()
                         .copied()
-                        .filter(|&i| i as usize % threads == t)
+                        .filter(|&i| owner(split, i as usize, endpoints, threads) == t)
                         .collect()
                 })
                 .collect()
