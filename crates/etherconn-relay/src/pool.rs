@@ -310,6 +310,7 @@ impl Drop for PooledBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::mem::size_of;
 
     #[test]
     fn reuses_and_bounds() {
@@ -323,5 +324,106 @@ mod tests {
         assert_eq!(pool.allocated(), 2, "reused, not reallocated");
         drop((b, c));
         assert_eq!(pool.loose(), 2);
+    }
+
+    #[test]
+    fn buffers_out_when_the_pool_goes_are_freed_with_it() {
+        // A pool large enough for per-thread magazines; buffers still out (on this thread and
+        // on another that keeps a magazine of them) when the pool is dropped.
+        let pool = BufferPool::new(4096, 64);
+        let shared = Arc::downgrade(&pool.shared);
+        let mut out: Vec<PooledBuf> = (0..200).map(|_| pool.get().unwrap()).collect();
+        let theirs: Vec<PooledBuf> = out.drain(100..).collect();
+        drop(out.drain(..50));
+        let other = std::thread::spawn(move || {
+            drop(theirs);
+            // Still alive when the pool goes, with a magazine of its buffers.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        drop(pool);
+        drop(out);
+        other.join().unwrap();
+        assert!(
+            shared.upgrade().is_none(),
+            "the pool's buffers keep it alive"
+        );
+    }
+
+    #[test]
+    fn buffers_freed_on_a_reading_thread_come_back_to_the_relay_thread() {
+        let pool = BufferPool::new(4096, 64);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<PooledBuf>>(4);
+        let reader = std::thread::spawn(move || {
+            for batch in rx {
+                drop(batch);
+            }
+        });
+        for _ in 0..2_000 {
+            let batch: Vec<PooledBuf> = (0..50).map(|_| pool.get().expect("a buffer")).collect();
+            tx.send(batch).unwrap();
+        }
+        drop(tx);
+        reader.join().unwrap();
+        // 100,000 buffers taken; the reader's magazines came back whole.
+        assert!(pool.allocated() < 1_000, "{} allocated", pool.allocated());
+    }
+
+    #[test]
+    fn idle_magazines_hold_at_most_an_eighth_of_the_pool() {
+        // Capacity 512: magazines for two threads. Six threads each free 40 buffers and stay
+        // alive; the relay thread must still find 512 - 2 x 32 buffers.
+        let pool = BufferPool::new(512, 64);
+        let all: Vec<PooledBuf> = (0..512).map(|_| pool.get().unwrap()).collect();
+        let mut all = all.into_iter();
+        let stop = Arc::new(std::sync::Barrier::new(7));
+        let freed = Arc::new(std::sync::Barrier::new(7));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let mine: Vec<PooledBuf> = all.by_ref().take(40).collect();
+                let (stop, freed) = (Arc::clone(&stop), Arc::clone(&freed));
+                std::thread::spawn(move || {
+                    drop(mine);
+                    freed.wait();
+                    stop.wait();
+                })
+            })
+            .collect();
+        freed.wait();
+        let rest: Vec<PooledBuf> = all.collect();
+        let mut got = Vec::new();
+        while let Some(b) = pool.get() {
+            got.push(b);
+        }
+        assert!(
+            got.len() >= 240 - 2 * cache::MAGAZINE,
+            "only {} found",
+            got.len()
+        );
+        stop.wait();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop((rest, got));
+    }
+
+    #[test]
+    fn a_buffer_on_loan_is_one_pointer() {
+        // What a queue slot holds (with its stamp): the budget's `SLOT_BYTES` and
+        // `frame_bytes` follow from these.
+        assert_eq!(size_of::<PooledBuf>(), size_of::<usize>());
+        assert_eq!(size_of::<crate::queue::RxFrame>(), size_of::<usize>());
+        assert_eq!(size_of::<FrameSlot>(), 128);
+    }
+
+    #[test]
+    fn small_pools_keep_no_buffers_on_threads() {
+        let pool = BufferPool::new(8, 64);
+        for _ in 0..3 {
+            let bufs: Vec<PooledBuf> = (0..8).map(|_| pool.get().unwrap()).collect();
+            std::thread::spawn(move || drop(bufs)).join().unwrap();
+        }
+        assert_eq!(pool.loose(), 8);
+        assert_eq!(pool.allocated(), 8);
     }
 }
