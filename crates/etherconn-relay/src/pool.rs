@@ -8,6 +8,7 @@
 //! in magazines of [`cache::MAGAZINE`], one queue operation per magazine.
 
 pub(crate) mod cache;
+pub(crate) mod slot;
 
 use core::fmt;
 use core::ops::{Deref, DerefMut};
@@ -15,12 +16,13 @@ use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::boxed::Box;
 use std::sync::Arc;
 use std::vec;
-use std::vec::Vec;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::stripe::{self, Padded, STRIPES};
+use crate::stripe::{self, Padded, STRIPES};
 use etherconn_core::classify::Classified;
+pub use slot::FrameSlot;
+use slot::PoolShared;
 
 /// A bounded pool of equal-sized frame buffers.
 ///
@@ -36,57 +38,6 @@ use etherconn_core::classify::Classified;
 /// per-thread caches, so every buffer is always available to every thread.
 pub struct BufferPool {
     shared: Arc<PoolShared>,
-}
-
-/// What a pool's buffers share: the free lists, and the limits.
-pub(crate) struct PoolShared {
-    /// Free buffers outside any magazine, striped per thread: a thread takes from and returns
-    /// to its own stripe first, so two threads recycling buffers do not fight over one queue's
-    /// head and tail.
-    free: Box<[Padded<ArrayQueue<Box<FrameSlot>>>]>,
-    /// Full magazines, shipped by threads that returned more buffers than they took.
-    full: ArrayQueue<Vec<Box<FrameSlot>>>,
-    /// Empty magazines (their storage only), so that shipping a full one allocates nothing.
-    empty: ArrayQueue<Vec<Box<FrameSlot>>>,
-    capacity: usize,
-    buf_len: usize,
-    allocated: AtomicUsize,
-    /// How many more threads may keep a magazine of this pool's buffers.
-    cache_room: AtomicUsize,
-    /// The [`BufferPool`] was dropped: buffers coming back are freed, not kept.
-    gone: AtomicBool,
-}
-
-/// A pooled buffer's contents: the bytes, and what the relay found in them.
-pub struct FrameSlot {
-    data: Box<[u8]>,
-    /// Length of the frame in the buffer.
-    pub len: usize,
-    /// The relay's classification of the frame (spans index into the buffer).
-    pub info: Classified,
-    /// The pool the buffer goes back to.
-    home: Arc<PoolShared>,
-}
-
-impl fmt::Debug for FrameSlot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrameSlot")
-            .field("len", &self.len)
-            .field("info", &self.info)
-            .finish()
-    }
-}
-
-impl FrameSlot {
-    /// The whole buffer.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// The whole buffer, mutably.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.data
-    }
 }
 
 impl fmt::Debug for BufferPool {
@@ -197,47 +148,6 @@ impl Drop for BufferPool {
         fence(Ordering::SeqCst);
         cache::forget(&self.shared);
         self.shared.drain();
-    }
-}
-
-impl PoolShared {
-    /// Puts a buffer on the free lists outside any magazine.
-    fn put_loose(&self, mut slot: Box<FrameSlot>) {
-        // The stripes together have room for every buffer the pool ever allocated, so one
-        // of them takes it; if somehow none did, the buffer is simply freed.
-        let home = stripe::index();
-        for i in 0..STRIPES {
-            match self.free[(home + i) % STRIPES].0.push(slot) {
-                Ok(()) => {
-                    self.drain_if_gone();
-                    return;
-                }
-                Err(back) => slot = back,
-            }
-        }
-    }
-
-    /// After putting something on a free list: if the pool went meanwhile, its drop may have
-    /// drained the lists before our push, so drain them again (one of the two sees the other:
-    /// a `SeqCst` fence on each side).
-    fn drain_if_gone(&self) {
-        fence(Ordering::SeqCst);
-        if self.gone.load(Ordering::Relaxed) {
-            self.drain();
-        }
-    }
-
-    /// Frees every buffer on the free lists and in the depots.
-    fn drain(&self) {
-        for q in self.free.iter() {
-            while q.0.pop().is_some() {}
-        }
-        while self.full.pop().is_some() {}
-        while self.empty.pop().is_some() {}
-    }
-
-    fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
     }
 }
 

@@ -16,15 +16,13 @@ use std::boxed::Box;
 use std::sync::Arc;
 use std::vec::Vec;
 
-use super::{FrameSlot, PoolShared};
+use super::slot::{FrameSlot, Magazine, PoolShared};
 
 /// Buffers per magazine.
 pub(crate) const MAGAZINE: usize = 32;
 
 /// Pools a thread keeps magazines of (a relay's receive and send pools, say).
 const ENTRIES: usize = 2;
-
-type Magazine = Vec<Box<FrameSlot>>;
 
 /// One pool's magazine on this thread.
 struct Entry {
