@@ -98,7 +98,8 @@ impl BufferPool {
         if let Some(slot) = (0..STRIPES).find_map(|i| shared.free[(home + i) % STRIPES].0.pop()) {
             return Some(slot);
         }
-        // Magazines shipped meanwhile by threads that keep none of this pool's.
+        // A thread without a magazine of its own (the pool's allowance spent) unpacks a shipped
+        // one: one buffer for now, the rest onto the free lists.
         if let Some(mut mag) = shared.full.pop() {
             let slot = mag.pop();
             for s in mag.drain(..) {
