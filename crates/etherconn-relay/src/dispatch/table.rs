@@ -4,16 +4,15 @@
 use core::fmt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::vec::Vec;
 
 use ahash::RandomState;
-use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 
 use super::demux::L4Demux;
 use super::observer::{RegistrationChange, RegistrationObserver};
 use crate::error::RelayError;
-use crate::locks::{read, read_sharded, write, write_sharded};
+use crate::locks::{read, write};
 use crate::queue::RxQueue;
 use crate::stripe::Padded;
 use etherconn_core::classify::Classified;
@@ -155,11 +154,7 @@ impl AsRef<RxQueue> for ConnEntry {
 }
 
 pub(super) type ShardMap = HashMap<L2EndpointKey, Arc<ConnEntry>, RandomState>;
-/// A shard's lock is itself split per thread (crossbeam's `ShardedLock`): a lookup read-locks
-/// only its own thread's part, so relay threads looking up keys of the same shard do not pass
-/// the lock word's line back and forth (with two threads delivering frames to 1,000 endpoints,
-/// that traffic cost more than the lookups); a registration write-locks every part.
-type Shard = ShardedLock<ShardMap>;
+type Shard = RwLock<ShardMap>;
 type GroupKey = (VlanIds, EtherType);
 /// The receive-multicast conns of each (VLAN ids, EtherType).
 pub(super) type GroupMap = HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>;
@@ -180,7 +175,7 @@ impl KeyTable {
     pub(super) fn new(observer: Option<Arc<dyn RegistrationObserver>>) -> KeyTable {
         KeyTable {
             shards: (0..SHARDS)
-                .map(|_| Padded(ShardedLock::new(HashMap::with_hasher(RandomState::new()))))
+                .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
                 .collect(),
             default: RwLock::new(None),
             multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
@@ -198,7 +193,7 @@ impl KeyTable {
 
     /// Number of exact keys registered.
     pub(super) fn len(&self) -> usize {
-        self.shards.iter().map(|s| read_sharded(&s.0).len()).sum()
+        self.shards.iter().map(|s| read(&s.0).len()).sum()
     }
 
     fn shard(&self, key: &L2EndpointKey) -> &Shard {
@@ -207,14 +202,14 @@ impl KeyTable {
 
     /// The shard holding `key`, read-locked.
     #[inline]
-    pub(super) fn read_shard_of(&self, key: &L2EndpointKey) -> ShardedLockReadGuard<'_, ShardMap> {
-        read_sharded(self.shard(key))
+    pub(super) fn read_shard_of(&self, key: &L2EndpointKey) -> RwLockReadGuard<'_, ShardMap> {
+        read(self.shard(key))
     }
 
     /// Shard `s` (a [`shard_index`]), read-locked.
     #[inline]
-    pub(super) fn read_shard(&self, s: usize) -> ShardedLockReadGuard<'_, ShardMap> {
-        read_sharded(&self.shards[s].0)
+    pub(super) fn read_shard(&self, s: usize) -> RwLockReadGuard<'_, ShardMap> {
+        read(&self.shards[s].0)
     }
 
     /// The default conn, read-locked.
@@ -231,10 +226,7 @@ impl KeyTable {
 
     /// Write-locks the shards of `keys`, each once, in ascending shard order (the order a
     /// batched delivery read-locks them in, so that neither waits on the other in a cycle).
-    fn write_shards(
-        &self,
-        keys: &[L2EndpointKey],
-    ) -> Vec<(usize, ShardedLockWriteGuard<'_, ShardMap>)> {
+    fn write_shards(&self, keys: &[L2EndpointKey]) -> Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> {
         let mut set = 0u64;
         for k in keys {
             set |= 1 << shard_index(k);
@@ -243,7 +235,7 @@ impl KeyTable {
         while set != 0 {
             let s = set.trailing_zeros() as usize;
             set &= set - 1;
-            guards.push((s, write_sharded(&self.shards[s].0)));
+            guards.push((s, write(&self.shards[s].0)));
         }
         guards
     }
@@ -405,7 +397,7 @@ impl KeyTable {
     /// `Dispatcher::stop`.
     pub(super) fn close_all(&self) {
         for s in &self.shards {
-            for e in write_sharded(&s.0).values() {
+            for e in write(&s.0).values() {
                 e.close();
             }
         }
@@ -422,9 +414,9 @@ impl KeyTable {
 
 /// The guard, among `shards` (from `KeyTable::write_shards`), of `key`'s shard.
 fn locked_shard<'a, 'g>(
-    shards: &'a mut [(usize, ShardedLockWriteGuard<'g, ShardMap>)],
+    shards: &'a mut [(usize, RwLockWriteGuard<'g, ShardMap>)],
     key: &L2EndpointKey,
-) -> &'a mut ShardedLockWriteGuard<'g, ShardMap> {
+) -> &'a mut RwLockWriteGuard<'g, ShardMap> {
     let s = shard_index(key);
     match shards.iter_mut().find(|(i, _)| *i == s) {
         Some((_, g)) => g,
