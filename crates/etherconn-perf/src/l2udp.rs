@@ -138,6 +138,7 @@ impl L2UdpEndpoints {
     }
 
     /// The backend's name in results, for a set made with [`on_relay`](Self::on_relay).
+    #[cfg(feature = "xdp")]
     pub fn set_backend_name(&mut self, name: &'static str) {
         self.backend = name;
     }

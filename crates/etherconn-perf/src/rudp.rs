@@ -70,6 +70,7 @@ impl RUdpEndpoints {
     }
 
     /// The backend's name in results, for a set made with [`on_relay`](Self::on_relay).
+    #[cfg(feature = "xdp")]
     pub fn set_backend_name(&mut self, name: &'static str) {
         self.backend = name;
     }
