@@ -158,7 +158,7 @@ impl EtherConn {
     ) -> Result<EtherConn, RelayError> {
         check_endpoint(&*relay, mac, vlans, &config)?;
         let stack = VlanStack::from_slice(vlans)
-            .map_err(|_| RelayError::InvalidConfig("at most three VLAN tags"))?;
+            .map_err(|_| RelayError::InvalidConfig(etherconn_core::wire::vlan::TOO_MANY_TAGS))?;
         let ids = VlanIds::from_stack(&stack);
         let mut keys: Vec<L2EndpointKey> = config
             .ethertypes
@@ -398,7 +398,9 @@ fn check_endpoint(
         return Err(RelayError::NotStationMac { mac, reason });
     }
     if vlans.len() > MAX_TAGS {
-        return Err(RelayError::InvalidConfig("at most three VLAN tags"));
+        return Err(RelayError::InvalidConfig(
+            etherconn_core::wire::vlan::TOO_MANY_TAGS,
+        ));
     }
     if vlans.iter().any(|t| t.id.is_reserved()) {
         return Err(RelayError::InvalidConfig(

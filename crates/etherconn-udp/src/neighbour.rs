@@ -110,7 +110,8 @@ impl fmt::Debug for Neighbours {
 }
 
 fn stack(vlans: &[VlanTag]) -> Result<VlanStack, UdpError> {
-    VlanStack::from_slice(vlans).map_err(|_| UdpError::InvalidConfig("at most three VLAN tags"))
+    VlanStack::from_slice(vlans)
+        .map_err(|_| UdpError::InvalidConfig(etherconn_core::wire::vlan::TOO_MANY_TAGS))
 }
 
 impl Neighbours {

@@ -176,6 +176,10 @@ impl fmt::Display for VlanTag {
 /// equipment and some access networks use); a fourth is an error everywhere.
 pub const MAX_TAGS: usize = 3;
 
+/// What a configuration error says of a stack longer than [`MAX_TAGS`], in one place for every
+/// layer that refuses one.
+pub const TOO_MANY_TAGS: &str = "at most three VLAN tags";
+
 /// Up to [`MAX_TAGS`] VLAN tags, outermost first; `Copy` so that a classified frame carries it
 /// without allocating.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug)]
