@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
@@ -341,13 +341,12 @@ impl RUdpConn {
             return Ok(kept);
         }
         let wait = self.timeouts.read_wait();
-        let deadline = wait.and_then(|t| Instant::now().checked_add(t));
+        let deadline = rx::ReadDeadline::start(wait);
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let rx = match self.ether.recv_frame_timeout(left) {
+            let rx = match self.ether.recv_frame_timeout(deadline.left()) {
                 // A deadline that ran out between two foreign frames is a timeout, not a
                 // non-blocking miss.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait != Some(Duration::ZERO) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !deadline.is_non_blocking() => {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
                 r => r?,

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherconn_core::classify::UdpInfo;
 use etherconn_core::L4RecvKey;
@@ -268,13 +268,12 @@ impl SharingRUdpConn {
         if let Some(kept) = self.peer.take_peeked() {
             return Ok(kept);
         }
-        let deadline = wait.and_then(|t| Instant::now().checked_add(t));
+        let deadline = rx::ReadDeadline::start(wait);
         loop {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let rx = match self.queue.pop(left) {
+            let rx = match self.queue.pop(deadline.left()) {
                 // A deadline that ran out between two datagrams from others than the connected
                 // peer is a timeout, not a non-blocking miss.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait != Some(Duration::ZERO) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !deadline.is_non_blocking() => {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
                 r => r?,
