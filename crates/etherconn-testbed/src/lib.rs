@@ -27,6 +27,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod cli_table;
 mod cmd;
 mod events;
 mod netns;
