@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
+use etherconn_relay::sending;
 use etherconn_relay::{
-    Capture as FrameCapture, CaptureConfig, Direction as CaptureDirection, Dispatcher,
-    DispatcherConfig, PacketRelay, RelayCounters,
+    CaptureConfig, Direction as CaptureDirection, Dispatcher, DispatcherConfig, PacketRelay,
+    RelayCounters,
 };
 use pcap::{Active, Capture, Direction, Linktype};
 
@@ -315,11 +316,7 @@ impl PcapRelay {
 
     /// `NotConnected` (counted as a send error) once the relay has stopped.
     fn refuse_if_stopped(&self) -> io::Result<()> {
-        if self.stopped.load(Ordering::Relaxed) {
-            RelayCounters::bump(&self.dispatcher.counters().tx_errors);
-            return Err(stopped_error());
-        }
-        Ok(())
+        sending::refuse_if_stopped(&self.stopped, &self.dispatcher)
     }
 
     fn tx(&self) -> MutexGuard<'_, Capture<Active>> {
@@ -342,22 +339,9 @@ impl PcapRelay {
             if !is_transient(&e) {
                 return Err(self.explain(e, frame.len()));
             }
-            let wait = match deadline {
-                None => Duration::from_millis(1),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(io::Error::new(
-                            io::ErrorKind::WouldBlock,
-                            "transmit queue full",
-                        ));
-                    }
-                    (d - now).min(Duration::from_millis(1))
-                }
-            };
-            std::thread::sleep(wait);
+            std::thread::sleep(sending::retry_wait(deadline)?);
             if self.stopped.load(Ordering::Relaxed) {
-                return Err(stopped_error());
+                return Err(sending::stopped_error());
             }
         }
     }
@@ -372,27 +356,7 @@ impl PcapRelay {
         if !too_long {
             return io::Error::other(e);
         }
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
-                 behind an outer 802.1Q tag; the MTU as read when the relay was made): {e}",
-                self.mtu,
-                self.device,
-                self.mtu + 14,
-                self.mtu + 18
-            ),
-        )
-    }
-}
-
-/// Hands frames just sent to the capture, with one time for them all.
-fn record_sent(capture: &FrameCapture, frames: &[&[u8]]) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok();
-    for f in frames {
-        capture.record(CaptureDirection::Outbound, f, None, now);
+        sending::frame_too_large(len, self.mtu, &self.device, Some(&e))
     }
 }
 
@@ -405,10 +369,6 @@ fn pcap_time(secs: impl Into<i64>, micros: impl Into<i64>) -> Option<Duration> {
         .ok()
         .filter(|&m| m < 1_000_000)?;
     Some(Duration::new(secs, micros * 1000))
-}
-
-fn stopped_error() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the relay has stopped")
 }
 
 /// A full device queue (`ENOBUFS`, `EAGAIN`): libpcap reports it as a message only.
@@ -510,17 +470,9 @@ impl PacketRelay for PcapRelay {
     }
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
-        let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let r = self.send_locked(&mut self.tx(), frame, deadline);
-        RelayCounters::bump(if r.is_ok() { &c.tx } else { &c.tx_errors });
-        if r.is_ok() {
-            if let Some(cap) = self.dispatcher.capture() {
-                cap.record(CaptureDirection::Outbound, frame, None, None);
-            }
-        }
-        r
+        let sent = self.send_locked(&mut self.tx(), frame, sending::deadline(timeout));
+        sending::account_send(&self.dispatcher, frame, sent)
     }
 
     /// Sends the frames one `pcap_sendpacket` each (libpcap has no batch send on Linux),
@@ -528,7 +480,7 @@ impl PacketRelay for PcapRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = sending::deadline(timeout);
         let mut tx = self.tx();
         let mut sent = frames.len();
         let mut failure = None;
@@ -543,7 +495,7 @@ impl PacketRelay for PcapRelay {
         drop(tx);
         // Recorded after the handle is given back, so other senders do not wait on the copies.
         if let Some(cap) = self.dispatcher.capture() {
-            record_sent(cap, &frames[..sent]);
+            sending::record_sent(cap, &frames[..sent]);
         }
         match failure {
             Some(e) if sent == 0 => Err(e),

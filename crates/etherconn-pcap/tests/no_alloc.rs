@@ -10,8 +10,6 @@
 //! Root only (a veth pair between two namespaces).
 #![cfg(target_os = "linux")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,32 +18,8 @@ use etherconn_pcap::{PcapRelay, PcapRelayConfig};
 use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay};
 use etherconn_testbed::{Side, Testbed};
 
-/// The system allocator, counting allocations and reallocations of every thread.
-struct CountingAll;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call unchanged to `System`, which upholds `GlobalAlloc`'s contract;
-// the counter is a relaxed atomic and allocates nothing.
-unsafe impl GlobalAlloc for CountingAll {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's `layout` contract is passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for `realloc` itself.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAll = CountingAll;
+static GLOBAL: etherconn_testalloc::Counting = etherconn_testalloc::Counting;
 
 const ET: EtherType = EtherType(0x88b5);
 const FRAMES: usize = 1000;
@@ -102,9 +76,8 @@ fn steady_state_send_and_receive_allocate_nothing_per_frame() {
     round_trips(&a, &b, 200);
     std::thread::sleep(Duration::from_millis(300));
     round_trips(&a, &b, 50);
-    let before = ALLOCS.load(Ordering::Relaxed);
-    round_trips(&a, &b, FRAMES);
-    let counted = ALLOCS.load(Ordering::Relaxed) - before;
+    let counted =
+        etherconn_testalloc::allocations_of_every_thread_during(|| round_trips(&a, &b, FRAMES));
     println!("{counted} allocations over {FRAMES} frames sent and received");
     assert!(
         counted <= 8,

@@ -16,13 +16,17 @@ use etherconn_core::wire::{EtherType, Tpid, VlanTag};
 use etherconn_pcap::{Error, PcapRelay, PcapRelayConfig};
 use etherconn_relay::{EtherConnConfig, PacketRelay};
 use etherconn_testbed::suite::{
-    assert_no_leftovers, conn, mac, quiet, specs, tag, udp_payload, wait_stats, Backend, Scapy,
-    Spec, WAIT, X,
+    assert_no_leftovers, conn, mac, quiet, specs, tag, udp_payload, wait_stats, Backend,
+    EtherTypeFilter, Events, Oversize, Scapy, Spec, ET, WAIT, X,
 };
 use etherconn_testbed::Testbed;
 
 fn open(ifname: &str) -> Arc<dyn PacketRelay> {
     PcapRelay::new(ifname, PcapRelayConfig::default()).unwrap()
+}
+
+fn open_with_ethertypes(ifname: &str, ethertypes: &[EtherType]) -> Arc<dyn PacketRelay> {
+    PcapRelay::new(ifname, PcapRelayConfig::default().ethertypes(ethertypes)).unwrap()
 }
 
 etherconn_testbed::relay_peer_suite!(Backend {
@@ -32,6 +36,27 @@ etherconn_testbed::relay_peer_suite!(Backend {
     sees_partial_checksums: false,
     // It sees every frame its filter passes.
     sees_unregistered: true,
+    open_with_capture: |ifname, capture| {
+        PcapRelay::with_capture(ifname, PcapRelayConfig::default(), capture).unwrap()
+    },
+    ethertype_filter: Some(EtherTypeFilter {
+        open_with_ethertypes,
+        open_with_program: |ifname, program| {
+            PcapRelay::new(ifname, PcapRelayConfig::default().filter(program)).unwrap()
+        },
+    }),
+    // libpcap words the kernel's EMSGSIZE itself.
+    oversize: Oversize::KernelWords("Message too long"),
+    events: Events {
+        name: "libpcap relay",
+        open: |ifname| open_with_ethertypes(ifname, &[ET]),
+        opened: &[
+            ("buffer_size", "4194304"),
+            ("snaplen", "2048"),
+            ("filter", "ethertypes"),
+        ],
+        attached: ("libpcap relay: capture filter attached", "instructions"),
+    },
 });
 
 #[test]

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
+use etherconn_relay::sending;
 use etherconn_relay::{
-    Capture, CaptureConfig, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
+    CaptureConfig, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
 };
 
 use crate::error::{Error, Result};
@@ -131,14 +132,7 @@ pub struct RawSocketRelay {
 impl RawSocketRelay {
     /// `NotConnected` (counted as a send error) once the relay has stopped.
     fn refuse_if_stopped(&self) -> io::Result<()> {
-        if self.stopped.load(Ordering::Relaxed) {
-            RelayCounters::bump(&self.dispatcher.counters().tx_errors);
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the relay has stopped",
-            ));
-        }
-        Ok(())
+        sending::refuse_if_stopped(&self.stopped, &self.dispatcher)
     }
 
     /// Opens the interface and starts the receive threads.
@@ -266,20 +260,8 @@ impl RawSocketRelay {
             match self.tx.socket().send(frame) {
                 Ok(_) => return Ok(()),
                 Err(e) if is_transient(&e) => {
-                    let wait = match deadline {
-                        None => Duration::from_millis(1),
-                        Some(d) => {
-                            let now = Instant::now();
-                            if now >= d {
-                                return Err(io::Error::new(
-                                    io::ErrorKind::WouldBlock,
-                                    "transmit queue full",
-                                ));
-                            }
-                            (d - now).min(Duration::from_millis(1))
-                        }
-                    };
                     // ENOBUFS does not make the socket unwritable, so wait at most 1 ms per try.
+                    let wait = sending::retry_wait(deadline)?;
                     let mut fds = [PollFd::new(
                         std::os::fd::AsFd::as_fd(self.tx.socket()),
                         sys::POLLOUT,
@@ -289,10 +271,7 @@ impl RawSocketRelay {
                 Err(e) => return Err(self.explain(e, frame.len())),
             }
             if self.stopped.load(Ordering::Relaxed) {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "the relay has stopped",
-                ));
+                return Err(sending::stopped_error());
             }
         }
     }
@@ -306,17 +285,7 @@ impl RawSocketRelay {
         if e.raw_os_error() != Some(libc::EMSGSIZE) {
             return e;
         }
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
-                 behind an outer 802.1Q tag; the MTU as read when the relay was made): {e}",
-                self.mtu,
-                self.ifname,
-                self.mtu + 14,
-                self.mtu + 18
-            ),
-        )
+        sending::frame_too_large(len, self.mtu, &self.ifname, Some(&e))
     }
 }
 
@@ -332,16 +301,6 @@ thread_local! {
 
 fn is_transient(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-/// Hands frames just sent to the capture, with one time for the batch.
-fn record_sent(capture: &Capture, frames: &[&[u8]]) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok();
-    for f in frames {
-        capture.record(Direction::Outbound, f, None, now);
-    }
 }
 
 /// One receive thread: drain the ring into the dispatcher until stopped.
@@ -415,22 +374,9 @@ impl PacketRelay for RawSocketRelay {
     }
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
-        let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        match self.send_once(frame, deadline) {
-            Ok(()) => {
-                RelayCounters::bump(&c.tx);
-                if let Some(cap) = self.dispatcher.capture() {
-                    cap.record(Direction::Outbound, frame, None, None);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                RelayCounters::bump(&c.tx_errors);
-                Err(e)
-            }
-        }
+        let sent = self.send_once(frame, sending::deadline(timeout));
+        sending::account_send(&self.dispatcher, frame, sent)
     }
 
     /// Sends up to 32 frames per `sendmmsg(2)`; on a full transmit path it waits as `send`
@@ -438,7 +384,7 @@ impl PacketRelay for RawSocketRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = sending::deadline(timeout);
         let capture = self.dispatcher.capture();
         let mut done = 0;
         while done < frames.len() {
@@ -453,7 +399,7 @@ impl PacketRelay for RawSocketRelay {
                 Ok(n) if n > 0 => {
                     c.tx.fetch_add(n as u64, Ordering::Relaxed);
                     if let Some(cap) = capture {
-                        record_sent(cap, &chunk[..n]);
+                        sending::record_sent(cap, &chunk[..n]);
                     }
                     done += n;
                 }
@@ -463,7 +409,7 @@ impl PacketRelay for RawSocketRelay {
                     Ok(()) => {
                         RelayCounters::bump(&c.tx);
                         if let Some(cap) = capture {
-                            record_sent(cap, &chunk[..1]);
+                            sending::record_sent(cap, &chunk[..1]);
                         }
                         done += 1;
                     }

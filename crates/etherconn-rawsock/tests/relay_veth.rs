@@ -11,16 +11,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::wire::VlanTag;
+use etherconn_core::wire::{EtherType, VlanTag};
 use etherconn_rawsock::{Error, RawSocketRelay, RawSocketRelayConfig};
 use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay};
 use etherconn_testbed::suite::{
-    assert_no_leftovers, conn, mac, quiet, udp_payload, wait_stats, Backend, WAIT,
+    assert_no_leftovers, conn, mac, quiet, udp_payload, wait_stats, Backend, EtherTypeFilter,
+    Events, Oversize, ET, WAIT,
 };
 use etherconn_testbed::Testbed;
 
 fn open(ifname: &str) -> Arc<dyn PacketRelay> {
     RawSocketRelay::new(ifname, RawSocketRelayConfig::default()).unwrap()
+}
+
+fn open_with_ethertypes(ifname: &str, ethertypes: &[EtherType]) -> Arc<dyn PacketRelay> {
+    RawSocketRelay::new(
+        ifname,
+        RawSocketRelayConfig::default().ethertypes(ethertypes),
+    )
+    .unwrap()
 }
 
 etherconn_testbed::relay_peer_suite!(Backend {
@@ -30,6 +39,28 @@ etherconn_testbed::relay_peer_suite!(Backend {
     sees_partial_checksums: true,
     // It sees every frame its filter passes.
     sees_unregistered: true,
+    open_with_capture: |ifname, capture| {
+        RawSocketRelay::with_capture(ifname, RawSocketRelayConfig::default(), capture).unwrap()
+    },
+    ethertype_filter: Some(EtherTypeFilter {
+        open_with_ethertypes,
+        open_with_program: |ifname, program| {
+            RawSocketRelay::new(ifname, RawSocketRelayConfig::default().filter(program)).unwrap()
+        },
+    }),
+    // A packet socket passes the kernel's EMSGSIZE on.
+    oversize: Oversize::KernelErrno,
+    events: Events {
+        name: "AF_PACKET relay",
+        open: |ifname| open_with_ethertypes(ifname, &[ET]),
+        opened: &[
+            ("ring_block_size", "262144"),
+            ("ring_block_count", "16"),
+            ("threads", "1"),
+            ("filter", "ethertypes"),
+        ],
+        attached: ("AF_PACKET relay: receive filter attached", "instructions"),
+    },
 });
 
 #[test]

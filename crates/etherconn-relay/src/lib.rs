@@ -93,6 +93,7 @@ mod pool;
 mod queue;
 mod ready;
 mod relay;
+pub mod sending;
 mod stats;
 mod stripe;
 mod summary;

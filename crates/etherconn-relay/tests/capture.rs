@@ -3,8 +3,9 @@
 //! checksums as sent; only the chosen endpoints' frames when asked; a writer that cannot keep
 //! up drops and counts, and the file stays readable.
 //!
-//! On the loopback relay (every frame sent is also received); `etherconn-rawsock`'s
-//! `tests/capture_veth.rs` checks the same over a veth pair with offloaded VLAN tags.
+//! On the loopback relay (every frame sent is also received); the peer suite's capture case
+//! (`etherconn_testbed::suite`) checks the same over a veth pair with offloaded VLAN tags, for
+//! every backend.
 //! Without tshark each test prints a skip line and passes, unless `CI` is set.
 #![cfg(target_os = "linux")]
 

@@ -4,16 +4,14 @@
 //! allocator watches the calls).
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::alloc;
 use etherconn_core::wire::{EtherType, MacAddr};
 use etherconn_relay::{
     DispatcherConfig, EtherConn, EtherConnConfig, LoopbackRelay, PacketRelay, DROP_SUMMARY_INTERVAL,
 };
+use etherconn_testalloc as alloc;
 use etherconn_testbed::EventLog;
 use tracing::Level;
 

@@ -7,15 +7,13 @@
 //! dispatches (the loopback relay delivers on the sending thread) and receives, and the thread
 //! that delivers in the inbox part. The relay starts no threads of its own.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::alloc;
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, Inbox, LoopbackRelay, Mail, PacketRelay, ReadySet};
 use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_testalloc as alloc;
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;

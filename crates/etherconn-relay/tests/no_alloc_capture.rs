@@ -1,15 +1,13 @@
 //! With a capture on, the hot path still allocates nothing per packet (the counting
-//! allocator of `tests/common/alloc.rs`; in its own test binary, because the count is global
+//! allocator of `etherconn-testalloc`; in its own test binary, because the count is global
 //! to the process and `no_alloc.rs` counts its own test's thread).
-
-mod common;
 
 use std::sync::Arc;
 
-use common::alloc;
 use etherconn_core::wire::{EtherType, MacAddr, VlanTag};
 use etherconn_relay::{CaptureConfig, Direction, DispatcherConfig, LoopbackRelay, PacketRelay};
 use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_testalloc as alloc;
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;

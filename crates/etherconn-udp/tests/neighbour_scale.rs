@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use common::alloc;
 use etherconn_core::key::VlanIds;
 use etherconn_core::wire::{arp, EtherType, MacAddr};
 use etherconn_relay::{EtherConn, EtherConnConfig};
+use etherconn_testalloc as alloc;
 use etherconn_udp::{NeighbourConfig, Neighbours, SharedConfig, SharedEtherConn, SharingConfig};
 
 #[global_allocator]

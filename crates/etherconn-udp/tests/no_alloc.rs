@@ -12,9 +12,9 @@ use std::mem::size_of;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use common::alloc::{self, allocations_during};
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
+use etherconn_testalloc::{self as alloc, allocations_during};
 use etherconn_udp::{
     NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn,
     SharingConfig, SharingRUdpConn, DEFAULT_RUDP_QUEUE_DEPTH, DEFAULT_SHARING_QUEUE_DEPTH,

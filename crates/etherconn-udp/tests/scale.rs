@@ -19,9 +19,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::alloc;
 use etherconn_core::wire::{MacAddr, VlanTag};
 use etherconn_relay::{DispatcherConfig, EtherConn, EtherConnConfig, LoopbackRelay, PacketRelay};
+use etherconn_testalloc as alloc;
 use etherconn_udp::{SharedConfig, SharedEtherConn, SharingConfig, SharingRUdpConn};
 
 #[global_allocator]

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{Link, MapHandle};
 
 use etherconn_core::wire::EtherType;
-use etherconn_relay::{Capture, CaptureConfig, Direction, Dispatcher, PacketRelay, RelayCounters};
+use etherconn_relay::sending;
+use etherconn_relay::{CaptureConfig, Dispatcher, PacketRelay, RelayCounters};
 
 use crate::config::{XdpMode, XdpRelayConfig};
 use crate::error::{Error, Result};
@@ -299,28 +300,11 @@ impl XdpRelay {
 
     /// A frame past the link's MTU, said in the link's terms, as the other relays say it.
     fn too_large(&self, len: usize) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a {len}-byte frame does not fit the {}-byte MTU of {} (at most {} bytes, {} \
-                 behind an outer 802.1Q tag; the MTU as read when the relay was made)",
-                self.mtu,
-                self.ifname,
-                self.mtu + 14,
-                self.mtu + 18
-            ),
-        )
+        sending::frame_too_large(len, self.mtu, &self.ifname, None)
     }
 
     fn refuse_if_stopped(&self) -> io::Result<()> {
-        if self.stopped.load(Ordering::Relaxed) {
-            RelayCounters::bump(&self.dispatcher.counters().tx_errors);
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the relay has stopped",
-            ));
-        }
-        Ok(())
+        sending::refuse_if_stopped(&self.stopped, &self.dispatcher)
     }
 
     /// Queues as many of `frames` as fit on one queue's send ring, waiting (up to
@@ -354,10 +338,7 @@ impl XdpRelay {
                         ));
                     }
                     if self.stopped.load(Ordering::Relaxed) {
-                        return Err(io::Error::new(
-                            io::ErrorKind::NotConnected,
-                            "the relay has stopped",
-                        ));
+                        return Err(sending::stopped_error());
                     }
                     // The kernel completes sends in the `sendto` kick (copy mode) or from
                     // the driver's interrupt: give it a moment.
@@ -375,16 +356,6 @@ impl XdpRelay {
 fn link_limit(mtu: usize, frame: &[u8]) -> usize {
     let dot1q_outer = frame.get(12..14) == Some(&[0x81, 0x00][..]);
     mtu + 14 + if dot1q_outer { 4 } else { 0 }
-}
-
-/// Hands frames just sent to the capture, with one time for the batch.
-fn record_sent(capture: &Capture, frames: &[&[u8]]) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok();
-    for f in frames {
-        capture.record(Direction::Outbound, f, None, now);
-    }
 }
 
 /// How long a bind that finds the queue busy is retried: the kernel releases a closed
@@ -464,7 +435,7 @@ impl PacketRelay for XdpRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = sending::deadline(timeout);
         let capture = self.dispatcher.capture();
         // Frames up to the first one the link would not take: a compare or two per frame.
         let fit = frames
@@ -477,7 +448,7 @@ impl PacketRelay for XdpRelay {
                 Ok(n) => {
                     c.tx.fetch_add(n as u64, Ordering::Relaxed);
                     if let Some(cap) = capture {
-                        record_sent(cap, &frames[done..done + n]);
+                        sending::record_sent(cap, &frames[done..done + n]);
                     }
                     done += n;
                 }

@@ -12,9 +12,7 @@
 //! `ETHERCONN_REQUIRE_ROOT_TESTS=1`, which makes it fail instead.
 #![cfg(target_os = "linux")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,44 +22,8 @@ use etherconn_testbed::{Side, Testbed};
 use etherconn_udp::{RUdpConfig, RUdpConn};
 use etherconn_xdp::{XdpRelay, XdpRelayConfig};
 
-/// Forwards to the system allocator, counting allocations while `COUNTING` is on.
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
-// the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's obligations for `alloc` are passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with this layout, via the methods above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for `dealloc`, and `new_size` is passed on unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: etherconn_testalloc::Counting = etherconn_testalloc::Counting;
 
 #[test]
 fn warm_send_and_receive_allocate_nothing() {
@@ -112,16 +74,11 @@ fn warm_send_and_receive_allocate_nothing() {
     };
     round(500);
     // The counter counts: one box while counting is one allocation.
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    drop(std::hint::black_box(Box::new(7u64)));
-    COUNTING.store(false, Ordering::SeqCst);
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 1);
-    ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    round(3_000);
-    COUNTING.store(false, Ordering::SeqCst);
-    let n = ALLOCS.load(Ordering::SeqCst);
+    let one = etherconn_testalloc::allocations_of_every_thread_during(|| {
+        drop(std::hint::black_box(Box::new(7u64)));
+    });
+    assert_eq!(one, 1);
+    let n = etherconn_testalloc::allocations_of_every_thread_during(|| round(3_000));
     assert_eq!(
         n, 0,
         "allocations in 3,000 warm rounds (one datagram each way, relay thread included)"

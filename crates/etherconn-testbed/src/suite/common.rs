@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use etherconn_core::bpf::Program;
 use etherconn_core::build::{build_udp_frame, UdpFrame};
-use etherconn_core::wire::{MacAddr, Tpid, VlanId, VlanTag};
-use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay, RelayStats, RxFrame};
+use etherconn_core::wire::{EtherType, MacAddr, Tpid, VlanId, VlanTag};
+use etherconn_relay::{
+    CaptureConfig, EtherConn, EtherConnConfig, PacketRelay, RelayStats, RxFrame,
+};
 
 use crate::{Side, Testbed};
 
@@ -15,6 +18,9 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// The MAC most cases' conns use.
 pub const X: &str = "02:ec:00:00:01:01";
+
+/// An EtherType no relay's default filter passes (local experimental), for raw frames.
+pub const ET: EtherType = EtherType(0x88b5);
 
 /// A relay backend the suite runs over.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +41,55 @@ pub struct Backend {
     /// default conn, unicast to other MACs and tagged broadcast) and leaves the rest to the
     /// host, so the cases expect those frames not to be offered at all.
     pub sees_unregistered: bool,
+    /// Opens a relay with its default settings that also writes what it sends and receives to
+    /// `capture` (its `with_capture`); called like `open`.
+    pub open_with_capture: fn(&str, CaptureConfig) -> Arc<dyn PacketRelay>,
+    /// The relay's EtherType filter in the kernel; `None` for a relay that receives every
+    /// EtherType (the AF_XDP relay's program redirects by registered key, whatever the type).
+    pub ethertype_filter: Option<EtherTypeFilter>,
+    /// How the relay refuses a hand-built frame past the link's MTU.
+    pub oversize: Oversize,
+    /// What the relay tells a `tracing` subscriber.
+    pub events: Events,
+}
+
+/// A relay's EtherType filter in the kernel: how to open the relay with a list of EtherTypes
+/// or with a user's filter program instead.
+#[derive(Debug, Clone, Copy)]
+pub struct EtherTypeFilter {
+    /// Opens a relay whose filter passes exactly `ethertypes`.
+    pub open_with_ethertypes: fn(&str, &[EtherType]) -> Arc<dyn PacketRelay>,
+    /// Opens a relay under the user's filter `program`.
+    pub open_with_program: fn(&str, Program) -> Arc<dyn PacketRelay>,
+}
+
+/// How a relay refuses a frame past the link's MTU that was built by hand and handed to
+/// `PacketRelay::send` (every relay words it in the link's terms and counts a send error).
+#[derive(Debug, Clone, Copy)]
+pub enum Oversize {
+    /// The kernel refuses it with `EMSGSIZE`, passed on as the OS error, whose text ends the
+    /// message.
+    KernelErrno,
+    /// The kernel refuses it through a library that words `EMSGSIZE` itself: the message ends
+    /// with this text.
+    KernelWords(&'static str),
+    /// The relay refuses it before the kernel sees it (no OS error): the kernel would not.
+    Relay,
+}
+
+/// What a relay tells a `tracing` subscriber, for the lifecycle case.
+#[derive(Debug, Clone, Copy)]
+pub struct Events {
+    /// The relay's name in its lifecycle messages (`"{name} opened"`, `"{name} stopped"`).
+    pub name: &'static str,
+    /// Opens the relay the case watches, called like `open`. It must receive EtherType [`ET`]
+    /// (and IPv4, when the relay does not see unregistered frames).
+    pub open: fn(&str) -> Arc<dyn PacketRelay>,
+    /// Fields that relay's open event carries, as (name, value).
+    pub opened: &'static [(&'static str, &'static str)],
+    /// The message of the DEBUG event that says the relay's filter or program is in place,
+    /// and its field that must be a positive number.
+    pub attached: (&'static str, &'static str),
 }
 
 impl Backend {
@@ -46,8 +101,17 @@ impl Backend {
 
 /// The relay under test on `tb.b_if`, opened by a thread inside namespace `b`.
 pub fn open_b(backend: &Backend, tb: &Testbed) -> Arc<dyn PacketRelay> {
-    let open = backend.open;
-    tb.b.run_in(|| open(&tb.b_if)).unwrap()
+    open_in(tb, Side::B, backend.open)
+}
+
+/// A relay on `side`'s veth end, opened by `open` (given the interface's name) on a thread
+/// inside that side's namespace.
+pub fn open_in(
+    tb: &Testbed,
+    side: Side,
+    open: impl FnOnce(&str) -> Arc<dyn PacketRelay> + Send,
+) -> Arc<dyn PacketRelay> {
+    tb.netns(side).run_in(|| open(tb.ifname(side))).unwrap()
 }
 
 /// A MAC address from its text form.

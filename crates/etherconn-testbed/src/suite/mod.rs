@@ -15,7 +15,17 @@
 //!   ([`vlan_egress_decoded_by_tshark`]);
 //! - hostile frames from scapy, each counted and dropped or filtered
 //!   ([`bad_input_from_scapy_is_counted_and_dropped`], [`bad_udp_checksum`]);
-//! - a stop that wakes a reader blocked on a conn ([`stop_wakes_blocked_reader`]).
+//! - a stop that wakes a reader blocked on a conn ([`stop_wakes_blocked_reader`]);
+//! - the relay's capture file read back by tshark, both directions, VLAN stacks of up to three
+//!   tags ([`capture_holds_what_was_on_the_wire_both_ways`]);
+//! - the link's limits: the MTU, `max_payload()` for seven VLAN stacks, what the kernel (or the
+//!   relay) refuses past them ([`max_payload_follows_the_interface_mtu`]), and which
+//!   EtherTypes the relay receives ([`ethertypes_the_relay_receives`]);
+//! - what the relay tells a `tracing` subscriber
+//!   ([`lifecycle_and_drop_summaries_reach_a_subscriber`]; it installs the process-wide
+//!   subscriber, so a binary that runs the suite installs none of its own).
+//!
+//! Where backends differ, [`Backend`] says how, and each case checks what that backend does.
 //!
 //! A backend's test file runs them all with [`relay_peer_suite!`](crate::relay_peer_suite),
 //! which skips (or, with `ETHERCONN_REQUIRE_ROOT_TESTS=1`, fails) without root:
@@ -24,35 +34,50 @@
 //! fn open(ifname: &str) -> Arc<dyn PacketRelay> {
 //!     MyRelay::new(ifname, MyRelayConfig::default()).unwrap()
 //! }
+//! fn open_with_capture(ifname: &str, capture: CaptureConfig) -> Arc<dyn PacketRelay> {
+//!     MyRelay::with_capture(ifname, MyRelayConfig::default(), capture).unwrap()
+//! }
 //! etherconn_testbed::relay_peer_suite!(etherconn_testbed::suite::Backend {
 //!     tag: "my",
 //!     open,
 //!     sees_partial_checksums: false,
 //!     sees_unregistered: true,
+//!     open_with_capture,
+//!     ethertype_filter: None,
+//!     oversize: Oversize::Relay,
+//!     events: Events { name: "my relay", open, opened: &[], attached: ("my relay: attached", "id") },
 //! });
 //! ```
 
 // Module order (each imports only modules before it): common, peers, tshark, cases
-// (common, peers, tshark), dispatch (common, peers), hostile (common, peers).
+// (common, peers, tshark), dispatch (common, peers), hostile (common, peers), capture (common,
+// peers), limits (common), lifecycle (common).
+mod capture;
 mod cases;
 mod common;
 mod dispatch;
 mod hostile;
+mod lifecycle;
+mod limits;
 mod peers;
 mod tshark;
+
+pub use capture::capture_holds_what_was_on_the_wire_both_ways;
 
 pub use cases::{
     kernel_udp_roundtrip, scapy_vlan_ingress_reaches_exactly_its_conn,
     vlan_egress_decoded_by_tshark,
 };
 pub use common::{
-    assert_no_leftovers, conn, mac, open_b, quiet, send_udp, tag, udp_payload, wait_stats, Backend,
-    WAIT, X,
+    assert_no_leftovers, conn, mac, open_b, open_in, quiet, send_udp, tag, udp_payload, wait_stats,
+    Backend, EtherTypeFilter, Events, Oversize, ET, WAIT, X,
 };
 pub use dispatch::dispatch_rules_over_the_wire;
 pub use hostile::{
     bad_input_from_scapy_is_counted_and_dropped, bad_udp_checksum, stop_wakes_blocked_reader,
 };
+pub use lifecycle::lifecycle_and_drop_summaries_reach_a_subscriber;
+pub use limits::{ethertypes_the_relay_receives, max_payload_follows_the_interface_mtu};
 pub use peers::{peers_dir, specs, Json, Scapy, Spec};
 pub use tshark::Capture;
 
@@ -79,6 +104,14 @@ macro_rules! relay_peer_suite {
             |b| $crate::suite::bad_udp_checksum(b, true));
         $crate::relay_peer_suite!(@case $backend, stop_wakes_blocked_reader,
             $crate::suite::stop_wakes_blocked_reader);
+        $crate::relay_peer_suite!(@case $backend, capture_holds_what_was_on_the_wire_both_ways,
+            $crate::suite::capture_holds_what_was_on_the_wire_both_ways);
+        $crate::relay_peer_suite!(@case $backend, max_payload_follows_the_interface_mtu,
+            $crate::suite::max_payload_follows_the_interface_mtu);
+        $crate::relay_peer_suite!(@case $backend, ethertypes_the_relay_receives,
+            $crate::suite::ethertypes_the_relay_receives);
+        $crate::relay_peer_suite!(@case $backend, lifecycle_and_drop_summaries_reach_a_subscriber,
+            $crate::suite::lifecycle_and_drop_summaries_reach_a_subscriber);
     };
     (@case $backend:expr, $name:ident, $run:expr) => {
         #[test]

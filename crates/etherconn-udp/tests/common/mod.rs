@@ -1,8 +1,6 @@
 //! Helpers shared by the loopback-relay tests.
 #![allow(dead_code)]
 
-pub mod alloc;
-
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
