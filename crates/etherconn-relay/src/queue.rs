@@ -31,8 +31,10 @@ use crate::error::RelayError;
 /// Laid out by hand (`repr(C)`, aligned to a pair of cache lines, which the adjacent-line
 /// prefetcher fetches together, so that no neighbour shares them): the first line holds what
 /// every push reads (`closed`, the wake-up flags, the inbox hook: a push to an attached queue
-/// touches only that line), the second the frames of a small queue ([`SmallRing`]: a push or
-/// pop of a queue of up to [`SMALL_DEPTH`] frames touches only these two lines). A deeper
+/// touches only that line) and the tail of a small queue, the second the head and the frames
+/// of a small queue ([`SmallRing`]: a push or pop of a queue of up to [`SMALL_DEPTH`] frames
+/// touches only these two lines; the tail is apart from the head so that with one busy queue
+/// the relay's push and its reader's pop do not fight over one line). A deeper
 /// queue's `ArrayQueue` is boxed beside them. The locks and the `ReadySet` hook, used only by
 /// sleepers and on arming, come last.
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct RxQueue {
     waiters: AtomicU32,
     /// The depth of `small`, or 0 when the frames are in `big`.
     small_depth: u32,
+    /// `small`'s tail, which only pushes write (see [`SmallRing`]).
+    small_tail: AtomicU32,
     big: Option<Box<ArrayQueue<RxFrame>>>,
     /// Set once, by [`Inbox::attach`](crate::Inbox::attach): pushes go there instead.
     inbox: OnceLock<InboxHook>,
@@ -90,6 +94,7 @@ impl RxQueue {
             small_depth,
             big,
             small: Line(SmallRing::new()),
+            small_tail: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             drop_martians: AtomicBool::new(false),
@@ -107,7 +112,7 @@ impl RxQueue {
     pub fn len(&self) -> usize {
         match &self.big {
             Some(q) => q.len(),
-            None => self.small.0.len(self.small_depth),
+            None => self.small.0.len(&self.small_tail, self.small_depth),
         }
     }
 
@@ -115,7 +120,7 @@ impl RxQueue {
     pub fn is_empty(&self) -> bool {
         match &self.big {
             Some(q) => q.is_empty(),
-            None => self.small.0.is_empty(),
+            None => self.small.0.is_empty(&self.small_tail),
         }
     }
 
@@ -133,7 +138,7 @@ impl RxQueue {
     fn ring_push(&self, frame: RxFrame) -> Result<(), RxFrame> {
         match &self.big {
             Some(q) => q.push(frame),
-            None => self.small.0.push(self.small_depth, frame),
+            None => self.small.0.push(&self.small_tail, self.small_depth, frame),
         }
     }
 
@@ -142,7 +147,7 @@ impl RxQueue {
     fn ring_pop(&self) -> Option<RxFrame> {
         match &self.big {
             Some(q) => q.pop(),
-            None => self.small.0.pop(self.small_depth),
+            None => self.small.0.pop(&self.small_tail, self.small_depth),
         }
     }
 

@@ -1,5 +1,5 @@
 //! [`SmallRing`]: the frames of a receive queue of at most [`SMALL_DEPTH`] frames, on one
-//! cache line.
+//! cache line; the ring's tail is on the queue's line before it.
 //!
 //! crossbeam's `ArrayQueue` pads its head and its tail to 128 bytes each and keeps its slots
 //! in an allocation of their own: a push or a pop touches three lines (head, tail, slot) on top
@@ -11,10 +11,11 @@
 //! A small ring keeps the same algorithm (Dmitry Vyukov's bounded queue, as `ArrayQueue`
 //! implements it: a stamp per slot says whether it holds a frame of this lap, and head and tail
 //! are claimed with a compare-exchange), with 32-bit counters and stamps and the frames as
-//! thin pointers in atomic cells, so that head, tail, stamps and four frames fit in 56 bytes.
-//! The queue puts it on a line of its own with the wake-up flags (`RxQueue`). Every access to a
-//! frame is an atomic swap: no `unsafe` here, and a frame can never be read twice or lost even
-//! if the stamps were wrong (it would only be seen as missing).
+//! thin pointers in atomic cells, so that head, stamps and four frames fit in one line. The
+//! tail is kept by the owner (`RxQueue`) on the line of flags every push reads anyway: a push
+//! then touches two lines, a pop two (one only to see whether the ring is empty). Every access
+//! to a frame is an atomic swap: no `unsafe` here, and a frame can never be read twice, nor
+//! lost to its pool, even if the stamps were wrong (it would only be seen as missing).
 
 use core::fmt;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
@@ -39,12 +40,13 @@ type Cell = AtomicCell<Option<Box<FrameSlot>>>;
 // A slot's frame is one pointer, swapped with one atomic instruction: no lock behind the cell.
 const _: () = assert!(Cell::is_lock_free());
 
-/// A bounded multi-producer multi-consumer ring of at most [`SMALL_DEPTH`] frames (its
-/// capacity is passed to every call, kept by the owner on a line it reads anyway).
+/// A bounded multi-producer multi-consumer ring of at most [`SMALL_DEPTH`] frames. Its
+/// capacity and its tail are the owner's, passed to every call: the owner keeps them on the
+/// line its pushes read anyway, apart from the head and the slots, so that a pusher claiming
+/// the tail does not take the line a reader is taking frames from.
 #[repr(C)]
 pub(crate) struct SmallRing {
     head: AtomicU32,
-    tail: AtomicU32,
     stamps: [AtomicU32; SMALL_DEPTH],
     slots: [Cell; SMALL_DEPTH],
 }
@@ -53,7 +55,6 @@ impl fmt::Debug for SmallRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmallRing")
             .field("head", &self.head)
-            .field("tail", &self.tail)
             .finish_non_exhaustive()
     }
 }
@@ -63,7 +64,6 @@ impl SmallRing {
     pub(crate) fn new() -> SmallRing {
         SmallRing {
             head: AtomicU32::new(0),
-            tail: AtomicU32::new(0),
             // Slot `i` first takes the frame of counter value `i` (lap 0).
             stamps: core::array::from_fn(|i| AtomicU32::new(i as u32)),
             slots: core::array::from_fn(|_| AtomicCell::new(None)),
@@ -89,19 +89,24 @@ impl SmallRing {
     }
 
     /// Adds `frame` without blocking; a full ring hands it back.
-    pub(crate) fn push(&self, cap: u32, frame: RxFrame) -> Result<(), RxFrame> {
+    pub(crate) fn push(
+        &self,
+        tail_of: &AtomicU32,
+        cap: u32,
+        frame: RxFrame,
+    ) -> Result<(), RxFrame> {
         let Some(slot) = frame.into_slot() else {
             return Ok(());
         };
         let backoff = Backoff::new();
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let mut tail = tail_of.load(Ordering::Relaxed);
         loop {
             let (stamp_of, cell) = self.slot(tail);
             let stamp = stamp_of.load(Ordering::Acquire);
             if stamp == tail {
                 // The slot is free for this lap: claim it. (SeqCst: the queue's wake-up
                 // protocol pairs this with readers' SeqCst stores, as with `ArrayQueue`.)
-                match self.tail.compare_exchange_weak(
+                match tail_of.compare_exchange_weak(
                     tail,
                     Self::next(tail, cap),
                     Ordering::SeqCst,
@@ -127,17 +132,17 @@ impl SmallRing {
                     return Err(RxFrame::from_slot(slot));
                 }
                 backoff.spin();
-                tail = self.tail.load(Ordering::Relaxed);
+                tail = tail_of.load(Ordering::Relaxed);
             } else {
                 // Another push claimed the slot and has not stored its stamp yet.
                 backoff.snooze();
-                tail = self.tail.load(Ordering::Relaxed);
+                tail = tail_of.load(Ordering::Relaxed);
             }
         }
     }
 
     /// Takes the oldest frame, if any.
-    pub(crate) fn pop(&self, cap: u32) -> Option<RxFrame> {
+    pub(crate) fn pop(&self, tail_of: &AtomicU32, cap: u32) -> Option<RxFrame> {
         let backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -164,7 +169,7 @@ impl SmallRing {
             } else if stamp == head {
                 // Nothing pushed into the slot this lap: empty, unless a push is under way.
                 fence(Ordering::SeqCst);
-                let tail = self.tail.load(Ordering::Relaxed);
+                let tail = tail_of.load(Ordering::Relaxed);
                 if tail == head {
                     return None;
                 }
@@ -179,11 +184,11 @@ impl SmallRing {
     }
 
     /// Frames waiting in a ring of `cap` frames (a snapshot of head and tail seen together).
-    pub(crate) fn len(&self, cap: u32) -> usize {
+    pub(crate) fn len(&self, tail_of: &AtomicU32, cap: u32) -> usize {
         loop {
-            let tail = self.tail.load(Ordering::SeqCst);
+            let tail = tail_of.load(Ordering::SeqCst);
             let head = self.head.load(Ordering::SeqCst);
-            if self.tail.load(Ordering::SeqCst) == tail {
+            if tail_of.load(Ordering::SeqCst) == tail {
                 let hix = head & (ONE_LAP - 1);
                 let tix = tail & (ONE_LAP - 1);
                 let n = if hix < tix {
@@ -201,9 +206,9 @@ impl SmallRing {
     }
 
     /// Whether no frame waits.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self, tail_of: &AtomicU32) -> bool {
         let head = self.head.load(Ordering::SeqCst);
-        let tail = self.tail.load(Ordering::SeqCst);
+        let tail = tail_of.load(Ordering::SeqCst);
         head == tail
     }
 }
@@ -245,10 +250,11 @@ mod tests {
         let pool = BufferPool::new(16, 16);
         for cap in 1..=SMALL_DEPTH as u32 {
             let r = SmallRing::new();
+            let tail = AtomicU32::new(0);
             // Start near the counters' wrap-around, at the start of a lap, to cross it.
             let start = 0u32.wrapping_sub(4 * ONE_LAP);
             r.head.store(start, Ordering::Relaxed);
-            r.tail.store(start, Ordering::Relaxed);
+            tail.store(start, Ordering::Relaxed);
             for (i, s) in r.stamps.iter().enumerate() {
                 s.store(start.wrapping_add(i as u32), Ordering::Relaxed);
             }
@@ -256,26 +262,23 @@ mod tests {
             for round in 0..40 {
                 let fill = 1 + round % cap;
                 for _ in 0..fill {
-                    assert!(r.push(cap, frame(&pool, next_in)).is_ok());
+                    assert!(r.push(&tail, cap, frame(&pool, next_in)).is_ok());
                     next_in += 1;
                 }
-                assert_eq!(r.len(cap), fill as usize);
+                assert_eq!(r.len(&tail, cap), fill as usize);
                 if fill == cap {
-                    let back = r.push(cap, frame(&pool, 999)).expect_err("full");
+                    let back = r.push(&tail, cap, frame(&pool, 999)).expect_err("full");
                     assert_eq!(tag(&back), 999);
                 }
                 for _ in 0..fill {
-                    let f = r.pop(cap).expect("queued");
+                    let f = r.pop(&tail, cap).expect("queued");
                     assert_eq!(tag(&f), next_out);
                     next_out += 1;
                 }
-                assert!(r.is_empty());
-                assert!(r.pop(cap).is_none());
+                assert!(r.is_empty(&tail));
+                assert!(r.pop(&tail, cap).is_none());
             }
-            assert!(
-                r.tail.load(Ordering::Relaxed) < start,
-                "the counters wrapped"
-            );
+            assert!(tail.load(Ordering::Relaxed) < start, "the counters wrapped");
         }
         assert_eq!(
             pool.allocated(),
@@ -288,8 +291,9 @@ mod tests {
     fn dropping_a_ring_returns_its_frames() {
         let pool = BufferPool::new(8, 16);
         let r = SmallRing::new();
+        let tail = AtomicU32::new(0);
         for i in 0..3 {
-            assert!(r.push(4, frame(&pool, i)).is_ok());
+            assert!(r.push(&tail, 4, frame(&pool, i)).is_ok());
         }
         drop(r);
         assert_eq!(pool.allocated(), 3);
@@ -300,7 +304,7 @@ mod tests {
     /// producer's frames in the order it pushed them.
     fn stress(cap: u32, producers: u32, consumers: usize, per: u32) {
         let pool = BufferPool::new(64, 16);
-        let r = Arc::new(SmallRing::new());
+        let r = Arc::new((SmallRing::new(), AtomicU32::new(0)));
         let done = Arc::new(core::sync::atomic::AtomicU32::new(0));
         let pushers: Vec<_> = (0..producers)
             .map(|p| {
@@ -309,7 +313,7 @@ mod tests {
                     for i in 0..per {
                         let mut f = frame(&pool, p << 24 | i);
                         loop {
-                            match r.push(cap, f) {
+                            match r.0.push(&r.1, cap, f) {
                                 Ok(()) => break,
                                 Err(back) => {
                                     f = back;
@@ -328,11 +332,11 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
                     loop {
-                        match r.pop(cap) {
+                        match r.0.pop(&r.1, cap) {
                             Some(f) => got.push(tag(&f)),
                             None if done.load(Ordering::SeqCst) == producers => {
                                 // Every push finished before this look: what is left is seen.
-                                match r.pop(cap) {
+                                match r.0.pop(&r.1, cap) {
                                     Some(f) => got.push(tag(&f)),
                                     None => break,
                                 }
@@ -374,7 +378,7 @@ mod tests {
                 "producer {p}"
             );
         }
-        assert!(r.is_empty());
+        assert!(r.0.is_empty(&r.1));
         assert_eq!(
             pool.allocated(),
             pool.loose(),
