@@ -136,7 +136,7 @@ impl BufferPool {
 
     /// Free buffers outside the threads' magazines (for tests).
     #[cfg(test)]
-    fn loose(&self) -> usize {
+    pub(crate) fn loose(&self) -> usize {
         self.shared.free.iter().map(|q| q.0.len()).sum()
     }
 }
@@ -184,6 +184,17 @@ impl PooledBuf {
         self.slot
             .as_deref_mut()
             .expect("a PooledBuf holds its slot until dropped")
+    }
+
+    /// The boxed slot itself, for a store that needs a thin pointer (a small receive ring's
+    /// atomic cells); it goes back to its pool only once [`PooledBuf::from_slot`] wraps it again.
+    pub(crate) fn into_slot(mut self) -> Option<Box<FrameSlot>> {
+        self.slot.take()
+    }
+
+    /// Wraps a slot that [`PooledBuf::into_slot`] took out.
+    pub(crate) fn from_slot(slot: Box<FrameSlot>) -> PooledBuf {
+        PooledBuf { slot: Some(slot) }
     }
 }
 

@@ -2,13 +2,17 @@
 //! with a timeout and are woken when the relay stops.
 //!
 //! What it holds is in [`frame`]; what a `ReadySet` or an `Inbox` leaves on it for its pushes
-//! to call is in [`hooks`], below the queue, so the queue needs neither of them.
+//! to call is in [`hooks`], below the queue, so the queue needs neither of them. A queue of at
+//! most [`ring::SMALL_DEPTH`] frames keeps them in a [`ring::SmallRing`] on one cache line of
+//! its own; a deeper one in crossbeam's `ArrayQueue`.
 
 pub(crate) mod frame;
 pub(crate) mod hooks;
+pub(crate) mod ring;
 
+use std::boxed::Box;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -18,19 +22,24 @@ use crossbeam_queue::ArrayQueue;
 pub(crate) use frame::PushError;
 pub use frame::RxFrame;
 use hooks::{InboxHook, ReadyHook};
+use ring::{SmallRing, SMALL_DEPTH};
 
 use crate::error::RelayError;
 
 /// A bounded multi-producer queue with a blocking, timed pop.
 ///
-/// `repr(C)`, to keep what every push reads on one cache line after the ring's own: `closed`,
-/// the wake-up flags and the inbox hook (a push to an attached queue touches only that line,
-/// one miss with 100,000 queues receiving, where the compiler's order split it over two). The
-/// locks and the `ReadySet` hook, used only by sleepers and on arming, come last.
+/// Laid out by hand (`repr(C)`, aligned to a pair of cache lines, which the adjacent-line
+/// prefetcher fetches together, so that no neighbour shares them): the first line holds what
+/// every push reads (`closed`, the wake-up flags, the inbox hook: a push to an attached queue
+/// touches only that line) and the tail of a small queue, the second the head and the frames
+/// of a small queue ([`SmallRing`]: a push or pop of a queue of up to [`SMALL_DEPTH`] frames
+/// touches only these two lines; the tail is apart from the head so that with one busy queue
+/// the relay's push and its reader's pop do not fight over one line). A deeper
+/// queue's `ArrayQueue` is boxed beside them. The locks and the `ReadySet` hook, used only by
+/// sleepers and on arming, come last.
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(128))]
 pub struct RxQueue {
-    q: ArrayQueue<RxFrame>,
     closed: AtomicBool,
     /// Refuse martian UDP datagrams ([`RxQueue::set_drop_martians`]); beside `closed`, which
     /// every push reads anyway.
@@ -39,9 +48,15 @@ pub struct RxQueue {
     /// next frame; the push (or close) that clears it lists `ready`'s token.
     armed: AtomicBool,
     has_waker: AtomicBool,
-    waiters: AtomicUsize,
+    waiters: AtomicU32,
+    /// The depth of `small`, or 0 when the frames are in `big`.
+    small_depth: u32,
+    /// `small`'s tail, which only pushes write (see [`SmallRing`]).
+    small_tail: AtomicU32,
+    big: Option<Box<ArrayQueue<RxFrame>>>,
     /// Set once, by [`Inbox::attach`](crate::Inbox::attach): pushes go there instead.
     inbox: OnceLock<InboxHook>,
+    small: Line<SmallRing>,
     lock: Mutex<()>,
     cv: Condvar,
     /// The task of an async reader waiting in [`RxQueue::poll_pop`]; `has_waker` lets the
@@ -49,6 +64,11 @@ pub struct RxQueue {
     waker: Mutex<Option<Waker>>,
     ready: RwLock<Option<ReadyHook>>,
 }
+
+/// A cache line of its own.
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct Line<T>(T);
 
 impl RxQueue {
     /// Checks a conn's queue depth: 0 is refused ([`RelayError::InvalidConfig`]), as a queue
@@ -65,9 +85,17 @@ impl RxQueue {
 
     /// A queue of `depth` frames (at least 1; conns refuse 0, see [`RxQueue::check_depth`]).
     pub fn new(depth: usize) -> RxQueue {
+        let depth = depth.max(1);
+        let (small_depth, big) = match u32::try_from(depth) {
+            Ok(d) if depth <= SMALL_DEPTH => (d, None),
+            _ => (0, Some(Box::new(ArrayQueue::new(depth)))),
+        };
         RxQueue {
-            q: ArrayQueue::new(depth.max(1)),
-            waiters: AtomicUsize::new(0),
+            small_depth,
+            big,
+            small: Line(SmallRing::new()),
+            small_tail: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             drop_martians: AtomicBool::new(false),
             lock: Mutex::new(()),
@@ -82,12 +110,45 @@ impl RxQueue {
 
     /// Frames waiting.
     pub fn len(&self) -> usize {
-        self.q.len()
+        match &self.big {
+            Some(q) => q.len(),
+            None => self.small.0.len(&self.small_tail, self.small_depth),
+        }
     }
 
     /// Whether no frame is waiting.
     pub fn is_empty(&self) -> bool {
-        self.q.is_empty()
+        match &self.big {
+            Some(q) => q.is_empty(),
+            None => self.small.0.is_empty(&self.small_tail),
+        }
+    }
+
+    /// How many frames the queue holds at most.
+    fn capacity(&self) -> usize {
+        match &self.big {
+            Some(q) => q.capacity(),
+            None => self.small_depth as usize,
+        }
+    }
+
+    /// Adds a frame to the ring; a full one hands it back. (A SeqCst compare-exchange
+    /// publishes it in either kind of ring: see `wake`.)
+    #[inline]
+    fn ring_push(&self, frame: RxFrame) -> Result<(), RxFrame> {
+        match &self.big {
+            Some(q) => q.push(frame),
+            None => self.small.0.push(&self.small_tail, self.small_depth, frame),
+        }
+    }
+
+    /// Takes the ring's oldest frame, if any.
+    #[inline]
+    fn ring_pop(&self) -> Option<RxFrame> {
+        match &self.big {
+            Some(q) => q.pop(),
+            None => self.small.0.pop(&self.small_tail, self.small_depth),
+        }
     }
 
     /// Whether the queue was closed.
@@ -106,9 +167,9 @@ impl RxQueue {
             core::hint::black_box(self.closed.load(Ordering::Relaxed));
             return;
         }
-        core::hint::black_box(self.q.len());
+        // `closed` and the wake-up flags share the first line, the small ring the second.
+        core::hint::black_box(self.len());
         core::hint::black_box(self.waiters.load(Ordering::Relaxed));
-        core::hint::black_box(self.armed.load(Ordering::Relaxed));
     }
 
     /// Whether this queue could fill up while its reader's wake-up is held back for up to
@@ -117,8 +178,8 @@ impl RxQueue {
     /// the depth sits on the line of `closed`, the ring's counters were just read.
     #[inline]
     pub(crate) fn fills_while_held(&self, held: usize) -> bool {
-        let depth = self.q.capacity();
-        depth <= 2 * held && self.inbox.get().is_none() && 2 * self.q.len() >= depth
+        let depth = self.capacity();
+        depth <= 2 * held && self.inbox.get().is_none() && 2 * self.len() >= depth
     }
 
     /// Makes the queue refuse the UDP datagrams a host drops before any socket sees them:
@@ -152,7 +213,7 @@ impl RxQueue {
         if let Some(inbox) = self.inbox.get() {
             return inbox.push(frame);
         }
-        if self.q.push(frame).is_err() {
+        if self.ring_push(frame).is_err() {
             return Err(PushError::Full);
         }
         // An attach between the look above and the push: the frame (and any others queued)
@@ -175,7 +236,7 @@ impl RxQueue {
             drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));
             self.cv.notify_one();
         }
-        // crossbeam's ArrayQueue publishes a push with a SeqCst compare-exchange, so this SeqCst
+        // Either ring publishes a push with a SeqCst compare-exchange, so this SeqCst
         // load and the reader's SeqCst store of `has_waker` (made before it looks at the queue
         // again) cannot both miss each other.
         if self.has_waker.load(Ordering::SeqCst) {
@@ -252,7 +313,7 @@ impl RxQueue {
     /// Moves every frame queued here to `inbox` (one that finds it full is dropped, as a push
     /// would be, and counted in [`Inbox::dropped`](crate::Inbox::dropped), not by the relay).
     fn forward_to(&self, inbox: &InboxHook) {
-        while let Some(f) = self.q.pop() {
+        while let Some(f) = self.ring_pop() {
             let _ = inbox.push(f);
         }
     }
@@ -282,7 +343,7 @@ impl RxQueue {
     /// once when a frame already waits or the queue is closed.
     pub(crate) fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
-        if !self.q.is_empty() || self.is_closed() {
+        if !self.is_empty() || self.is_closed() {
             self.disarm_and_list();
         }
     }
@@ -293,7 +354,7 @@ impl RxQueue {
     /// One task waits at a time: a second task polling the same queue replaces the first's
     /// registration, as with a single-reader socket. Errors as [`pop`](Self::pop)'s.
     pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<io::Result<RxFrame>> {
-        if let Some(f) = self.q.pop() {
+        if let Some(f) = self.ring_pop() {
             return Poll::Ready(Ok(f));
         }
         if self.is_closed() {
@@ -312,7 +373,7 @@ impl RxQueue {
         }
         // A frame pushed (or a close, or an attach to an inbox) between the first check and the
         // registration found no waker to wake: look again now that the registration is visible.
-        if let Some(f) = self.q.pop() {
+        if let Some(f) = self.ring_pop() {
             return Poll::Ready(Ok(f));
         }
         if self.is_closed() {
@@ -361,8 +422,8 @@ impl RxQueue {
         // (Not for every pop: the look reads the tail's line too, which costs a transfer
         // when other threads push and pop the same queue at once; a reader that may wait
         // has no use for it.)
-        if timeout != Some(Duration::ZERO) || !self.q.is_empty() {
-            if let Some(f) = self.q.pop() {
+        if timeout != Some(Duration::ZERO) || !self.is_empty() {
+            if let Some(f) = self.ring_pop() {
                 return Ok(f);
             }
         }
@@ -387,9 +448,9 @@ impl RxQueue {
             // lock and notifies only while a reader really sleeps, not on every frame it reads.
             // The count is raised before the queue is looked at: a pusher either sees it (and
             // notifies once we wait, since it needs the lock we hold) or pushed before our pop
-            // (crossbeam publishes pushes with a SeqCst compare-exchange), which then finds it.
+            // (either ring publishes pushes with a SeqCst compare-exchange), which then finds it.
             self.waiters.fetch_add(1, Ordering::SeqCst);
-            if let Some(f) = self.q.pop() {
+            if let Some(f) = self.ring_pop() {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Ok(f);
             }
@@ -444,7 +505,7 @@ mod tests {
     #[test]
     fn fifo_wraps_and_bounds() {
         let pool = BufferPool::new(64, 16);
-        for depth in [1, 3, 4, 9] {
+        for depth in [1, 2, 3, 4, 5, 9] {
             let q = RxQueue::new(depth);
             let mut next_in = 0u8;
             let mut next_out = 0u8;
@@ -514,6 +575,18 @@ mod tests {
         }
         pusher.join().unwrap();
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn push_reads_one_line_and_a_small_ring_one_more() {
+        use core::mem::{offset_of, size_of};
+        let end_of_first = offset_of!(RxQueue, inbox) + size_of::<OnceLock<InboxHook>>();
+        assert!(end_of_first <= 64, "closed .. inbox end at {end_of_first}");
+        assert_eq!(offset_of!(RxQueue, small), 64);
+        assert_eq!(core::mem::align_of::<RxQueue>(), 128);
+        assert_eq!(RxQueue::new(4).capacity(), 4);
+        assert_eq!(RxQueue::new(5).capacity(), 5);
+        assert!(RxQueue::new(4).big.is_none() && RxQueue::new(5).big.is_some());
     }
 
     #[test]

@@ -119,6 +119,6 @@ fn the_tap_costs_a_conn_no_memory() {
         core::mem::size_of::<RxQueue>(),
         core::mem::size_of::<ConnEntry>()
     );
-    assert_eq!(core::mem::size_of::<RxQueue>(), 512);
-    assert_eq!(core::mem::size_of::<ConnEntry>(), 640);
+    assert_eq!(core::mem::size_of::<RxQueue>(), 256);
+    assert_eq!(core::mem::size_of::<ConnEntry>(), 384);
 }

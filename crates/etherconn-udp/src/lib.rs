@@ -270,11 +270,11 @@
 //! # Memory
 //!
 //! An idle [`SharingRUdpConn`] with the default queue depth of
-//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.9 KiB: measured on x86_64 as 918 bytes, of
+//! [`DEFAULT_SHARING_QUEUE_DEPTH`] costs about 0.6 KiB: measured on x86_64 as 566 bytes, of
 //! which the struct is 128 (16 of them the pointer to the state `connect` and `peek_from`
-//! make on first use), its receive queue 512 (cache-padded atomics), the queue's four slots
-//! 24 each (a queued frame is one pooled buffer), and its entry in the shared endpoint's
-//! demultiplexing table the rest. An idle [`RUdpConn`] with its default depth of
+//! make on first use), its receive queue 256 (a line of flags, a line holding up to four
+//! queued frames, then the locks of sleeping readers; a queued frame is one pooled buffer),
+//! and its entry in the shared endpoint's demultiplexing table the rest. An idle [`RUdpConn`] with its default depth of
 //! [`DEFAULT_RUDP_QUEUE_DEPTH`] costs about 1.4 KiB. `tests/no_alloc.rs` measures both with a
 //! counting allocator (and prints the figures with `--nocapture`) and fails if a
 //! `SharingRUdpConn` reaches 4 KiB. Answered for by a [`Neighbours`], an endpoint costs about

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use etherconn_core::wire::{MacAddr, VlanTag};
-use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxFrame, RxQueue};
+use etherconn_relay::{DispatcherConfig, LoopbackRelay, PacketRelay, RxQueue};
 use etherconn_testalloc::{self as alloc, allocations_during};
 use etherconn_udp::{
     NeighbourConfig, Neighbours, RUdpConfig, RUdpConn, RecvMeta, SharedConfig, SharedEtherConn,
@@ -197,12 +197,10 @@ fn warm_datagrams_allocate_nothing_and_idle_conns_are_small() {
     let per_conn = idle_sharing_conn_bytes(&relay);
     println!(
         "idle SharingRUdpConn (queue depth {DEFAULT_SHARING_QUEUE_DEPTH}): {per_conn} bytes: \
-         struct {}, RxQueue {} (cache-padded), queue slot {} (RxFrame {} + stamp), \
+         struct {}, RxQueue {} (two lines of flags and up to 4 frames, then locks), \
          the rest its demultiplexing-table entry and allocator rounding",
         size_of::<SharingRUdpConn>(),
         size_of::<RxQueue>(),
-        size_of::<RxFrame>() + size_of::<usize>(),
-        size_of::<RxFrame>(),
     );
     assert!(
         per_conn < 4096,

@@ -1,5 +1,7 @@
 //! [`RxFrame`], what a receive queue holds, and why a push to a queue can fail.
 
+use std::boxed::Box;
+
 use crate::pool::{FrameSlot, PooledBuf};
 
 /// A received frame, as it waits on a conn's queue: a pooled buffer holding the bytes and the
@@ -31,6 +33,16 @@ impl RxFrame {
     /// Gives the buffer back (to reuse it, say).
     pub fn into_buf(self) -> PooledBuf {
         self.buf
+    }
+
+    /// The boxed slot, for a small ring's atomic cell (see `ring`).
+    pub(crate) fn into_slot(self) -> Option<Box<FrameSlot>> {
+        self.buf.into_slot()
+    }
+
+    /// A frame from a slot [`RxFrame::into_slot`] took out.
+    pub(crate) fn from_slot(slot: Box<FrameSlot>) -> RxFrame {
+        RxFrame::new(PooledBuf::from_slot(slot))
     }
 }
 
