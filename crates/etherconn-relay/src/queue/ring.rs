@@ -16,6 +16,12 @@
 //! then touches two lines, a pop two (one only to see whether the ring is empty). Every access
 //! to a frame is an atomic swap: no `unsafe` here, and a frame can never be read twice, nor
 //! lost to its pool, even if the stamps were wrong (it would only be seen as missing).
+//!
+//! 32-bit counters wrap (every comparison is by equality of wrapped values, and a lap divides
+//! 2^32). What they give up against `ArrayQueue`'s word-sized ones: a compare-exchange could
+//! succeed on a counter that went all the way round, but only for a thread held off its CPU
+//! for 2^29 laps of one ring (about 2 billion frames to one endpoint, half an hour at the
+//! fastest rate a relay thread reaches) between reading the counter and claiming it.
 
 use core::fmt;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
