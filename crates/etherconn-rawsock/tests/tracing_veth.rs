@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::wire::{EtherType, MacAddr};
-use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig, RingConfig};
 use etherconn_relay::{EtherConn, EtherConnConfig, PacketRelay};
 use etherconn_testbed::{EventLog, LoggedEvent, Side, Testbed};
 use tracing::Level;
@@ -65,7 +65,8 @@ fn lifecycle_and_drop_summaries_reach_a_subscriber() {
         wait_for(&log, "AF_PACKET relay opened", &a_if, Duration::ZERO).expect("an open event");
     assert_eq!(opened.level, Level::INFO);
     assert_eq!(opened.field("ring_block_size"), Some("262144"));
-    assert_eq!(opened.field("ring_block_count"), Some("16"));
+    let blocks = RingConfig::DEFAULT_BLOCK_COUNT.to_string();
+    assert_eq!(opened.field("ring_block_count"), Some(blocks.as_str()));
     assert_eq!(opened.field("threads"), Some("1"));
     assert_eq!(opened.field("filter"), Some("ethertypes"));
     let filter = wait_for(
