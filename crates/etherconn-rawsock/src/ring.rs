@@ -34,12 +34,12 @@ impl RingConfig {
     /// Default block size: 256 KiB (about 1,800 minimum-size frames).
     pub const DEFAULT_BLOCK_SIZE: u32 = 256 * 1024;
     /// Default number of blocks: 64 (16 MiB in all, about 116,000 minimum-size frames, or
-    /// 87,000 frames of a 64-byte UDP payload: 64 ms at 1.36 M frames/s). At any rate the
-    /// ring holds at least `block_count` retire timeouts' worth of frames (64 ms), since a
-    /// block is handed over after its timeout however little it holds. Sixteen blocks (4
-    /// MiB, 16 ms) lost frames whenever the relay thread was off its CPU for a moment longer
-    /// than that, at rates where the kernel's UDP socket (32 MiB of receive buffer in
-    /// `etherconn-perf bench`) lost none (docs/performance.md, section 3).
+    /// 87,000 frames of a 64-byte UDP payload: 64 ms at 1.36 M frames/s). A block is handed
+    /// over when full or when its retire timeout expires, so below the rate that fills a
+    /// block per timeout the ring holds only about `block_count` timeouts' worth of frames.
+    /// Sixteen blocks (4 MiB, about 16 ms at full rate) lost frames whenever the relay thread
+    /// was off its CPU longer than that, at rates where the kernel's UDP socket (32 MiB of
+    /// receive buffer in `etherconn-perf bench`) lost none (docs/performance.md, section 3).
     pub const DEFAULT_BLOCK_COUNT: u32 = 64;
     /// Default nominal frame size: 2048 bytes.
     pub const DEFAULT_FRAME_SIZE: u32 = 2048;
