@@ -207,8 +207,9 @@ const XID_BYTES: u64 = 24;
 /// A lease in the `--json --list-leases` report: a JSON object of eleven members, then its
 /// text.
 const LISTED_JSON_BYTES: u64 = 2048;
-/// The relay's receive ring (4 MiB), which its memory budget does not count.
-const RING_BYTES: u64 = 4 << 20;
+/// The relay's receive ring (16 MiB by default), which its memory budget does not count.
+const RING_BYTES: u64 = etherconn_rawsock::RingConfig::DEFAULT_BLOCK_SIZE as u64
+    * etherconn_rawsock::RingConfig::DEFAULT_BLOCK_COUNT as u64;
 
 /// What the fleet's receiving conn reserves on its relay, by the relay's own rule, and the
 /// budget that relay will have (the default settings the fleet runs it with).

@@ -48,6 +48,10 @@ fn bench(a: &BenchArgs) -> Result<(), String> {
     // The testbed's veth pair has the default 1500-byte MTU.
     check_payloads(&a.payload, max_payload(tags), tags, "a 1500-byte MTU")?;
     check_cpus(a)?;
+    if let Some(ring) = a.ring.config() {
+        ring.validate()
+            .map_err(|e| format!("--ring-blocks/--ring-block-kib/--ring-timeout-ms: {e}"))?;
+    }
     let etherconn = a.backend.iter().any(|&b| b != BackendChoice::Kernel);
     if etherconn {
         for &n in &a.endpoints {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use etherconn_core::wire::{MacAddr, VlanTag};
+use etherconn_rawsock::RingConfig;
 
 use crate::addr::{self, IpCidr, Qinq, VlanIdStack};
 use crate::l2udp::TxPath;
@@ -106,6 +107,44 @@ impl VlanArgs {
     }
 }
 
+/// The AF_PACKET relays' receive ring (`rawsock`, `rudp`); each flag left out keeps the
+/// relay's default (`etherconn_rawsock::RingConfig`).
+#[derive(Clone, Debug, Default, Args)]
+pub struct RingArgs {
+    /// Blocks of the AF_PACKET receive ring.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=65_536))]
+    pub ring_blocks: Option<u32>,
+    /// KiB per block of the AF_PACKET receive ring (a multiple of the page size).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(4..=65_536))]
+    pub ring_block_kib: Option<u32>,
+    /// Block retire timeout of the AF_PACKET receive ring, in milliseconds.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub ring_timeout_ms: Option<u32>,
+}
+
+impl RingArgs {
+    /// The ring these flags ask for; `None` when none is given (the relay's default).
+    pub fn config(&self) -> Option<RingConfig> {
+        if self.ring_blocks.is_none()
+            && self.ring_block_kib.is_none()
+            && self.ring_timeout_ms.is_none()
+        {
+            return None;
+        }
+        let mut ring = RingConfig::default();
+        if let Some(n) = self.ring_blocks {
+            ring.block_count = n;
+        }
+        if let Some(kib) = self.ring_block_kib {
+            ring.block_size = kib * 1024;
+        }
+        if let Some(ms) = self.ring_timeout_ms {
+            ring.block_timeout = std::time::Duration::from_millis(u64::from(ms));
+        }
+        Some(ring)
+    }
+}
+
 /// Options of `bench`.
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
@@ -158,6 +197,8 @@ pub struct BenchArgs {
     /// Receive queue depth of each etherconn endpoint (default: 65536 / N, 64 to 4096).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub queue_depth: Option<u32>,
+    #[command(flatten)]
+    pub ring: RingArgs,
     /// CPU of the sending threads (namespace A).
     #[arg(long, default_value_t = 0)]
     pub tx_cpu: usize,

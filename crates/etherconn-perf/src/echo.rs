@@ -41,6 +41,7 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
             .map_or_else(|| L2UdpConfig::default_queue_depth(n), |d| d as usize),
         tx_path: TxPath::Batch,
         pcap: args.pcap.clone(),
+        ring: None,
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     {

@@ -11,13 +11,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherconn_core::build::{build_udp_frame, UdpFrame};
 use etherconn_core::wire::{ipv4, EtherType, MacAddr, VlanTag};
-use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig};
+use etherconn_rawsock::{RawSocketRelay, RawSocketRelayConfig, RingConfig};
 use etherconn_relay::{CaptureConfig, EtherConn, EtherConnConfig};
 use etherconn_relay::{PacketRelay, RxFrame};
 
@@ -62,6 +62,8 @@ pub struct L2UdpConfig {
     pub tx_path: TxPath,
     /// A pcapng file the relay writes every frame it sends and receives to.
     pub pcap: Option<PathBuf>,
+    /// The AF_PACKET relay's receive ring; `None` for the relay's default.
+    pub ring: Option<RingConfig>,
 }
 
 impl L2UdpConfig {
@@ -115,7 +117,7 @@ impl L2UdpEndpoints {
     /// Opens an AF_PACKET relay on `ifname` (in the calling thread's network namespace) and
     /// registers the endpoints on it.
     pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig) -> Result<L2UdpEndpoints> {
-        Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg)
+        Self::on_relay(open_rawsock_relay(ifname, cfg)?, cfg)
     }
 
     /// Opens a libpcap relay on `ifname` (in the calling thread's network namespace),
@@ -270,15 +272,18 @@ impl L2UdpEndpoints {
 }
 
 /// Opens an AF_PACKET relay for ARP, IPv4 and IPv6 on `ifname` (in the calling thread's
-/// network namespace; its receive thread inherits the calling thread's CPU pinning),
-/// capturing to `pcap` when given.
-pub fn open_rawsock_relay(ifname: &str, pcap: Option<&Path>) -> Result<Arc<dyn PacketRelay>> {
-    let relay_cfg = RawSocketRelayConfig::default().ethertypes(&[
+/// network namespace; its receive thread inherits the calling thread's CPU pinning), with
+/// `cfg.ring` as its receive ring when given, capturing to `cfg.pcap` when given.
+pub fn open_rawsock_relay(ifname: &str, cfg: &L2UdpConfig) -> Result<Arc<dyn PacketRelay>> {
+    let mut relay_cfg = RawSocketRelayConfig::default().ethertypes(&[
         EtherType::ARP,
         EtherType::IPV4,
         EtherType::IPV6,
     ]);
-    let relay = match pcap {
+    if let Some(ring) = &cfg.ring {
+        relay_cfg.socket.ring = Some(ring.clone());
+    }
+    let relay = match cfg.pcap.as_deref() {
         None => RawSocketRelay::new(ifname, relay_cfg),
         Some(path) => {
             let capture = CaptureConfig::file(path).interface_name(ifname);

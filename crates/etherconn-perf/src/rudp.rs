@@ -66,7 +66,7 @@ impl RUdpEndpoints {
     /// creates the conns on it: MACs, addresses, port, VLAN stack, queue depth and nap from
     /// `cfg` (`answer_arp` and `tx_path` do not apply), next hops from `peers`.
     pub fn open_rawsock(ifname: &str, cfg: &L2UdpConfig, peers: PeerRange) -> Result<Self> {
-        Self::on_relay(open_rawsock_relay(ifname, cfg.pcap.as_deref())?, cfg, peers)
+        Self::on_relay(open_rawsock_relay(ifname, cfg)?, cfg, peers)
     }
 
     /// The backend's name in results, for a set made with [`on_relay`](Self::on_relay).

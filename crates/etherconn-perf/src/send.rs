@@ -107,6 +107,7 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
         queue_depth: L2UdpConfig::default_queue_depth(n),
         tx_path: args.tx_path,
         pcap: args.pcap.clone(),
+        ring: None,
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let proto = if args.dst.is_ipv4() {

@@ -33,9 +33,14 @@ pub struct RingConfig {
 impl RingConfig {
     /// Default block size: 256 KiB (about 1,800 minimum-size frames).
     pub const DEFAULT_BLOCK_SIZE: u32 = 256 * 1024;
-    /// Default number of blocks: 16 (4 MiB in all, about 29,000 minimum-size frames of
-    /// buffering).
-    pub const DEFAULT_BLOCK_COUNT: u32 = 16;
+    /// Default number of blocks: 64 (16 MiB in all, about 116,000 minimum-size frames, or
+    /// 87,000 frames of a 64-byte UDP payload: 64 ms at 1.36 M frames/s). A block is handed
+    /// over when full or when its retire timeout expires, so below the rate that fills a
+    /// block per timeout the ring holds only about `block_count` timeouts' worth of frames.
+    /// Sixteen blocks (4 MiB, about 16 ms at full rate) lost frames whenever the relay thread
+    /// was off its CPU longer than that, at rates where the kernel's UDP socket (32 MiB of
+    /// receive buffer in `etherconn-perf bench`) lost none (docs/performance.md, section 3).
+    pub const DEFAULT_BLOCK_COUNT: u32 = 64;
     /// Default nominal frame size: 2048 bytes.
     pub const DEFAULT_FRAME_SIZE: u32 = 2048;
     /// Default block retire timeout: 1 ms. (A 64 ms timeout makes light traffic arrive in

@@ -55,13 +55,17 @@ etherconn_testbed::relay_peer_suite!(Backend {
         open: |ifname| open_with_ethertypes(ifname, &[ET]),
         opened: &[
             ("ring_block_size", "262144"),
-            ("ring_block_count", "16"),
+            // The default ring (checked against the constant below).
+            ("ring_block_count", "64"),
             ("threads", "1"),
             ("filter", "ethertypes"),
         ],
         attached: ("AF_PACKET relay: receive filter attached", "instructions"),
     },
 });
+
+// The open event above spells the default block count out.
+const _: () = assert!(etherconn_rawsock::RingConfig::DEFAULT_BLOCK_COUNT == 64);
 
 #[test]
 fn open_errors_are_typed() {

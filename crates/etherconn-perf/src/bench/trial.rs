@@ -56,6 +56,7 @@ pub(super) fn measure(
         queue_depth,
         tx_path: args.tx_path,
         pcap,
+        ring: args.ring.config(),
     };
     // The receiving relay captures: the rate measured is the receive rate.
     let rx_pcap = args.pcap.clone().filter(|_| case.capture);
