@@ -32,7 +32,7 @@ use crate::error::RelayError;
 /// prefetcher fetches together, so that no neighbour shares them): the first line holds what
 /// every push reads (`closed`, the wake-up flags, the inbox hook: a push to an attached queue
 /// touches only that line) and the tail of a small queue, the second the head and the frames
-/// of a small queue ([`SmallRing`]: a push or pop of a queue of up to [`SMALL_DEPTH`] frames
+/// of a small queue (a ring of its own: a push or pop of a queue of up to four frames
 /// touches only these two lines; the tail is apart from the head so that with one busy queue
 /// the relay's push and its reader's pop do not fight over one line). A deeper
 /// queue's `ArrayQueue` is boxed beside them. The locks and the `ReadySet` hook, used only by
@@ -51,7 +51,7 @@ pub struct RxQueue {
     waiters: AtomicU32,
     /// The depth of `small`, or 0 when the frames are in `big`.
     small_depth: u32,
-    /// `small`'s tail, which only pushes write (see [`SmallRing`]).
+    /// `small`'s tail, which only pushes write (see `SmallRing`).
     small_tail: AtomicU32,
     big: Option<Box<ArrayQueue<RxFrame>>>,
     /// Set once, by [`Inbox::attach`](crate::Inbox::attach): pushes go there instead.
