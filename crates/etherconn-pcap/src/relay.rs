@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
-use etherconn_relay::sending;
+use etherconn_relay::{sending, timeouts};
 use etherconn_relay::{
     CaptureConfig, Direction as CaptureDirection, Dispatcher, DispatcherConfig, PacketRelay,
     RelayCounters,
@@ -471,7 +471,7 @@ impl PacketRelay for PcapRelay {
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
         self.refuse_if_stopped()?;
-        let sent = self.send_locked(&mut self.tx(), frame, sending::deadline(timeout));
+        let sent = self.send_locked(&mut self.tx(), frame, timeouts::deadline(timeout));
         sending::account_send(&self.dispatcher, frame, sent)
     }
 
@@ -480,7 +480,7 @@ impl PacketRelay for PcapRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = sending::deadline(timeout);
+        let deadline = timeouts::deadline(timeout);
         let mut tx = self.tx();
         let mut sent = frames.len();
         let mut failure = None;

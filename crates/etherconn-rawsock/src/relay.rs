@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::bpf::{ethertype_filter, FilterOptions, Program};
 use etherconn_core::wire::EtherType;
-use etherconn_relay::sending;
+use etherconn_relay::{sending, timeouts};
 use etherconn_relay::{
     CaptureConfig, Direction, Dispatcher, DispatcherConfig, PacketRelay, RelayCounters,
 };
@@ -375,7 +375,7 @@ impl PacketRelay for RawSocketRelay {
 
     fn send(&self, frame: &[u8], timeout: Option<Duration>) -> io::Result<()> {
         self.refuse_if_stopped()?;
-        let sent = self.send_once(frame, sending::deadline(timeout));
+        let sent = self.send_once(frame, timeouts::deadline(timeout));
         sending::account_send(&self.dispatcher, frame, sent)
     }
 
@@ -384,7 +384,7 @@ impl PacketRelay for RawSocketRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = sending::deadline(timeout);
+        let deadline = timeouts::deadline(timeout);
         let capture = self.dispatcher.capture();
         let mut done = 0;
         while done < frames.len() {

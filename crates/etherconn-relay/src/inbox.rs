@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::RelayError;
 use crate::locks::lock;
@@ -191,7 +191,7 @@ impl Inbox {
             return Ok(0);
         }
         // A timeout too long to add to the clock is no timeout.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = crate::timeouts::deadline(timeout);
         let shared = &*self.shared;
         loop {
             // The close reports made before the frames are taken: a conn's frames queued

@@ -437,8 +437,7 @@ impl RxQueue {
             // A bare kind: no allocation for a non-blocking poller that finds nothing.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        // A timeout too long to add to the clock is no timeout.
-        self.wait(timeout.and_then(|t| Instant::now().checked_add(t)))
+        self.wait(crate::timeouts::deadline(timeout))
     }
 
     fn wait(&self, deadline: Option<Instant>) -> io::Result<RxFrame> {

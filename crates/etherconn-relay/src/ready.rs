@@ -22,7 +22,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use std::vec::Vec;
 
 use crate::locks::lock;
@@ -276,7 +276,7 @@ impl ReadySet {
         self.rearm();
         ready.clear();
         // A timeout too long to add to the clock is no timeout.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = crate::timeouts::deadline(timeout);
         let list = &*self.list;
         loop {
             while let Some(t) = list.pop() {

@@ -30,11 +30,6 @@ pub fn refuse_if_stopped(stopped: &AtomicBool, dispatcher: &Dispatcher) -> io::R
     Ok(())
 }
 
-/// The moment a send that may wait `timeout` gives up (`None`: it waits as long as needed).
-pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
-
 /// How long to sleep before trying again a send that found no room: at most [`RETRY_WAIT`],
 /// never past `deadline`, and `WouldBlock` ("transmit queue full") once it has passed.
 pub fn retry_wait(deadline: Option<Instant>) -> io::Result<Duration> {

@@ -3,7 +3,13 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The moment a wait of `timeout` ends (`None`: it never does). A timeout too long to add to
+/// the clock is no timeout.
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
 
 /// Stored for "no timeout".
 const NONE: u64 = u64::MAX;

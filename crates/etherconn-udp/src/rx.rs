@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use etherconn_core::classify::UdpInfo;
 use etherconn_core::wire::MacAddr;
+use etherconn_relay::timeouts::deadline;
 use etherconn_relay::RxFrame;
 
 /// What [`recv_batch`](crate::RUdpConn::recv_batch) reports about each datagram it received.
@@ -112,10 +113,7 @@ pub(crate) struct ReadDeadline {
 impl ReadDeadline {
     /// Starts the deadline for a read allowed to wait `wait` (`None`: forever).
     pub(crate) fn start(wait: Option<Duration>) -> Self {
-        // A wait too long to add to the clock is no limit.
-        let until = wait
-            .filter(|t| !t.is_zero())
-            .and_then(|t| Instant::now().checked_add(t));
+        let until = deadline(wait.filter(|t| !t.is_zero()));
         ReadDeadline { wait, until }
     }
 

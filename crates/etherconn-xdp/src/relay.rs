@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{Link, MapHandle};
 
 use etherconn_core::wire::EtherType;
-use etherconn_relay::sending;
+use etherconn_relay::{sending, timeouts};
 use etherconn_relay::{CaptureConfig, Dispatcher, PacketRelay, RelayCounters};
 
 use crate::config::{XdpMode, XdpRelayConfig};
@@ -435,7 +435,7 @@ impl PacketRelay for XdpRelay {
     fn send_batch(&self, frames: &[&[u8]], timeout: Option<Duration>) -> io::Result<usize> {
         let c = self.dispatcher.counters();
         self.refuse_if_stopped()?;
-        let deadline = sending::deadline(timeout);
+        let deadline = timeouts::deadline(timeout);
         let capture = self.dispatcher.capture();
         // Frames up to the first one the link would not take: a compare or two per frame.
         let fit = frames
