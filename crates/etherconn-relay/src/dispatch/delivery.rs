@@ -8,6 +8,8 @@
 
 use std::sync::RwLockReadGuard;
 
+use crossbeam_utils::sync::ShardedLockReadGuard;
+
 use super::demux::{l4_lookup, L4Demux, L4Map};
 use super::table::{shard_index, ConnEntry, ShardMap, SHARDS};
 use super::Dispatcher;
@@ -199,7 +201,8 @@ impl Delivery<'_> {
         // Every batch locks the shards it needs in ascending order, and then the UDP tables in
         // ascending address order: two relay threads' batches (fanout) could otherwise each hold
         // a lock the other wants while a writer queued behind each blocks new readers.
-        let mut shards: [Option<RwLockReadGuard<'_, ShardMap>>; SHARDS] = [const { None }; SHARDS];
+        let mut shards: [Option<ShardedLockReadGuard<'_, ShardMap>>; SHARDS] =
+            [const { None }; SHARDS];
         while needed != 0 {
             let s = needed.trailing_zeros() as usize;
             shards[s] = Some(d.table.read_shard(s));

@@ -4,17 +4,17 @@
 use core::fmt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::vec::Vec;
 
 use ahash::RandomState;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 
 use super::demux::L4Demux;
 use super::observer::{RegistrationChange, RegistrationObserver};
 use crate::error::RelayError;
-use crate::locks::{read, write};
+use crate::locks::{read_sharded, write_sharded};
 use crate::queue::RxQueue;
-use crate::stripe::Padded;
 use etherconn_core::classify::Classified;
 use etherconn_core::key::{L2EndpointKey, VlanIds};
 use etherconn_core::wire::{ip_protocol, EtherType};
@@ -154,19 +154,27 @@ impl AsRef<RxQueue> for ConnEntry {
 }
 
 pub(super) type ShardMap = HashMap<L2EndpointKey, Arc<ConnEntry>, RandomState>;
-type Shard = RwLock<ShardMap>;
+type Shard = ShardedLock<ShardMap>;
 type GroupKey = (VlanIds, EtherType);
 /// The receive-multicast conns of each (VLAN ids, EtherType).
 pub(super) type GroupMap = HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>;
 
 /// The conns of one relay, by key: the exact keys in shards, the default conn and the
 /// receive-multicast groups, each behind its own lock.
+///
+/// Every lock here is a [`ShardedLock`]: a read lock writes only the calling thread's own
+/// (padded) lock word, where a plain `RwLock`'s read lock writes the one word every reader
+/// shares. Relay threads read-lock most of the 64 shards for every batch of 32 frames, and
+/// with two of them delivering at once (a fanout by flow puts any endpoint on either thread)
+/// that one word's line went back and forth between their cores on every lock: two threads
+/// delivered 1.47x what one did, against 1.68-1.73x with per-thread lock words (the dispatch
+/// bench, `hash` split, 1,000 endpoints; docs/performance.md). Writers, who register and
+/// remove conns, lock every thread's word in turn instead of one.
 #[derive(Debug)]
 pub(super) struct KeyTable {
-    // Padded: a read lock writes the lock word, and unpadded neighbours would share its line.
-    shards: Vec<Padded<Shard>>,
-    default: RwLock<Option<Arc<ConnEntry>>>,
-    multicast: RwLock<GroupMap>,
+    shards: Vec<Shard>,
+    default: ShardedLock<Option<Arc<ConnEntry>>>,
+    multicast: ShardedLock<GroupMap>,
     observer: Option<Arc<dyn RegistrationObserver>>,
 }
 
@@ -175,10 +183,10 @@ impl KeyTable {
     pub(super) fn new(observer: Option<Arc<dyn RegistrationObserver>>) -> KeyTable {
         KeyTable {
             shards: (0..SHARDS)
-                .map(|_| Padded(RwLock::new(HashMap::with_hasher(RandomState::new()))))
+                .map(|_| ShardedLock::new(HashMap::with_hasher(RandomState::new())))
                 .collect(),
-            default: RwLock::new(None),
-            multicast: RwLock::new(HashMap::with_hasher(RandomState::new())),
+            default: ShardedLock::new(None),
+            multicast: ShardedLock::new(HashMap::with_hasher(RandomState::new())),
             observer,
         }
     }
@@ -193,40 +201,43 @@ impl KeyTable {
 
     /// Number of exact keys registered.
     pub(super) fn len(&self) -> usize {
-        self.shards.iter().map(|s| read(&s.0).len()).sum()
+        self.shards.iter().map(|s| read_sharded(s).len()).sum()
     }
 
     fn shard(&self, key: &L2EndpointKey) -> &Shard {
-        &self.shards[shard_index(key)].0
+        &self.shards[shard_index(key)]
     }
 
     /// The shard holding `key`, read-locked.
     #[inline]
-    pub(super) fn read_shard_of(&self, key: &L2EndpointKey) -> RwLockReadGuard<'_, ShardMap> {
-        read(self.shard(key))
+    pub(super) fn read_shard_of(&self, key: &L2EndpointKey) -> ShardedLockReadGuard<'_, ShardMap> {
+        read_sharded(self.shard(key))
     }
 
     /// Shard `s` (a [`shard_index`]), read-locked.
     #[inline]
-    pub(super) fn read_shard(&self, s: usize) -> RwLockReadGuard<'_, ShardMap> {
-        read(&self.shards[s].0)
+    pub(super) fn read_shard(&self, s: usize) -> ShardedLockReadGuard<'_, ShardMap> {
+        read_sharded(&self.shards[s])
     }
 
     /// The default conn, read-locked.
     #[inline]
-    pub(super) fn read_default(&self) -> RwLockReadGuard<'_, Option<Arc<ConnEntry>>> {
-        read(&self.default)
+    pub(super) fn read_default(&self) -> ShardedLockReadGuard<'_, Option<Arc<ConnEntry>>> {
+        read_sharded(&self.default)
     }
 
     /// The receive-multicast groups, read-locked.
     #[inline]
-    pub(super) fn read_multicast(&self) -> RwLockReadGuard<'_, GroupMap> {
-        read(&self.multicast)
+    pub(super) fn read_multicast(&self) -> ShardedLockReadGuard<'_, GroupMap> {
+        read_sharded(&self.multicast)
     }
 
     /// Write-locks the shards of `keys`, each once, in ascending shard order (the order a
     /// batched delivery read-locks them in, so that neither waits on the other in a cycle).
-    fn write_shards(&self, keys: &[L2EndpointKey]) -> Vec<(usize, RwLockWriteGuard<'_, ShardMap>)> {
+    fn write_shards(
+        &self,
+        keys: &[L2EndpointKey],
+    ) -> Vec<(usize, ShardedLockWriteGuard<'_, ShardMap>)> {
         let mut set = 0u64;
         for k in keys {
             set |= 1 << shard_index(k);
@@ -235,7 +246,7 @@ impl KeyTable {
         while set != 0 {
             let s = set.trailing_zeros() as usize;
             set &= set - 1;
-            guards.push((s, write(&self.shards[s].0)));
+            guards.push((s, write_sharded(&self.shards[s])));
         }
         guards
     }
@@ -277,7 +288,7 @@ impl KeyTable {
             }
         }
         if entry.recv_multicast {
-            let mut groups = write(&self.multicast);
+            let mut groups = write_sharded(&self.multicast);
             for (i, key) in keys.iter().enumerate() {
                 let g = (key.vlans, key.ethertype);
                 if !groups.contains_key(&g) {
@@ -306,7 +317,7 @@ impl KeyTable {
         ethertype: EtherType,
         entry: &Arc<ConnEntry>,
     ) -> Result<(), RelayError> {
-        let mut groups = write(&self.multicast);
+        let mut groups = write_sharded(&self.multicast);
         if !groups.contains_key(&(vlans, ethertype)) {
             self.observe(RegistrationChange::GroupAdded(vlans, ethertype))?;
         }
@@ -320,7 +331,7 @@ impl KeyTable {
     /// Removes `entry` from one receive-multicast group; see `Dispatcher::leave_multicast`.
     /// A group left empty is reported to the observer.
     pub(super) fn leave_group(&self, vlans: VlanIds, ethertype: EtherType, entry: &Arc<ConnEntry>) {
-        let mut groups = write(&self.multicast);
+        let mut groups = write_sharded(&self.multicast);
         let g = (vlans, ethertype);
         if let Some(members) = groups.get_mut(&g) {
             members.retain(|m| !Arc::ptr_eq(m, entry));
@@ -368,9 +379,9 @@ impl KeyTable {
     pub(super) fn deregister(&self, keys: &[L2EndpointKey], entry: &Arc<ConnEntry>) {
         self.remove_keys(keys, entry);
         if entry.recv_multicast {
-            self.leave_groups(&mut write(&self.multicast), keys, entry);
+            self.leave_groups(&mut write_sharded(&self.multicast), keys, entry);
         }
-        let mut default = write(&self.default);
+        let mut default = write_sharded(&self.default);
         if default.as_ref().is_some_and(|d| Arc::ptr_eq(d, entry)) {
             *default = None;
             let _ = self.observe(RegistrationChange::DefaultCleared);
@@ -383,7 +394,7 @@ impl KeyTable {
         entry: &Arc<ConnEntry>,
         replace: bool,
     ) -> Result<(), RelayError> {
-        let mut default = write(&self.default);
+        let mut default = write_sharded(&self.default);
         match default.as_ref() {
             Some(d) if !replace && !Arc::ptr_eq(d, entry) => return Err(RelayError::DefaultInUse),
             Some(_) => {}
@@ -397,14 +408,14 @@ impl KeyTable {
     /// `Dispatcher::stop`.
     pub(super) fn close_all(&self) {
         for s in &self.shards {
-            for e in write(&s.0).values() {
+            for e in write_sharded(s).values() {
                 e.close();
             }
         }
-        if let Some(d) = write(&self.default).as_ref() {
+        if let Some(d) = write_sharded(&self.default).as_ref() {
             d.close();
         }
-        for members in write(&self.multicast).values() {
+        for members in write_sharded(&self.multicast).values() {
             for m in members {
                 m.close();
             }
@@ -414,9 +425,9 @@ impl KeyTable {
 
 /// The guard, among `shards` (from `KeyTable::write_shards`), of `key`'s shard.
 fn locked_shard<'a, 'g>(
-    shards: &'a mut [(usize, RwLockWriteGuard<'g, ShardMap>)],
+    shards: &'a mut [(usize, ShardedLockWriteGuard<'g, ShardMap>)],
     key: &L2EndpointKey,
-) -> &'a mut RwLockWriteGuard<'g, ShardMap> {
+) -> &'a mut ShardedLockWriteGuard<'g, ShardMap> {
     let s = shard_index(key);
     match shards.iter_mut().find(|(i, _)| *i == s) {
         Some((_, g)) => g,
