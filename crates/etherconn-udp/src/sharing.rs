@@ -142,11 +142,19 @@ impl SharedEtherConn {
 /// Dropping it unbinds the address. An idle conn costs its struct plus a receive queue of
 /// [`SharingConfig::queue_depth`] slots: about 0.9 KiB at the default depth of 4 (see the
 /// crate docs).
+// Laid out by hand, on a line of its own: what every receive reads (`queue`, `timeouts`,
+// `peer`) is the first 48 bytes, so that a reader of many conns misses one line of the conn
+// per datagram rather than two or three (rustc's own order put them 40, 72 and 104 bytes in,
+// cachegrind counted 3.0 memory misses per datagram in the reader of 100,000 conns; 1.0 now).
+// The conn stays 128 bytes.
+#[repr(C, align(64))]
 pub struct SharingRUdpConn {
-    shared: Arc<SharedEtherConn>,
     queue: Arc<RxQueue>,
-    local: SocketAddr,
     timeouts: Timeouts,
+    /// The connected peer and a peeked datagram.
+    peer: PeerState,
+    shared: Arc<SharedEtherConn>,
+    local: SocketAddr,
     ttl: u8,
     dscp: u8,
     /// The queue's share of the relay's memory budget, given back when the conn drops.
@@ -154,8 +162,6 @@ pub struct SharingRUdpConn {
     /// The conn's address in the neighbour responder, answered for while the conn lives
     /// (boxed: a conn without one pays a pointer, not the handle).
     neighbour: Option<Box<NeighbourAddr>>,
-    /// The connected peer and a peeked datagram.
-    peer: PeerState,
 }
 
 /// A `SharingRUdpConn` can be waited on with others in a
@@ -476,3 +482,8 @@ impl Drop for SharingRUdpConn {
         self.queue.close();
     }
 }
+
+// The fields every receive reads share the conn's first line.
+const _: () =
+    assert!(core::mem::offset_of!(SharingRUdpConn, peer) + core::mem::size_of::<PeerState>() <= 64);
+const _: () = assert!(core::mem::size_of::<SharingRUdpConn>() == 128);
