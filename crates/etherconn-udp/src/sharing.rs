@@ -144,9 +144,9 @@ impl SharedEtherConn {
 /// crate docs).
 // Laid out by hand, on a line of its own: what every receive reads (`queue`, `timeouts`,
 // `peer`) is the first 48 bytes, so that a reader of many conns misses one line of the conn
-// per datagram rather than two or three (rustc's own order put them 40, 72 and 104 bytes in,
-// cachegrind counted 3.0 memory misses per datagram in the reader of 100,000 conns; 1.0 now).
-// The conn stays 128 bytes.
+// per datagram rather than two or three (rustc's own order put them 40, 72 and 104 bytes in:
+// cachegrind counted 3.0 memory misses per datagram in a reader of 100,000 conns, 1.0 now;
+// timed, the gain is small, docs/scale.md "Seventh round"). The conn stays 128 bytes.
 #[repr(C, align(64))]
 pub struct SharingRUdpConn {
     queue: Arc<RxQueue>,
