@@ -199,6 +199,12 @@ pub struct BenchArgs {
     pub queue_depth: Option<u32>,
     #[command(flatten)]
     pub ring: RingArgs,
+    /// Receive engine threads of every AF_PACKET relay of the run (`rawsock`, `rudp`), joined
+    /// in a PACKET_FANOUT hash group. With one, the relay thread shares the CPU of the thread
+    /// that opened it (--rx-cpu on the receiving side); with more, the relay threads may run on
+    /// --tx-cpu and --rx-cpu, where the scheduler puts them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub relay_threads: u32,
     /// CPU of the sending threads (namespace A).
     #[arg(long, default_value_t = 0)]
     pub tx_cpu: usize,
