@@ -267,7 +267,11 @@ impl Report {
             s,
             "AF_PACKET relays (rawsock, rudp): {} receive thread{} {}",
             self.relay_threads,
-            if self.relay_threads == 1 { "" } else { "s (fanout hash)" },
+            if self.relay_threads == 1 {
+                ""
+            } else {
+                "s (fanout hash)"
+            },
             if self.relay_cpus.is_empty() {
                 "on the CPU of the thread opening the relay".to_owned()
             } else {

@@ -95,7 +95,10 @@ fn two_relay_threads_both_deliver_what_the_veth_carried() {
     assert_eq!(datagrams, rx_total, "{r:#}");
     assert!(delivered >= datagrams, "{r:#}");
     assert!(offered >= delivered, "{r:#}");
-    assert!(veth_b >= offered, "the relay saw more than the veth carried: {r:#}");
+    assert!(
+        veth_b >= offered,
+        "the relay saw more than the veth carried: {r:#}"
+    );
     assert!(tx_total >= rx_total, "{r:#}");
     assert!(
         rx_total as f64 >= 0.98 * veth_b as f64,
