@@ -172,8 +172,9 @@ pub struct Measurement {
     /// CPU time during the window.
     pub cpu: Vec<CpuUsage>,
     /// Each measuring thread's CPU time during the window, in percent of one CPU: `sender`,
-    /// `reader` (the receiving thread) and the receiving AF_PACKET relay's receive threads
-    /// (`etherconn-rx0`, ...), from their `/proc` schedstat.
+    /// `reader` (the receiving thread), the receiving AF_PACKET relay's receive threads
+    /// (`etherconn-rx0`, ...) and the kernel's receive threads (`napi/...`, `ksoftirqd/N`),
+    /// from their `/proc` schedstat.
     pub thread_cpu_pct: BTreeMap<String, f64>,
     /// Kernel counters along the path that changed during the whole run, warm-up and drain
     /// included (veth ends, namespace B's UDP stack, per-CPU backlog drops).
@@ -314,6 +315,7 @@ impl Report {
                 let threads = r
                     .thread_cpu_pct
                     .iter()
+                    .filter(|(_, &v)| v >= 0.5)
                     .map(|(k, v)| format!("{} {v:.0}", k.trim_start_matches("etherconn-")))
                     .collect::<Vec<_>>()
                     .join(" ");

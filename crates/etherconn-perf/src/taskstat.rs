@@ -59,6 +59,30 @@ pub fn relay_threads_here() -> Vec<ThreadClock> {
     clocks
 }
 
+/// The clocks of the kernel threads that do receive work: veth NAPI threads (`napi/...`, in
+/// threaded mode) and each CPU's `ksoftirqd/N` (softirq work deferred from interrupt exit).
+/// Softirq work done on the way out of a system call is not here: it counts as the calling
+/// thread's time (the sender's, in default mode).
+pub fn kernel_rx_threads() -> Vec<ThreadClock> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut clocks: Vec<ThreadClock> = procs
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            p.file_name()?.to_str()?.parse::<u32>().ok()?;
+            let comm = std::fs::read_to_string(p.join("comm")).ok()?;
+            let comm = comm.trim();
+            (comm.starts_with("napi/") || comm.starts_with("ksoftirqd/")).then(|| ThreadClock {
+                name: comm.to_owned(),
+                path: p.join("schedstat"),
+            })
+        })
+        .collect();
+    clocks.sort_by(|a, b| a.name.cmp(&b.name));
+    clocks
+}
+
 /// Each clock's share of one CPU between two readings `window` apart, in percent (rounded to
 /// one decimal); clocks that could not be read twice are left out.
 pub fn usage_pct(

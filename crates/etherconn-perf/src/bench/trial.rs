@@ -97,7 +97,8 @@ pub(super) fn measure(
     if !threads.wait_until(start + Duration::from_secs_f64(args.warmup), |_| {})? {
         return Ok(None);
     }
-    let clocks = shared.clocks();
+    let mut clocks = shared.clocks();
+    clocks.extend(taskstat::kernel_rx_threads());
     let clocks0: Vec<_> = clocks.iter().map(ThreadClock::read).collect();
     let cpu0 = CpuSnapshot::take();
     let t0 = Instant::now();
