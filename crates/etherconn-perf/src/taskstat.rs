@@ -35,8 +35,20 @@ pub fn this_thread(name: &str) -> Option<ThreadClock> {
 
 /// The clocks of this process's relay receive threads (`etherconn-rx*`) in the calling
 /// thread's network namespace, by thread name: the receiving relay's threads, not the
-/// sending relay's (which run in the other namespace).
-pub fn relay_threads_here() -> Vec<ThreadClock> {
+/// sending relay's (which run in the other namespace). A new thread names itself once it
+/// runs, so this waits (up to 200 ms) until `expected` of them have their names.
+pub fn relay_threads_here(expected: usize) -> Vec<ThreadClock> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(200);
+    loop {
+        let found = named_relay_threads_here();
+        if found.len() >= expected || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn named_relay_threads_here() -> Vec<ThreadClock> {
     let Ok(own_ns) = std::fs::read_link("/proc/thread-self/ns/net") else {
         return Vec::new();
     };

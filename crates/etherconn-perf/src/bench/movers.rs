@@ -317,7 +317,11 @@ fn open_and_report(
             End::Sender => clocks.extend(taskstat::this_thread("sender")),
             End::Receiver => {
                 clocks.extend(taskstat::this_thread("reader"));
-                clocks.extend(taskstat::relay_threads_here());
+                let relay_threads = match backend {
+                    Backend::Rawsock | Backend::Rudp => cfg.relay_threads,
+                    _ => 0,
+                };
+                clocks.extend(taskstat::relay_threads_here(relay_threads));
             }
         }
     }
