@@ -205,6 +205,10 @@ pub struct BenchArgs {
     /// --tx-cpu and --rx-cpu, where the scheduler puts them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub relay_threads: u32,
+    /// CPUs the AF_PACKET relays' receive threads may run on (a comma list), instead of the
+    /// rule above: e.g. `--relay-threads 2 --relay-cpus 1` keeps both on the receiver's CPU.
+    #[arg(long, value_name = "C[,C..]", value_delimiter = ',')]
+    pub relay_cpus: Vec<usize>,
     /// CPU of the sending threads (namespace A).
     #[arg(long, default_value_t = 0)]
     pub tx_cpu: usize,

@@ -266,9 +266,16 @@ pub(super) fn measure(
     Ok(Some(m))
 }
 
-/// CPUs the AF_PACKET relays' receive threads may run on: with more than one thread, the
-/// sender's and the receiver's CPUs (one thread keeps the CPU of the thread opening it).
+/// CPUs the AF_PACKET relays' receive threads may run on: `--relay-cpus` when given, else
+/// with more than one thread the sender's and the receiver's CPUs (one thread keeps the CPU of
+/// the thread opening it).
 pub(super) fn relay_cpus(args: &BenchArgs) -> Vec<usize> {
+    if !args.relay_cpus.is_empty() {
+        let mut cpus = args.relay_cpus.clone();
+        cpus.sort_unstable();
+        cpus.dedup();
+        return cpus;
+    }
     if args.relay_threads <= 1 {
         return Vec::new();
     }
