@@ -241,7 +241,11 @@ fn check_cpus(a: &BenchArgs) -> Result<(), String> {
     } else {
         a.rx_cpu
     };
-    for (flag, cpu) in [("--tx-cpu", a.tx_cpu), ("--rx-cpu", rx_cpu)] {
+    let relay = a.relay_cpus.iter().map(|&c| ("--relay-cpus", c));
+    for (flag, cpu) in [("--tx-cpu", a.tx_cpu), ("--rx-cpu", rx_cpu)]
+        .into_iter()
+        .chain(relay)
+    {
         if !cpus.contains(&cpu) {
             return Err(format!(
                 "{flag} {cpu}: not a CPU this process may run on (it may run on {})",

@@ -199,6 +199,16 @@ pub struct BenchArgs {
     pub queue_depth: Option<u32>,
     #[command(flatten)]
     pub ring: RingArgs,
+    /// Receive engine threads of every AF_PACKET relay of the run (`rawsock`, `rudp`), joined
+    /// in a PACKET_FANOUT hash group. With one, the relay thread shares the CPU of the thread
+    /// that opened it (--rx-cpu on the receiving side); with more, the relay threads may run on
+    /// --tx-cpu and --rx-cpu, where the scheduler puts them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub relay_threads: u32,
+    /// CPUs the AF_PACKET relays' receive threads may run on (a comma list), instead of the
+    /// rule above: e.g. `--relay-threads 2 --relay-cpus 1` keeps both on the receiver's CPU.
+    #[arg(long, value_name = "C[,C..]", value_delimiter = ',')]
+    pub relay_cpus: Vec<usize>,
     /// CPU of the sending threads (namespace A).
     #[arg(long, default_value_t = 0)]
     pub tx_cpu: usize,

@@ -42,6 +42,8 @@ pub fn run(args: &EchoArgs) -> Result<Outcome> {
         tx_path: TxPath::Batch,
         pcap: args.pcap.clone(),
         ring: None,
+        relay_threads: 1,
+        relay_cpus: Vec::new(),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     {

@@ -26,6 +26,7 @@ use etherconn_udp::{NeighbourAddr, NeighbourConfig, Neighbours};
 use crate::addr::addr_offset;
 use crate::endpoint::{EndpointSet, Peer, ReadyConns, RxDatagram, TxSpec, BATCH, FRAME_ROOM};
 use crate::error::{Context, Failure, Result};
+use crate::sys;
 
 /// Time between two requests when resolving a peer, and the longest wait of one attempt.
 const RESOLVE_RETRY: Duration = Duration::from_millis(300);
@@ -64,6 +65,10 @@ pub struct L2UdpConfig {
     pub pcap: Option<PathBuf>,
     /// The AF_PACKET relay's receive ring; `None` for the relay's default.
     pub ring: Option<RingConfig>,
+    /// The AF_PACKET relay's receive threads (a PACKET_FANOUT group when more than one).
+    pub relay_threads: usize,
+    /// CPUs the AF_PACKET relay's receive threads may run on; empty: the opening thread's.
+    pub relay_cpus: Vec<usize>,
 }
 
 impl L2UdpConfig {
@@ -272,17 +277,26 @@ impl L2UdpEndpoints {
 }
 
 /// Opens an AF_PACKET relay for ARP, IPv4 and IPv6 on `ifname` (in the calling thread's
-/// network namespace; its receive thread inherits the calling thread's CPU pinning), with
-/// `cfg.ring` as its receive ring when given, capturing to `cfg.pcap` when given.
+/// network namespace), with `cfg.relay_threads` receive threads, `cfg.ring` as their receive
+/// ring when given, capturing to `cfg.pcap` when given. The receive threads inherit the calling
+/// thread's CPU pinning, or may run on `cfg.relay_cpus` when that is not empty.
 pub fn open_rawsock_relay(ifname: &str, cfg: &L2UdpConfig) -> Result<Arc<dyn PacketRelay>> {
-    let mut relay_cfg = RawSocketRelayConfig::default().ethertypes(&[
-        EtherType::ARP,
-        EtherType::IPV4,
-        EtherType::IPV6,
-    ]);
+    let mut relay_cfg = RawSocketRelayConfig::default()
+        .ethertypes(&[EtherType::ARP, EtherType::IPV4, EtherType::IPV6])
+        .threads(cfg.relay_threads.max(1));
     if let Some(ring) = &cfg.ring {
         relay_cfg.socket.ring = Some(ring.clone());
     }
+    // The relay's threads inherit the affinity of the thread that spawns them: widen it for
+    // the spawn, then put it back.
+    let own_cpus = if cfg.relay_cpus.is_empty() {
+        None
+    } else {
+        let own = sys::allowed_cpus().context(|| "cannot read this thread's CPUs")?;
+        sys::pin_current_thread_to(&cfg.relay_cpus)
+            .context(|| format!("cannot let this thread run on CPUs {:?}", cfg.relay_cpus))?;
+        Some(own)
+    };
     let relay = match cfg.pcap.as_deref() {
         None => RawSocketRelay::new(ifname, relay_cfg),
         Some(path) => {
@@ -290,6 +304,10 @@ pub fn open_rawsock_relay(ifname: &str, cfg: &L2UdpConfig) -> Result<Arc<dyn Pac
             RawSocketRelay::with_capture(ifname, relay_cfg, capture)
         }
     };
+    if let Some(own) = own_cpus {
+        sys::pin_current_thread_to(&own)
+            .context(|| format!("cannot pin this thread back to CPUs {own:?}"))?;
+    }
     let relay = relay.map_err(|e| Failure::new(format!("cannot open an AF_PACKET relay: {e}")))?;
     Ok(relay)
 }

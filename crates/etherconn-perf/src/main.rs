@@ -31,6 +31,7 @@ mod rudp;
 mod scale;
 mod send;
 mod sys;
+mod taskstat;
 mod testbed;
 #[cfg(feature = "xdp")]
 mod xdp;

@@ -171,6 +171,11 @@ pub struct Measurement {
     pub tx_errors: u64,
     /// CPU time during the window.
     pub cpu: Vec<CpuUsage>,
+    /// Each measuring thread's CPU time during the window, in percent of one CPU: `sender`,
+    /// `reader` (the receiving thread), the receiving AF_PACKET relay's receive threads
+    /// (`etherconn-rx0`, ...) and the kernel's receive threads (`napi/...`, `ksoftirqd/N`),
+    /// from their `/proc` schedstat.
+    pub thread_cpu_pct: BTreeMap<String, f64>,
     /// Kernel counters along the path that changed during the whole run, warm-up and drain
     /// included (veth ends, namespace B's UDP stack, per-CPU backlog drops).
     pub path_counters: BTreeMap<String, u64>,
@@ -194,6 +199,10 @@ pub struct Report {
     pub tx_cpu: usize,
     /// CPU of the receivers.
     pub rx_cpu: usize,
+    /// Receive threads of every AF_PACKET relay (`--relay-threads`).
+    pub relay_threads: u32,
+    /// CPUs those threads may run on; empty: the CPU of the thread that opened the relay.
+    pub relay_cpus: Vec<usize>,
     /// Seconds per measurement window.
     pub seconds: f64,
     /// Runs per measurement (the median is reported).
@@ -257,6 +266,28 @@ impl Report {
         );
         let _ = writeln!(
             s,
+            "AF_PACKET relays (rawsock, rudp): {} receive thread{} {}",
+            self.relay_threads,
+            if self.relay_threads == 1 {
+                ""
+            } else {
+                "s (fanout hash)"
+            },
+            if self.relay_cpus.is_empty() {
+                "on the CPU of the thread opening the relay".to_owned()
+            } else {
+                format!(
+                    "free to run on CPUs {}",
+                    self.relay_cpus
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            }
+        );
+        let _ = writeln!(
+            s,
             "{:<12} {:>7} {:>7} {:>9} {:>11} {:>11} {:>9} {:>7} {:>8} {:>14}  note",
             "backend",
             "vlans",
@@ -280,6 +311,21 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(" ");
             let mut note = r.note.clone();
+            if !r.thread_cpu_pct.is_empty() {
+                let threads = r
+                    .thread_cpu_pct
+                    .iter()
+                    .filter(|(_, &v)| v >= 0.5)
+                    .map(|(k, v)| format!("{} {v:.0}", k.trim_start_matches("etherconn-")))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let threads = format!("thread cpu %: {threads}");
+                note = if note.is_empty() {
+                    threads
+                } else {
+                    format!("{threads}; {note}")
+                };
+            }
             if r.rx_pps_runs.len() > 1 {
                 let runs = r
                     .rx_pps_runs

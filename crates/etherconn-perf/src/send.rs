@@ -108,6 +108,8 @@ pub fn run(args: &SendArgs) -> Result<Outcome> {
         tx_path: args.tx_path,
         pcap: args.pcap.clone(),
         ring: None,
+        relay_threads: 1,
+        relay_cpus: Vec::new(),
     };
     let mut set = L2UdpEndpoints::open_rawsock(&args.iface, &cfg)?;
     let proto = if args.dst.is_ipv4() {

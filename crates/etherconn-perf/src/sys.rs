@@ -109,7 +109,13 @@ pub fn live_heap_bytes() -> isize {
 /// Pins the calling thread (only it) to CPU `cpu`. Threads it spawns afterwards inherit the
 /// pinning, which is how a relay's receive thread lands on the receiver's CPU.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
+    pin_current_thread_to(&[cpu])
+}
+
+/// Lets the calling thread (only it) run on the CPUs `cpus` and no others; threads it spawns
+/// afterwards inherit the set.
+pub fn pin_current_thread_to(cpus: &[usize]) -> io::Result<()> {
+    if let Some(&cpu) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("CPU {cpu} is out of range"),
@@ -117,8 +123,10 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     }
     // SAFETY: cpu_set_t is a plain bit array; all zeros is the empty set.
     let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so the bit is inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` is below CPU_SETSIZE (checked above), so the bit is inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: pid 0 names the calling thread; the size and pointer describe `set`, which the
     // kernel only reads.
     let rc = unsafe { libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) };

@@ -79,6 +79,8 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
         .to_owned(),
         tx_cpu: args.tx_cpu,
         rx_cpu: args.rx_cpu,
+        relay_threads: args.relay_threads,
+        relay_cpus: trial::relay_cpus(&args),
         seconds: args.seconds,
         repeat: args.repeat,
         rate_pps: args.rate,

@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use etherconn_core::wire::MacAddr;
@@ -19,6 +19,7 @@ use crate::l2udp::{L2UdpConfig, L2UdpEndpoints};
 use crate::payload::{self, Checker};
 use crate::rudp::{PeerRange, RUdpEndpoints};
 use crate::sys;
+use crate::taskstat::{self, ThreadClock};
 
 /// How long a receiver waits for a datagram before it looks at its stop flag again.
 const RX_WAIT: Duration = Duration::from_millis(20);
@@ -41,9 +42,20 @@ pub(super) struct Shared {
     pub(super) tx: AtomicU64,
     /// Datagrams received so far.
     pub(super) rx: AtomicU64,
+    /// CPU clocks of the sending thread, the reader and the receiving relay's threads, set
+    /// before each says it is ready.
+    pub(super) clocks: Mutex<Vec<ThreadClock>>,
 }
 
 impl Shared {
+    /// The threads' clocks so far.
+    pub(super) fn clocks(&self) -> Vec<ThreadClock> {
+        self.clocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     pub(super) fn stop_all(&self) {
         self.stop_tx.store(true, Ordering::SeqCst);
         self.stop_rx.store(true, Ordering::SeqCst);
@@ -85,7 +97,7 @@ pub(super) fn receiver(
     shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<RxReport, String> {
-    let mut set = open_and_report(case.backend, End::Receiver, ifname, cfg, cpu, ready)?;
+    let mut set = open_and_report(case.backend, End::Receiver, ifname, cfg, cpu, shared, ready)?;
     let mut checker = Checker::new(set.endpoint_count(), case.payload);
     let tags: Vec<u16> = cfg.vlans.iter().map(|t| t.id.get()).collect();
     let want_tags = if case.backend == Backend::Kernel {
@@ -135,7 +147,7 @@ pub(super) fn sender(
     shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<TxReport, String> {
-    let mut set = open_and_report(case.backend, End::Sender, ifname, cfg, cpu, ready)?;
+    let mut set = open_and_report(case.backend, End::Sender, ifname, cfg, cpu, shared, ready)?;
     let count = set.endpoint_count();
     // Destinations for endpoint i, repeated so that any BATCH consecutive specs are a slice.
     let specs: Vec<TxSpec> = (0..count + BATCH)
@@ -287,16 +299,32 @@ impl End {
     }
 }
 
-/// [`open_set`], then tells the coordinating thread whether it worked.
+/// [`open_set`], then notes the CPU clocks of this thread (and, receiving, of the relay's
+/// receive threads) in `shared` and tells the coordinating thread whether it worked.
 fn open_and_report(
     backend: Backend,
     end: End,
     ifname: &str,
     cfg: &L2UdpConfig,
     cpu: usize,
+    shared: &Shared,
     ready: &Ready,
 ) -> std::result::Result<Box<dyn EndpointSet>, String> {
     let opened = open_set(backend, end, ifname, cfg, cpu);
+    if opened.is_ok() {
+        let mut clocks = shared.clocks.lock().unwrap_or_else(PoisonError::into_inner);
+        match end {
+            End::Sender => clocks.extend(taskstat::this_thread("sender")),
+            End::Receiver => {
+                clocks.extend(taskstat::this_thread("reader"));
+                let relay_threads = match backend {
+                    Backend::Rawsock | Backend::Rudp => cfg.relay_threads,
+                    _ => 0,
+                };
+                clocks.extend(taskstat::relay_threads_here(relay_threads));
+            }
+        }
+    }
     let _ = ready.send(opened.as_ref().map(|_| ()).map_err(Clone::clone));
     opened
 }

@@ -20,6 +20,7 @@ use crate::kstats::PathCounters;
 use crate::l2udp::L2UdpConfig;
 use crate::report::{CpuSnapshot, Measurement};
 use crate::sys;
+use crate::taskstat::{self, ThreadClock};
 
 /// Runs one measurement; `None` when a signal stopped it.
 pub(super) fn measure(
@@ -57,6 +58,8 @@ pub(super) fn measure(
         tx_path: args.tx_path,
         pcap,
         ring: args.ring.config(),
+        relay_threads: args.relay_threads as usize,
+        relay_cpus: relay_cpus(args),
     };
     // The receiving relay captures: the rate measured is the receive rate.
     let rx_pcap = args.pcap.clone().filter(|_| case.capture);
@@ -94,6 +97,9 @@ pub(super) fn measure(
     if !threads.wait_until(start + Duration::from_secs_f64(args.warmup), |_| {})? {
         return Ok(None);
     }
+    let mut clocks = shared.clocks();
+    clocks.extend(taskstat::kernel_rx_threads());
+    let clocks0: Vec<_> = clocks.iter().map(ThreadClock::read).collect();
     let cpu0 = CpuSnapshot::take();
     let t0 = Instant::now();
     let (tx0, rx0) = (
@@ -128,6 +134,7 @@ pub(super) fn measure(
         shared.rx.load(Ordering::Relaxed),
     );
     let cpu1 = CpuSnapshot::take();
+    let clocks1: Vec<_> = clocks.iter().map(ThreadClock::read).collect();
 
     shared.stop_tx.store(true, Ordering::SeqCst);
     let tx_report = threads.join_tx()?;
@@ -148,6 +155,7 @@ pub(super) fn measure(
     let path = path0.delta(&PathCounters::take(tb));
 
     let seconds = t1.duration_since(t0).as_secs_f64();
+    let thread_cpu = taskstat::usage_pct(&clocks, &clocks0, &clocks1, t1.duration_since(t0));
     let tx_total = shared.tx.load(Ordering::Relaxed);
     let rx_total = shared.rx.load(Ordering::Relaxed);
     let frame_bytes = wire_len(vlans.len(), case.payload);
@@ -243,6 +251,7 @@ pub(super) fn measure(
         bad_payload: rx_report.checker.bad,
         tx_errors: tx_report.errors,
         cpu: cpu0.usage_until(&cpu1),
+        thread_cpu_pct: thread_cpu.into_iter().collect(),
         path_counters: path,
         tx_counters: tx_report.counters.into_iter().collect(),
         rx_counters: rxc,
@@ -255,6 +264,25 @@ pub(super) fn measure(
         m.loss * 100.0
     ));
     Ok(Some(m))
+}
+
+/// CPUs the AF_PACKET relays' receive threads may run on: `--relay-cpus` when given, else
+/// with more than one thread the sender's and the receiver's CPUs (one thread keeps the CPU of
+/// the thread opening it).
+pub(super) fn relay_cpus(args: &BenchArgs) -> Vec<usize> {
+    if !args.relay_cpus.is_empty() {
+        let mut cpus = args.relay_cpus.clone();
+        cpus.sort_unstable();
+        cpus.dedup();
+        return cpus;
+    }
+    if args.relay_threads <= 1 {
+        return Vec::new();
+    }
+    let mut cpus = vec![args.tx_cpu, args.rx_cpu];
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
 }
 
 /// The two threads of a measurement; dropping it stops and joins whatever is still running,
