@@ -162,14 +162,16 @@ pub(super) type GroupMap = HashMap<GroupKey, Vec<Arc<ConnEntry>>, RandomState>;
 /// The conns of one relay, by key: the exact keys in shards, the default conn and the
 /// receive-multicast groups, each behind its own lock.
 ///
-/// Every lock here is a [`ShardedLock`]: a read lock writes only the calling thread's own
-/// (padded) lock word, where a plain `RwLock`'s read lock writes the one word every reader
-/// shares. Relay threads read-lock most of the 64 shards for every batch of 32 frames, and
+/// Every lock here is a [`ShardedLock`]: 8 reader-writer locks on their own cache lines, of
+/// which a read lock takes the one a process-wide thread index picks (mod 8), where a plain
+/// `RwLock`'s read lock writes the one word every reader shares. Two relay threads share a
+/// lock word only when their indices are equal mod 8 (more than 8 threads reading
+/// `ShardedLock`s in the process, or an unlucky reuse of indices). Relay threads read-lock most of the 64 shards for every batch of 32 frames, and
 /// with two of them delivering at once (a fanout by flow puts any endpoint on either thread)
 /// that one word's line went back and forth between their cores on every lock: two threads
 /// delivered 1.47x what one did, against 1.68-1.73x with per-thread lock words (the dispatch
 /// bench, `hash` split, 1,000 endpoints; docs/performance.md). Writers, who register and
-/// remove conns, lock every thread's word in turn instead of one.
+/// remove conns, take all 8 in turn instead of one.
 #[derive(Debug)]
 pub(super) struct KeyTable {
     shards: Vec<Shard>,
