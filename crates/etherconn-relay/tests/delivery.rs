@@ -244,13 +244,21 @@ fn a_dropped_batch_delivers_what_it_holds() {
     assert_eq!(w.drain()[0], vec![f]);
 }
 
-/// Two relay threads whose batches meet the same shards in opposite orders, while two threads
+/// Relay threads whose batches meet the same shards in opposite orders, while two threads
 /// register and remove keys in those shards: batches must take their locks in one global order,
 /// or each relay thread can hold a shard the other waits for behind a queued writer (found by
-/// review; std's `RwLock` blocks new readers while a writer waits).
+/// review; std's `RwLock`, also each of the 8 inside a shard's `ShardedLock`, blocks new
+/// readers while a writer waits).
+///
+/// A `ShardedLock` read takes the one of its 8 locks that the thread's process-wide index picks
+/// (mod 8), so two threads can only wait on each other this way when their indices are equal
+/// mod 8. Eight threads deliver in ascending key order and then eight, started once the first
+/// eight have taken their indices, in descending order: the later eight take consecutive
+/// indices, so each index mod 8 belongs to one of them, and every ascending thread shares its
+/// locks with one descending thread.
 #[test]
 fn batches_and_registrations_on_many_threads_do_not_deadlock() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     let d = Dispatcher::new(DispatcherConfig::default());
     let et = EtherType(0x88b5);
@@ -273,22 +281,37 @@ fn batches_and_registrations_on_many_threads_do_not_deadlock() {
     let down: Vec<Vec<u8>> = (1..=32).rev().map(frame).collect();
     let stop = AtomicBool::new(false);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    const PER_ORDER: usize = 8;
+    let started = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for frames in [&up, &down] {
-            let (d, stop, done, entries) = (&d, &stop, done_tx.clone(), &entries);
-            s.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut b = d.delivery();
-                    for f in frames {
-                        b.push(f, None, false);
+            // The descending threads start once every ascending one has delivered (and so
+            // taken its lock index).
+            while started.load(Ordering::Acquire) < PER_ORDER && std::ptr::eq(frames, &down) {
+                std::thread::yield_now();
+            }
+            for _ in 0..PER_ORDER {
+                let (d, stop, done, entries, started) =
+                    (&d, &stop, done_tx.clone(), &entries, &started);
+                s.spawn(move || {
+                    let mut first = true;
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut b = d.delivery();
+                        for f in frames {
+                            b.push(f, None, false);
+                        }
+                        drop(b);
+                        if first {
+                            started.fetch_add(1, Ordering::Release);
+                            first = false;
+                        }
+                        for e in entries {
+                            while e.queue.pop(Some(Duration::ZERO)).is_ok() {}
+                        }
                     }
-                    drop(b);
-                    for e in entries {
-                        while e.queue.pop(Some(Duration::ZERO)).is_ok() {}
-                    }
-                }
-                drop(done);
-            });
+                    drop(done);
+                });
+            }
         }
         for w in 0..2u8 {
             let (d, stop, done) = (&d, &stop, done_tx.clone());
