@@ -71,11 +71,18 @@ fn named_relay_threads_here() -> Vec<ThreadClock> {
     clocks
 }
 
-/// The clocks of the kernel threads that do receive work: veth NAPI threads (`napi/...`, in
-/// threaded mode) and each CPU's `ksoftirqd/N` (softirq work deferred from interrupt exit).
-/// Softirq work done on the way out of a system call is not here: it counts as the calling
-/// thread's time (the sender's, in default mode).
-pub fn kernel_rx_threads() -> Vec<ThreadClock> {
+/// The clocks of the kernel threads that do receive work: the NAPI threads of the interfaces
+/// `ifnames` (`napi/<ifname>-<id>`, in threaded mode; other interfaces' are another test's)
+/// and each CPU's `ksoftirqd/N` (softirq work deferred from interrupt exit, whoever it is
+/// for). Softirq work done on the way out of a system call is not here: it counts as the
+/// calling thread's time (the sender's, in default mode).
+pub fn kernel_rx_threads(ifnames: &[&str]) -> Vec<ThreadClock> {
+    let napi: Vec<String> = ifnames.iter().map(|i| format!("napi/{i}-")).collect();
+    // Kernels before 6.x cut thread names at 15 bytes.
+    let ours = |comm: &str| {
+        napi.iter()
+            .any(|w| comm.starts_with(w.as_str()) || (comm.len() == 15 && w.starts_with(comm)))
+    };
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -85,7 +92,7 @@ pub fn kernel_rx_threads() -> Vec<ThreadClock> {
             p.file_name()?.to_str()?.parse::<u32>().ok()?;
             let comm = std::fs::read_to_string(p.join("comm")).ok()?;
             let comm = comm.trim();
-            (comm.starts_with("napi/") || comm.starts_with("ksoftirqd/")).then(|| ThreadClock {
+            (ours(comm) || comm.starts_with("ksoftirqd/")).then(|| ThreadClock {
                 name: comm.to_owned(),
                 path: p.join("schedstat"),
             })

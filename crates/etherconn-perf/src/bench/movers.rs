@@ -321,7 +321,15 @@ fn open_and_report(
                     Backend::Rawsock | Backend::Rudp => cfg.relay_threads,
                     _ => 0,
                 };
-                clocks.extend(taskstat::relay_threads_here(relay_threads));
+                let found = taskstat::relay_threads_here(relay_threads);
+                if found.len() < relay_threads {
+                    eprintln!(
+                        "warning: found {} of the relay's {relay_threads} receive threads; the \
+                         missing ones are left out of thread cpu %",
+                        found.len()
+                    );
+                }
+                clocks.extend(found);
             }
         }
     }

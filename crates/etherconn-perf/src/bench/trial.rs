@@ -98,7 +98,7 @@ pub(super) fn measure(
         return Ok(None);
     }
     let mut clocks = shared.clocks();
-    clocks.extend(taskstat::kernel_rx_threads());
+    clocks.extend(taskstat::kernel_rx_threads(&[&tb.a_if, &tb.b_if]));
     let clocks0: Vec<_> = clocks.iter().map(ThreadClock::read).collect();
     let cpu0 = CpuSnapshot::take();
     let t0 = Instant::now();
