@@ -17,34 +17,10 @@ use serde_json::Value;
 
 mod common;
 
-use common::{find, stdout_json, text, BIN};
+use common::{find, run_bench, text, BIN};
 
 /// The tests load both CPUs; one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `etherconn-perf args...` to completion, asserting it succeeded and left no namespace.
-fn run_bench(args: &[&str]) -> (Value, Output) {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etherconn-perf");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("wait for etherconn-perf");
-    assert!(
-        out.status.success(),
-        "etherconn-perf {args:?} failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    assert_eq!(
-        leftover_namespaces(&format!("ecperf-{pid}-")),
-        Vec::<String>::new(),
-        "bench left namespaces behind"
-    );
-    (stdout_json(&out), out)
-}
 
 fn result<'a>(json: &'a Value, backend: &str) -> &'a Value {
     find(json, "results", "backend", backend)

@@ -2,14 +2,12 @@
 //! fanout group, both of them take a share of the frames, and every datagram the receiver
 //! counts is one the kernel's veth carried to it.
 
-use std::process::{Command, Stdio};
-
-use etherconn_testbed::{leftover_namespaces, require_root};
+use etherconn_testbed::require_root;
 use serde_json::Value;
 
 mod common;
 
-use common::{find, stdout_json, text, BIN};
+use common::{find, run_bench, text};
 
 fn count(v: &Value, section: &str, key: &str) -> u64 {
     v[section][key]
@@ -40,25 +38,7 @@ fn two_relay_threads_both_deliver_what_the_veth_carried() {
         "0.3",
         "--json",
     ];
-    let child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run etherconn-perf");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("wait for etherconn-perf");
-    assert!(
-        out.status.success(),
-        "etherconn-perf {args:?} failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    assert_eq!(
-        leftover_namespaces(&format!("ecperf-{pid}-")),
-        Vec::<String>::new()
-    );
-    let json = stdout_json(&out);
+    let (json, out) = run_bench(&args);
     assert_eq!(json["relay_threads"], 2);
     assert!(text(&out.stderr).contains("2 receive threads (fanout hash)"));
     let r = find(&json, "results", "backend", "rawsock");
