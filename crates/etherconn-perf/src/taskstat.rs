@@ -71,28 +71,22 @@ fn named_relay_threads_here() -> Vec<ThreadClock> {
     clocks
 }
 
-/// The clocks of the kernel threads that do receive work: the NAPI threads of the interfaces
-/// `ifnames` (`napi/<ifname>-<id>`, in threaded mode; other interfaces' are another test's)
-/// and each CPU's `ksoftirqd/N` (softirq work deferred from interrupt exit, whoever it is
-/// for). Softirq work done on the way out of a system call is not here: it counts as the
-/// calling thread's time (the sender's, in default mode).
-pub fn kernel_rx_threads(ifnames: &[&str]) -> Vec<ThreadClock> {
-    let napi: Vec<String> = ifnames.iter().map(|i| format!("napi/{i}-")).collect();
-    // Kernels before 6.x cut thread names at 15 bytes.
-    let ours = |comm: &str| {
-        napi.iter()
-            .any(|w| comm.starts_with(w.as_str()) || (comm.len() == 15 && w.starts_with(comm)))
-    };
+/// The clocks of the kernel threads that do receive work: the NAPI threads `napi_pids` (the
+/// testbed's, in threaded mode: `Testbed::napi_threads`) and each CPU's `ksoftirqd/N`
+/// (softirq work deferred from interrupt exit, whoever it is for). Softirq work done on the
+/// way out of a system call is not here: it counts as the calling thread's time (the
+/// sender's, in default mode).
+pub fn kernel_rx_threads(napi_pids: &[u32]) -> Vec<ThreadClock> {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let mut clocks: Vec<ThreadClock> = procs
         .filter_map(|e| {
             let p = e.ok()?.path();
-            p.file_name()?.to_str()?.parse::<u32>().ok()?;
+            let pid = p.file_name()?.to_str()?.parse::<u32>().ok()?;
             let comm = std::fs::read_to_string(p.join("comm")).ok()?;
             let comm = comm.trim();
-            (ours(comm) || comm.starts_with("ksoftirqd/")).then(|| ThreadClock {
+            (napi_pids.contains(&pid) || comm.starts_with("ksoftirqd/")).then(|| ThreadClock {
                 name: comm.to_owned(),
                 path: p.join("schedstat"),
             })

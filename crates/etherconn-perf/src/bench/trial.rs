@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use etherconn_core::wire::VlanTag;
-use etherconn_testbed::Testbed;
+use etherconn_testbed::{Side, Testbed};
 
 use super::movers::{receiver, sender, RxReport, Shared, TxReport};
 use super::plan::{Backend, Case, DST_PORT, RX_IP, RX_MAC, SRC_PORT, TX_IP, TX_MAC};
@@ -98,7 +98,12 @@ pub(super) fn measure(
         return Ok(None);
     }
     let mut clocks = shared.clocks();
-    clocks.extend(taskstat::kernel_rx_threads(&[&tb.a_if, &tb.b_if]));
+    // This testbed's NAPI threads only (none unless threaded); another test's are not ours.
+    let napi: Vec<u32> = [Side::A, Side::B]
+        .into_iter()
+        .flat_map(|side| tb.napi_threads(side).unwrap_or_default())
+        .collect();
+    clocks.extend(taskstat::kernel_rx_threads(&napi));
     let clocks0: Vec<_> = clocks.iter().map(ThreadClock::read).collect();
     let cpu0 = CpuSnapshot::take();
     let t0 = Instant::now();
