@@ -15,11 +15,16 @@ pub struct ThreadClock {
 impl ThreadClock {
     /// The CPU time the thread has run so far; `None` once it has ended.
     pub fn read(&self) -> Option<Duration> {
-        let s = std::fs::read_to_string(&self.path).ok()?;
-        Some(Duration::from_nanos(
-            s.split_whitespace().next()?.parse().ok()?,
-        ))
+        schedstat(&self.path)
     }
+}
+
+/// CPU time of the thread whose `schedstat` file is `path` (its first field, in ns).
+pub fn schedstat(path: impl AsRef<Path>) -> Option<Duration> {
+    let s = std::fs::read_to_string(path).ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
 }
 
 /// The calling thread's clock, named `name`.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::taskstat::schedstat;
+
 /// The process's resident set (`VmRSS`), when `/proc` has it.
 pub fn rss_bytes() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -14,14 +16,6 @@ pub fn rss_bytes() -> Option<usize> {
 /// CPU time the calling thread has run (`/proc/thread-self/schedstat`), when available.
 pub fn thread_cpu() -> Option<Duration> {
     schedstat("/proc/thread-self/schedstat")
-}
-
-/// CPU time of the thread whose `schedstat` file is `path`.
-pub fn schedstat(path: &str) -> Option<Duration> {
-    let s = std::fs::read_to_string(path).ok()?;
-    Some(Duration::from_nanos(
-        s.split_whitespace().next()?.parse().ok()?,
-    ))
 }
 
 /// The `schedstat` file of this process's relay receive thread (`etherconn-rx0`), for

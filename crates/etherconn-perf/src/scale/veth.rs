@@ -13,8 +13,9 @@ use etherconn_testbed::Testbed;
 
 use super::dispatch::{frames, relay_drops, shuffled, Frames, FRAME_SET, WINDOW};
 use super::fleet::{register, Fleet, Layout};
-use super::procfs::{relay_thread_stat, schedstat};
+use super::procfs::relay_thread_stat;
 use crate::error::Result;
+use crate::taskstat::schedstat;
 
 /// Start of the names of the testbed's namespaces (then the pid).
 pub const NETNS_PREFIX: &str = "ecscale-";
